@@ -1,0 +1,394 @@
+import type { CheckStatus, ServiceInstance } from '../shared/model.js';
+import {
+  topics,
+  type CatalogStore,
+  type ChangeEvent,
+  type CheckView,
+  type InstanceView,
+  type NodeRegistration,
+  type NodeView,
+  type Topic,
+} from './catalog.js';
+import { worstStatus } from './check-status.js';
+
+interface InstanceState {
+  /** Service definition without checks, to tell a real change from a re-send. */
+  definitionKey: string;
+  checkKeys: string[];
+  createIndex: number;
+  modifyIndex: number;
+  checkIndexes: number[];
+  view: InstanceView;
+}
+
+interface NodeState {
+  reg: NodeRegistration;
+  regKey: string;
+  connected: boolean;
+  connectedOutput: string;
+  lastSeen: number;
+  createIndex: number;
+  modifyIndex: number;
+  serfModifyIndex: number;
+  view: NodeView;
+  services: Map<string, InstanceState>;
+}
+
+export interface MemoryStoreOptions {
+  /**
+   * First index. Defaults to the clock in ms so that an aggregator restarted later never
+   * serves an index below one it served before (blocking clients would otherwise stall).
+   */
+  startIndex?: number;
+  now?: () => number;
+}
+
+const SERF_ALIVE = 'Agent alive and reachable';
+const SERF_DEAD = 'Agent not live or unreachable';
+
+/**
+ * The in-memory catalog: one node per agent, one change index, per-topic indexes so a
+ * change wakes only the watchers of what it touched. Views are immutable snapshots rebuilt
+ * on change, so readers never see a half-applied update.
+ */
+export class MemoryStore implements CatalogStore {
+  #index: number;
+  readonly #startIndex: number;
+  readonly #now: () => number;
+  readonly #topicIndex = new Map<Topic, number>();
+  readonly #nodes = new Map<string, NodeState>();
+  /** lower-case service name → instances keyed by `<node>\0<serviceId>`. */
+  readonly #byService = new Map<string, Map<string, InstanceView>>();
+  readonly #sortedInstances = new Map<string, readonly InstanceView[]>();
+  #sortedNodes: readonly NodeView[] | undefined;
+  #serviceNames: ReadonlyMap<string, readonly string[]> | undefined;
+  readonly #waiters = new Map<Topic, Set<() => void>>();
+  readonly #listeners = new Set<(change: ChangeEvent) => void>();
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#startIndex = Math.max(1, options.startIndex ?? this.#now());
+    this.#index = this.#startIndex;
+  }
+
+  get index(): number {
+    return this.#index;
+  }
+
+  topicIndex(topic: Topic): number {
+    return this.#topicIndex.get(topic) ?? this.#startIndex;
+  }
+
+  serviceNames(): ReadonlyMap<string, readonly string[]> {
+    this.#serviceNames ??= this.#buildServiceNames();
+    return this.#serviceNames;
+  }
+
+  instances(name: string): readonly InstanceView[] {
+    const key = name.toLowerCase();
+    let sorted = this.#sortedInstances.get(key);
+    if (!sorted) {
+      sorted = [...(this.#byService.get(key)?.values() ?? [])].sort(compareInstances);
+      this.#sortedInstances.set(key, sorted);
+    }
+    return sorted;
+  }
+
+  nodes(): readonly NodeView[] {
+    this.#sortedNodes ??= [...this.#nodes.values()]
+      .map((n) => n.view)
+      .sort((a, b) => compareStrings(a.name, b.name));
+    return this.#sortedNodes;
+  }
+
+  node(name: string): NodeView | undefined {
+    return this.#nodes.get(name)?.view;
+  }
+
+  nodeInstances(name: string): readonly InstanceView[] {
+    const node = this.#nodes.get(name);
+    if (!node) return [];
+    return [...node.services.values()]
+      .map((s) => s.view)
+      .sort((a, b) => compareStrings(a.service.id, b.service.id));
+  }
+
+  waitForChange(watch: readonly Topic[], index: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted || watch.some((t) => this.topicIndex(t) > index)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        for (const t of watch) this.#waiters.get(t)?.delete(wake);
+        signal.removeEventListener('abort', wake);
+        resolve();
+      };
+      for (const t of watch) {
+        let set = this.#waiters.get(t);
+        if (!set) this.#waiters.set(t, (set = new Set()));
+        set.add(wake);
+      }
+      signal.addEventListener('abort', wake, { once: true });
+    });
+  }
+
+  onChange(listener: (change: ChangeEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  replaceNode(reg: NodeRegistration, services: readonly ServiceInstance[]): void {
+    const index = this.#nextIndex();
+    const touched = new Set<Topic>();
+    const node = this.#upsertNode(reg, index, touched);
+    const keep = new Set(services.map((s) => s.id));
+    for (const id of [...node.services.keys()]) {
+      if (!keep.has(id)) this.#removeInstance(node, id, touched);
+    }
+    for (const s of services) this.#upsertInstance(node, s, index, touched);
+    this.#commit(index, touched);
+  }
+
+  updateServices(nodeName: string, upsert: readonly ServiceInstance[], remove: readonly string[]): void {
+    const node = this.#nodes.get(nodeName);
+    if (!node) throw new Error(`unknown node ${nodeName}`);
+    const index = this.#nextIndex();
+    const touched = new Set<Topic>();
+    for (const id of remove) this.#removeInstance(node, id, touched);
+    for (const s of upsert) this.#upsertInstance(node, s, index, touched);
+    this.#commit(index, touched);
+  }
+
+  setConnected(nodeName: string, connected: boolean, output?: string): void {
+    const node = this.#nodes.get(nodeName);
+    if (!node) return;
+    node.lastSeen = this.#now();
+    const text = output ?? (connected ? SERF_ALIVE : SERF_DEAD);
+    if (node.connected === connected && node.connectedOutput === text) return;
+    const index = this.#nextIndex();
+    node.connected = connected;
+    node.connectedOutput = text;
+    node.serfModifyIndex = index;
+    const touched = new Set<Topic>([topics.checks]);
+    this.#rebuildNode(node, touched);
+    this.#commit(index, touched);
+  }
+
+  touch(nodeName: string): void {
+    const node = this.#nodes.get(nodeName);
+    if (node) node.view.lastSeen = node.lastSeen = this.#now();
+  }
+
+  removeNode(nodeName: string): void {
+    const node = this.#nodes.get(nodeName);
+    if (!node) return;
+    const index = this.#nextIndex();
+    const touched = new Set<Topic>([topics.nodes, topics.node(nodeName), topics.checks]);
+    for (const id of [...node.services.keys()]) this.#removeInstance(node, id, touched);
+    this.#nodes.delete(nodeName);
+    this.#sortedNodes = undefined;
+    this.#commit(index, touched);
+  }
+
+  #nextIndex(): number {
+    return Math.max(this.#index + 1, this.#now());
+  }
+
+  #commit(index: number, touched: Set<Topic>): void {
+    if (touched.size === 0) return;
+    this.#index = index;
+    for (const t of touched) {
+      this.#topicIndex.set(t, index);
+      if (t.startsWith('service/')) this.#sortedInstances.delete(t.slice('service/'.length));
+      if (t === topics.services) this.#serviceNames = undefined;
+      const waiters = this.#waiters.get(t);
+      if (waiters) {
+        this.#waiters.delete(t);
+        for (const wake of waiters) wake();
+      }
+    }
+    const change: ChangeEvent = { index, topics: [...touched] };
+    for (const listener of this.#listeners) listener(change);
+  }
+
+  #upsertNode(reg: NodeRegistration, index: number, touched: Set<Topic>): NodeState {
+    const regKey = JSON.stringify(reg);
+    const existing = this.#nodes.get(reg.name);
+    if (existing && existing.regKey === regKey) return existing;
+    const node: NodeState = existing ?? {
+      reg,
+      regKey,
+      connected: true,
+      connectedOutput: SERF_ALIVE,
+      lastSeen: this.#now(),
+      createIndex: index,
+      modifyIndex: index,
+      serfModifyIndex: index,
+      view: undefined as unknown as NodeView,
+      services: new Map(),
+    };
+    node.reg = reg;
+    node.regKey = regKey;
+    node.modifyIndex = index;
+    this.#nodes.set(reg.name, node);
+    touched.add(topics.nodes);
+    if (!existing) touched.add(topics.checks);
+    this.#rebuildNode(node, touched);
+    return node;
+  }
+
+  /** Replaces the node view and every instance view that embeds it. */
+  #rebuildNode(node: NodeState, touched: Set<Topic>): void {
+    node.view = buildNodeView(node);
+    this.#sortedNodes = undefined;
+    touched.add(topics.node(node.reg.name));
+    for (const inst of node.services.values()) {
+      this.#setInstanceView(node, inst, inst.view.service, touched);
+    }
+  }
+
+  #upsertInstance(node: NodeState, service: ServiceInstance, index: number, touched: Set<Topic>): void {
+    const { checks, ...definition } = service;
+    const definitionKey = JSON.stringify(definition);
+    const checkKeys = checks.map((c) => JSON.stringify(c));
+    const prev = node.services.get(service.id);
+    if (prev && prev.definitionKey === definitionKey && sameKeys(prev.checkKeys, checkKeys)) return;
+    if (prev && prev.view.service.name.toLowerCase() !== service.name.toLowerCase()) {
+      this.#removeInstance(node, service.id, touched);
+      return this.#upsertInstance(node, service, index, touched);
+    }
+    const state: InstanceState = prev ?? {
+      definitionKey,
+      checkKeys,
+      createIndex: index,
+      modifyIndex: index,
+      checkIndexes: [],
+      view: undefined as unknown as InstanceView,
+    };
+    if (!prev || prev.definitionKey !== definitionKey) {
+      state.modifyIndex = index;
+      touched.add(topics.services);
+    }
+    state.checkIndexes = checkKeys.map((key, i) =>
+      prev && prev.checkKeys[i] === key ? (prev.checkIndexes[i] ?? index) : index,
+    );
+    if (!prev || !sameKeys(prev.checkKeys, checkKeys)) touched.add(topics.checks);
+    state.definitionKey = definitionKey;
+    state.checkKeys = checkKeys;
+    node.services.set(service.id, state);
+    this.#setInstanceView(node, state, service, touched);
+  }
+
+  #setInstanceView(node: NodeState, state: InstanceState, service: ServiceInstance, touched: Set<Topic>): void {
+    state.view = buildInstanceView(node.view, service, state);
+    const key = service.name.toLowerCase();
+    let byKey = this.#byService.get(key);
+    if (!byKey) this.#byService.set(key, (byKey = new Map()));
+    byKey.set(instanceKey(node.reg.name, service.id), state.view);
+    touched.add(topics.service(key));
+    touched.add(topics.node(node.reg.name));
+  }
+
+  #removeInstance(node: NodeState, id: string, touched: Set<Topic>): void {
+    const state = node.services.get(id);
+    if (!state) return;
+    node.services.delete(id);
+    const key = state.view.service.name.toLowerCase();
+    const byKey = this.#byService.get(key);
+    byKey?.delete(instanceKey(node.reg.name, id));
+    if (byKey?.size === 0) this.#byService.delete(key);
+    touched.add(topics.service(key));
+    touched.add(topics.node(node.reg.name));
+    touched.add(topics.services);
+    touched.add(topics.checks);
+  }
+
+  #buildServiceNames(): ReadonlyMap<string, readonly string[]> {
+    const names = [...this.#byService.values()]
+      .map((byKey) => {
+        const views = [...byKey.values()];
+        const tags = new Set(views.flatMap((v) => v.service.tags));
+        return [views[0]!.service.name, [...tags].sort(compareStrings)] as const;
+      })
+      .sort((a, b) => compareStrings(a[0], b[0]));
+    return new Map(names);
+  }
+}
+
+function buildNodeView(node: NodeState): NodeView {
+  const { name, address, meta, agentVersion } = node.reg;
+  return {
+    name,
+    address,
+    meta: { ...meta, 'portolan-agent-version': agentVersion },
+    connected: node.connected,
+    lastSeen: node.lastSeen,
+    serfHealth: {
+      checkId: 'serfHealth',
+      name: 'Serf Health Status',
+      type: '',
+      status: node.connected ? 'passing' : 'critical',
+      output: node.connectedOutput,
+      serviceId: '',
+      serviceName: '',
+      serviceTags: [],
+      createIndex: node.createIndex,
+      modifyIndex: node.serfModifyIndex,
+    },
+    createIndex: node.createIndex,
+    modifyIndex: node.modifyIndex,
+  };
+}
+
+function buildInstanceView(node: NodeView, service: ServiceInstance, state: InstanceState): InstanceView {
+  const checks = buildChecks(service, state);
+  const status: CheckStatus = worstStatus([node.serfHealth.status, ...checks.map((c) => c.status)]);
+  return { node, service, checks, status, createIndex: state.createIndex, modifyIndex: state.modifyIndex };
+}
+
+/** Consul's CheckIDs: `service:<id>` for one check, `service:<id>:<n>` for several. */
+function buildChecks(service: ServiceInstance, state: InstanceState): CheckView[] {
+  const base = {
+    serviceId: service.id,
+    serviceName: service.name,
+    serviceTags: service.tags,
+    createIndex: state.createIndex,
+  };
+  if (service.checks.length === 0) {
+    return [
+      {
+        ...base,
+        checkId: `service:${service.id}`,
+        name: `Service '${service.name}' check`,
+        type: '',
+        status: 'passing',
+        output: '',
+        modifyIndex: state.createIndex,
+      },
+    ];
+  }
+  const several = service.checks.length > 1;
+  return service.checks.map((c, i) => ({
+    ...base,
+    checkId: several ? `service:${service.id}:${i + 1}` : `service:${service.id}`,
+    name: c.name,
+    type: c.type,
+    status: c.status,
+    output: c.output,
+    modifyIndex: state.checkIndexes[i] ?? state.modifyIndex,
+  }));
+}
+
+function instanceKey(node: string, id: string): string {
+  return `${node}\0${id}`;
+}
+
+function compareInstances(a: InstanceView, b: InstanceView): number {
+  return compareStrings(a.node.name, b.node.name) || compareStrings(a.service.id, b.service.id);
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((k, i) => k === b[i]);
+}

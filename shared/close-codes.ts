@@ -1,0 +1,25 @@
+/**
+ * The one registry of WebSocket close codes the aggregator uses to refuse or end an
+ * agent connection (4000-4999 is the application range of RFC 6455). The reason text
+ * sent with each close says what was wrong; the code lets tools act on it.
+ */
+export const CloseCode = {
+  /** Normal end after a goodbye, or aggregator shutdown. */
+  normal: 1000,
+  goingAway: 1001,
+  /** Frame over the configured max payload (ws sends this itself). */
+  tooBig: 1009,
+  /** Not JSON, or not a valid message for this point of the conversation. */
+  invalidMessage: 4000,
+  /** Hello carried a protocol version this aggregator does not speak. */
+  protocolVersion: 4001,
+  /** Missing or wrong token. */
+  unauthorized: 4003,
+  /** A message named a node other than the one this connection said hello as. */
+  wrongNode: 4004,
+  /** A newer connection claimed the same node name. */
+  replaced: 4005,
+  /** No hello within the allowed time. */
+  helloTimeout: 4008,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

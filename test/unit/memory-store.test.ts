@@ -1,0 +1,118 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemoryStore } from '../../aggregator/memory-store.js';
+import { topics } from '../../aggregator/catalog.js';
+import { instance, nodeReg } from '../support/services.js';
+
+function clockStore(start = 1000): MemoryStore {
+  return new MemoryStore({ startIndex: start, now: () => 0 });
+}
+
+test('snapshot registers node and instances, ordered by node then id', () => {
+  const store = clockStore();
+  store.replaceNode(nodeReg('b', '10.0.0.2'), [instance({ id: 'b:web:80', name: 'web', address: '10.0.0.2' })]);
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db' })]);
+  assert.deepEqual(store.instances('WEB').map((i) => i.service.id), ['a:web:80', 'b:web:80']);
+  assert.deepEqual([...store.serviceNames().keys()], ['db', 'web']);
+  assert.deepEqual(store.nodes().map((n) => n.name), ['a', 'b']);
+  assert.equal(store.instances('web')[0]!.checks[0]!.checkId, 'service:a:web:80');
+  assert.equal(store.instances('web')[0]!.status, 'passing');
+});
+
+test('an identical snapshot changes nothing and keeps ModifyIndex', () => {
+  const store = clockStore();
+  const services = [instance({ id: 'a:web:80', name: 'web' })];
+  store.replaceNode(nodeReg('a'), services);
+  const before = store.index;
+  const modify = store.instances('web')[0]!.modifyIndex;
+  store.replaceNode(nodeReg('a'), structuredClone(services));
+  assert.equal(store.index, before);
+  assert.equal(store.instances('web')[0]!.modifyIndex, modify);
+});
+
+test('index is > 0, starts at startIndex and only grows', () => {
+  const store = clockStore(5);
+  assert.equal(store.index, 5);
+  store.replaceNode(nodeReg('a'), []);
+  assert.equal(store.index, 6);
+  store.removeNode('a');
+  assert.equal(store.index, 7);
+  assert.equal(store.topicIndex(topics.service('never-seen')), 5);
+});
+
+test('a change wakes watchers of its own service only', async () => {
+  const store = clockStore();
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:1', name: 'db' })]);
+  const idx = store.index;
+  let dbWoke = false;
+  const abort = new AbortController();
+  void store.waitForChange([topics.service('db')], idx, abort.signal).then(() => (dbWoke = true));
+  const web = store.waitForChange([topics.service('web')], idx, new AbortController().signal);
+  store.updateServices('a', [instance({ id: 'a:web:80', name: 'web', port: 81 })], []);
+  await web;
+  await new Promise((r) => setImmediate(r));
+  assert.equal(dbWoke, false);
+  assert.ok(store.topicIndex(topics.service('web')) > idx);
+  assert.equal(store.topicIndex(topics.service('db')), idx);
+  abort.abort();
+});
+
+test('waitForChange resolves at once when the topic is already past index, and on abort', async () => {
+  const store = clockStore();
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await store.waitForChange([topics.service('web')], 0, new AbortController().signal);
+  const abort = new AbortController();
+  const p = store.waitForChange([topics.service('web')], store.index, abort.signal);
+  abort.abort();
+  await p;
+});
+
+test('disconnect turns serfHealth critical for every instance of the node', () => {
+  const store = clockStore();
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  const modify = store.instances('web')[0]!.modifyIndex;
+  store.setConnected('a', false);
+  const inst = store.instances('web')[0]!;
+  assert.equal(inst.node.serfHealth.status, 'critical');
+  assert.equal(inst.status, 'critical');
+  assert.equal(inst.modifyIndex, modify, 'health change is not a service change');
+  store.setConnected('a', true);
+  assert.equal(store.instances('web')[0]!.status, 'passing');
+});
+
+test('several checks get numbered CheckIDs and worst status wins', () => {
+  const store = clockStore();
+  store.replaceNode(nodeReg('a'), [
+    instance({
+      id: 'a:web:80',
+      name: 'web',
+      checks: [
+        { id: 'http', name: 'HTTP', type: 'http', status: 'passing', output: '' },
+        { id: 'tcp', name: 'TCP', type: 'tcp', status: 'warning', output: '' },
+      ],
+    }),
+  ]);
+  const inst = store.instances('web')[0]!;
+  assert.deepEqual(inst.checks.map((c) => c.checkId), ['service:a:web:80:1', 'service:a:web:80:2']);
+  assert.equal(inst.status, 'warning');
+});
+
+test('removing a node removes its services and notifies listeners once', () => {
+  const store = clockStore();
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  const changes: number[] = [];
+  store.onChange((c) => changes.push(c.index));
+  store.removeNode('a');
+  assert.deepEqual(store.instances('web'), []);
+  assert.equal(store.node('a'), undefined);
+  assert.equal(changes.length, 1);
+  assert.equal(store.serviceNames().size, 0);
+});
+
+test('renaming a service moves it between names', () => {
+  const store = clockStore();
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:x:80', name: 'old' })]);
+  store.updateServices('a', [instance({ id: 'a:x:80', name: 'new' })], []);
+  assert.deepEqual(store.instances('old'), []);
+  assert.equal(store.instances('new').length, 1);
+});
