@@ -1,0 +1,40 @@
+import { agentDefaults, type AgentOptions } from '../agent/options.js';
+import { UsageError, type FlagSpec, type FlagValue } from './flags.js';
+import { tokenFlag } from './common-flags.js';
+
+export const agentFlags: FlagSpec[] = [
+  { name: 'aggregator', kind: 'string', env: 'PORTOLAN_AGGREGATOR', help: 'aggregator URL, ws://HOST:8500 (wss:// with TLS)' },
+  { name: 'docker', kind: 'string', env: 'PORTOLAN_DOCKER', help: 'Docker endpoint, unix:///path or tcp://host:port (default: DOCKER_HOST, else unix:///var/run/docker.sock)' },
+  { name: 'ip', kind: 'string', env: 'PORTOLAN_IP', aliases: ['ip'], help: 'host IP to advertise (default: detected)' },
+  { name: 'node', kind: 'string', env: 'PORTOLAN_NODE', default: agentDefaults.node, help: 'node name of this host in the catalog' },
+  { name: 'internal', kind: 'boolean', env: 'PORTOLAN_INTERNAL', default: 'false', aliases: ['internal'], help: 'register container IP + container port instead of host IP + published port' },
+  { name: 'network', kind: 'string', env: 'PORTOLAN_NETWORK', help: 'with --internal: the Docker network whose container IP is used' },
+  { name: 'explicit', kind: 'boolean', env: 'PORTOLAN_EXPLICIT', default: 'false', aliases: ['explicit'], help: 'only register ports with SERVICE_NAME or SERVICE_<port>_NAME' },
+  { name: 'tags', kind: 'list', env: 'PORTOLAN_TAGS', aliases: ['tags'], help: 'tags added to every service' },
+  { name: 'use-ip-from-label', kind: 'string', env: 'PORTOLAN_USE_IP_FROM_LABEL', aliases: ['useIpFromLabel'], help: 'container label whose value is the IP to register' },
+  { name: 'resync', kind: 'integer', env: 'PORTOLAN_RESYNC', default: '0', aliases: ['resync'], help: 'also re-list all containers every N seconds (0: only after event-stream loss)' },
+  { name: 'deregister', kind: 'string', env: 'PORTOLAN_DEREGISTER', default: agentDefaults.deregister, aliases: ['deregister'], choices: ['always', 'on-success'], help: 'on-success: a container that exited non-zero stays registered as critical' },
+  { name: 'deregister-on', kind: 'string', env: 'PORTOLAN_DEREGISTER_ON', default: agentDefaults.deregisterOn, choices: ['stop', 'die'], help: 'stop: withdraw on stop/kill so clients drain first; die: only when the process exits' },
+  tokenFlag,
+];
+
+export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
+  const aggregator = v.aggregator as string | undefined;
+  if (!aggregator) throw new UsageError('--aggregator (or PORTOLAN_AGGREGATOR) is required, e.g. ws://10.0.0.1:8500');
+  if (!/^wss?:\/\//.test(aggregator)) throw new UsageError(`--aggregator must be a ws:// or wss:// URL, got "${aggregator}"`);
+  return {
+    aggregator,
+    docker: v.docker as string | undefined,
+    ip: v.ip as string | undefined,
+    node: v.node as string,
+    internal: v.internal as boolean,
+    network: v.network as string | undefined,
+    explicit: v.explicit as boolean,
+    tags: (v.tags as string[] | undefined) ?? [],
+    useIpFromLabel: v['use-ip-from-label'] as string | undefined,
+    resyncSeconds: v.resync as number,
+    deregister: v.deregister as AgentOptions['deregister'],
+    deregisterOn: v['deregister-on'] as AgentOptions['deregisterOn'],
+    token: v.token as string | undefined,
+  };
+}

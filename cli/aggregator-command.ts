@@ -1,0 +1,48 @@
+import { hostname } from 'node:os';
+import type { AggregatorOptions } from '../aggregator/server.js';
+import { parseHostPort, type FlagSpec, type FlagValue } from './flags.js';
+import { tokenFlag } from './common-flags.js';
+
+export const aggregatorFlags: FlagSpec[] = [
+  { name: 'http', kind: 'string', env: 'PORTOLAN_HTTP', default: '0.0.0.0:8500', help: 'HTTP API and agent WebSocket listen address' },
+  { name: 'dns', kind: 'string', env: 'PORTOLAN_DNS', default: '0.0.0.0:8600', help: 'DNS listen address (UDP and TCP)' },
+  { name: 'domain', kind: 'string', env: 'PORTOLAN_DOMAIN', default: 'consul', help: 'DNS domain served' },
+  { name: 'alt-domain', kind: 'list', env: 'PORTOLAN_ALT_DOMAIN', help: 'further DNS domains answered like --domain' },
+  { name: 'datacenter', kind: 'string', env: 'PORTOLAN_DATACENTER', default: 'dc1', help: 'datacenter name in the API and DNS names' },
+  { name: 'name', kind: 'string', env: 'PORTOLAN_NAME', help: "the aggregator's own node name in /v1/agent/self (default: hostname)" },
+  { name: 'dns-ttl', kind: 'duration', env: 'PORTOLAN_DNS_TTL', default: '0s', help: 'TTL of service records (per service: SERVICE_DNS_TTL)' },
+  { name: 'node-ttl', kind: 'duration', env: 'PORTOLAN_NODE_TTL', default: '0s', help: 'TTL of node and addr records' },
+  { name: 'recursor', kind: 'string', env: 'PORTOLAN_RECURSOR', help: 'HOST:PORT to forward names outside the domain to (else REFUSED)' },
+  { name: 'dns-udp-max', kind: 'integer', env: 'PORTOLAN_DNS_UDP_MAX', default: '1232', help: 'cap on the EDNS0 UDP answer size in bytes' },
+  tokenFlag,
+  { name: 'max-payload', kind: 'integer', env: 'PORTOLAN_MAX_PAYLOAD', default: '1048576', help: 'largest agent message in bytes' },
+  { name: 'heartbeat', kind: 'duration', env: 'PORTOLAN_HEARTBEAT', default: '1s', help: 'agent ping interval' },
+  { name: 'suspect-after', kind: 'duration', env: 'PORTOLAN_SUSPECT_AFTER', default: '3s', help: "silence after which an agent's node turns critical" },
+  { name: 'reap-after', kind: 'duration', env: 'PORTOLAN_REAP_AFTER', default: '60s', help: 'time a lost node stays (critical) before it is removed' },
+];
+
+export function aggregatorOptions(v: Record<string, FlagValue>): AggregatorOptions {
+  const dnsTtlMs = v['dns-ttl'] as number;
+  const nodeTtlMs = v['node-ttl'] as number;
+  return {
+    http: parseHostPort('http', v.http as string),
+    dns: parseHostPort('dns', v.dns as string),
+    domain: normalizeDomain(v.domain as string),
+    altDomains: ((v['alt-domain'] as string[] | undefined) ?? []).map(normalizeDomain),
+    datacenter: v.datacenter as string,
+    nodeName: (v.name as string | undefined) ?? hostname(),
+    serviceTtl: Math.floor(dnsTtlMs / 1000),
+    nodeTtl: Math.floor(nodeTtlMs / 1000),
+    recursor: v.recursor as string | undefined,
+    udpMaxSize: Math.max(512, v['dns-udp-max'] as number),
+    token: v.token as string | undefined,
+    maxPayload: v['max-payload'] as number,
+    heartbeatMs: v.heartbeat as number,
+    suspectAfterMs: v['suspect-after'] as number,
+    reapAfterMs: v['reap-after'] as number,
+  };
+}
+
+function normalizeDomain(d: string): string {
+  return d.toLowerCase().replace(/^\.+|\.+$/g, '');
+}

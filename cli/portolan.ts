@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+import type { Logger } from 'pino';
+import { startAggregator } from '../aggregator/server.js';
+import { startAgent } from '../agent/agent.js';
+import type { AgentOptions } from '../agent/options.js';
+import { VERSION } from '../shared/version.js';
+import { aggregatorFlags, aggregatorOptions } from './aggregator-command.js';
+import { agentFlags, agentOptions } from './agent-command.js';
+import { logFlags } from './common-flags.js';
+import { parseFlags, usage, UsageError, type FlagSpec, type FlagValue } from './flags.js';
+import { createLogger } from './logger.js';
+
+interface Running {
+  close(): Promise<void>;
+}
+
+interface Command {
+  summary: string;
+  flags: FlagSpec[];
+  run(values: Record<string, FlagValue>, logger: Logger): Promise<Running>;
+}
+
+const devAgentFlags = agentFlags.filter((f) => f.name !== 'aggregator' && !aggregatorFlags.some((a) => a.name === f.name));
+
+const commands: Record<string, Command> = {
+  aggregator: {
+    summary: 'Merge every agent\'s services into one catalog; serve it over Consul-compatible HTTP and DNS.',
+    flags: [...aggregatorFlags, ...logFlags],
+    run: async (v, logger) => startAggregator(aggregatorOptions(v), logger),
+  },
+  agent: {
+    summary: 'Watch the local Docker engine and push its services to an aggregator.',
+    flags: [...agentFlags, ...logFlags],
+    run: async (v, logger) => runAgent(agentOptions(v), logger),
+  },
+  dev: {
+    summary: 'Aggregator and an agent on the local engine in one process (for trying portolan on one machine).',
+    flags: [...aggregatorFlags, ...devAgentFlags, ...logFlags],
+    run: async (v, logger) => {
+      const agg = await startAggregator(aggregatorOptions(v), logger);
+      const aggregator = `ws://127.0.0.1:${agg.httpPort}`;
+      const agent = await runAgent(agentOptions({ ...v, aggregator }), logger);
+      return {
+        async close() {
+          await agent.close();
+          await agg.close();
+        },
+      };
+    },
+  },
+};
+
+async function runAgent(options: AgentOptions, logger: Logger): Promise<Running> {
+  const agent = await startAgent(options, logger);
+  return { close: () => agent.stop() };
+}
+
+function topUsage(): string {
+  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
+  return `portolan ${VERSION}: service discovery for Docker containers across many hosts\n\nUsage: portolan <command> [flags]\n\nCommands:\n${rows.join('\n')}\n\nRun "portolan <command> --help" for its flags.\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(topUsage());
+    return name ? 0 : 2;
+  }
+  if (name === '--version' || name === 'version') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`portolan: unknown command "${name}"\n\n${topUsage()}`);
+    return 2;
+  }
+  let parsed: ReturnType<typeof parseFlags>;
+  try {
+    parsed = parseFlags(command.flags, rest, process.env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`portolan ${name}: ${err.message}\n\n${usage(name, command.summary, command.flags)}`);
+    return 2;
+  }
+  if (parsed.help) {
+    process.stdout.write(usage(name, command.summary, command.flags));
+    return 0;
+  }
+  const logger = createLogger(parsed.values['log-level'] as string, parsed.values['log-pretty'] as boolean);
+  let running: Running;
+  try {
+    running = await command.run(parsed.values, logger);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`portolan ${name}: ${err.message}\n`);
+      return 2;
+    }
+    logger.fatal({ err }, `portolan ${name} failed to start`);
+    return 1;
+  }
+  return waitForSignal(running, logger);
+}
+
+/** Resolves with the exit code after SIGTERM/SIGINT and a graceful close (a second signal forces it). */
+function waitForSignal(running: Running, logger: Logger): Promise<number> {
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      process.once('SIGTERM', () => resolve(1));
+      process.once('SIGINT', () => resolve(1));
+      running.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err }, 'error while shutting down');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`portolan: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

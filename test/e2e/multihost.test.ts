@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { TEST_IMAGE, TEST_PAGE, testbedSkipReason, useTestbed, type Host } from '../testbed/index.js';
+import { runCli, type CliProcess } from './support/cli.js';
+import { digFrom } from './support/dig.js';
+
+const skip = await testbedSkipReason();
+
+interface CatalogEntry {
+  Node: string;
+  ServiceID: string;
+  ServiceName: string;
+  ServiceAddress: string;
+  ServicePort: number;
+  ServiceTags: string[];
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('two hosts: a container on B is found from A over HTTP and DNS', { skip }, () => {
+  const bed = useTestbed({ hosts: ['a', 'b'] });
+  let aggregator: CliProcess;
+  const agents = new Map<string, CliProcess>();
+  let httpPort = 0;
+  let dnsPort = 0;
+
+  const catalogFrom = async (host: Host, service: string): Promise<CatalogEntry[]> => {
+    const res = await host.http(`http://${bed().gatewayAddress}:${httpPort}/v1/catalog/service/${service}`);
+    assert.equal(res.status, 200);
+    return JSON.parse(res.body) as CatalogEntry[];
+  };
+
+  before(async () => {
+    aggregator = runCli(['aggregator', '--http', '0.0.0.0:0', '--dns', '0.0.0.0:0', '--reap-after', '60s']);
+    const serving = await aggregator.waitForLog((l) => l.msg === 'aggregator serving');
+    httpPort = Number(String(serving.http).split(':').pop());
+    dnsPort = Number(String(serving.dns).split(':').pop());
+    for (const host of bed().hosts) {
+      const agent = runCli(
+        ['agent', '--aggregator', `ws://${bed().gatewayAddress}:${httpPort}`, '--docker', host.dockerHost, '--node', host.name],
+        { netns: host.ns },
+      );
+      agents.set(host.name, agent);
+      await agent.waitForLog((l) => l.msg === 'registered with aggregator');
+    }
+  });
+
+  after(async () => {
+    for (const agent of agents.values()) await agent.stop();
+    await aggregator?.stop();
+  });
+
+  it('each agent detects its host address without --ip', () => {
+    for (const host of bed().hosts) {
+      const line = agents.get(host.name)!.logs.find((l) => l.hostIp === host.address && l.source);
+      assert.ok(line, `agent on ${host.name} did not log host address ${host.address}`);
+    }
+  });
+
+  it('finds web on B from A with B\'s address and forwarded port', async () => {
+    const a = bed().host('a');
+    const b = bed().host('b');
+    await b.docker(['run', '-d', '--name', 'web1', '-e', 'SERVICE_NAME=web', '-p', '7680:80', TEST_IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
+
+    const entries = await until('web in the catalog', async () => {
+      const e = await catalogFrom(a, 'web');
+      return e.length > 0 ? e : undefined;
+    }, 5000);
+    assert.equal(entries.length, 1);
+    assert.equal(entries[0]!.Node, 'b');
+    assert.equal(entries[0]!.ServiceAddress, b.address);
+    assert.equal(entries[0]!.ServicePort, 7680);
+    assert.equal(entries[0]!.ServiceID, 'b:web1:80');
+    assert.deepEqual(entries[0]!.ServiceTags, []);
+
+    const aRecord = await digFrom(a, bed().gatewayAddress, dnsPort, 'web.service.dc1.consul', 'A');
+    assert.equal(aRecord.status, 'NOERROR');
+    assert.deepEqual(aRecord.answers.map((r) => [r.type, r.data]), [['A', b.address]]);
+
+    const srv = await digFrom(a, bed().gatewayAddress, dnsPort, 'web.service.consul', 'SRV');
+    assert.equal(srv.status, 'NOERROR');
+    assert.equal(srv.answers.length, 1);
+    const [priority, weight, port, target] = srv.answers[0]!.data.split(' ');
+    assert.deepEqual([priority, weight, port], ['1', '1', '7680']);
+    assert.ok(srv.additional.some((l) => l.startsWith(target!) && l.endsWith(b.address)), `additional A for ${target}: ${srv.additional.join(' | ')}`);
+
+    const page = await a.http(`http://${entries[0]!.ServiceAddress}:${entries[0]!.ServicePort}/`);
+    assert.equal(page.status, 200);
+    assert.equal(page.body, TEST_PAGE);
+  });
+
+  it('withdraws web within 2 s of the container being stopped', async () => {
+    const a = bed().host('a');
+    const b = bed().host('b');
+    const started = Date.now();
+    const stopping = b.docker(['stop', '-t', '3', 'web1']);
+    await until('web gone from HTTP', async () => ((await catalogFrom(a, 'web')).length === 0 ? true : undefined), 2000);
+    const dns = await digFrom(a, bed().gatewayAddress, dnsPort, 'web.service.dc1.consul', 'A');
+    assert.equal(dns.status, 'NXDOMAIN');
+    assert.ok(dns.authority.some((l) => /\sSOA\s/.test(l)), 'NXDOMAIN carries the SOA');
+    assert.ok(Date.now() - started <= 2500, `withdrawn after ${Date.now() - started} ms`);
+    await stopping;
+  });
+
+  it('stopping B\'s agent removes B from the catalog', async () => {
+    const a = bed().host('a');
+    const b = bed().host('b');
+    await b.docker(['run', '-d', '--name', 'web2', '-e', 'SERVICE_NAME=web', '-p', '7681:80', TEST_IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
+    await until('web2 registered', async () => ((await catalogFrom(a, 'web')).length === 1 ? true : undefined), 5000);
+    assert.equal(await agents.get('b')!.stop(), 0);
+    assert.deepEqual(await catalogFrom(a, 'web'), []);
+    const nodes = JSON.parse((await a.http(`http://${bed().gatewayAddress}:${httpPort}/v1/catalog/nodes`)).body) as Array<{ Node: string }>;
+    assert.deepEqual(nodes.map((n) => n.Node), ['a']);
+  });
+});
