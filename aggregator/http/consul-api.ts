@@ -1,0 +1,109 @@
+import type { FastifyBaseLogger, FastifyError, FastifyReply } from 'fastify';
+import { Blocker } from './blocking.js';
+import { catalogNode, catalogNodes, catalogService, catalogServices } from './catalog-endpoints.js';
+import { registerAgentEndpoints } from './agent-endpoints.js';
+import { sendJson, type ApiContext, type App, type BlockingEndpoint } from './endpoint.js';
+import { errors, HttpError } from './errors.js';
+import { EventHub } from './events.js';
+import { healthChecks, healthNode, healthService, healthState } from './health-endpoints.js';
+import { checkDatacenter, parseQueryOptions, type RawQuery } from './query-options.js';
+
+export type { ApiContext } from './endpoint.js';
+
+export interface ConsulApiOptions extends ApiContext {
+  /** Interval of SSE keep-alive comments; proxies drop streams idle for about a minute. */
+  eventsHeartbeatMs?: number;
+  /** Source of blocking-query jitter (tests pin it). */
+  random?: () => number;
+}
+
+export interface ConsulApi {
+  /** Blocking requests currently waiting. */
+  readonly waiting: number;
+  /** Open /v1/portolan/events streams. */
+  readonly streams: number;
+}
+
+const BLOCKING_ENDPOINTS: readonly BlockingEndpoint[] = [
+  catalogServices,
+  catalogService,
+  catalogNodes,
+  catalogNode,
+  healthService,
+  healthChecks,
+  healthNode,
+  healthState,
+] as BlockingEndpoint[];
+
+/**
+ * Consul's HTTP read API over the catalog, plus portolan's own change stream. Registered
+ * on the aggregator's fastify instance; reads the catalog only through CatalogQuery.
+ */
+export function registerConsulApi<L extends FastifyBaseLogger>(app: App<L>, options: ConsulApiOptions): ConsulApi {
+  const { eventsHeartbeatMs, random, ...ctx } = options;
+  const blocker = new Blocker(ctx.query, random);
+  const hub = new EventHub(ctx, eventsHeartbeatMs);
+
+  app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
+    const sent = errorReply(error, reply);
+    if (sent.statusCode >= 500 && !(error instanceof HttpError)) request.log.error({ err: error, url: request.url }, 'http request failed');
+    return sent;
+  });
+  app.setNotFoundHandler((request) => {
+    throw errors.notFound(request.url.split('?')[0] ?? request.url);
+  });
+  // Long polls and event streams would hold app.close() for minutes: answer them now.
+  app.addHook('preClose', async () => {
+    blocker.releaseAll();
+    hub.closeAll();
+  });
+
+  for (const e of BLOCKING_ENDPOINTS) registerBlocking(app, ctx, blocker, e);
+  registerAgentEndpoints(app, ctx);
+  app.get('/v1/portolan/events', (request, reply) => {
+    checkDatacenter(request.query as RawQuery, ctx.datacenter);
+    hub.attach(reply);
+  });
+
+  return {
+    get waiting() {
+      return blocker.waiting;
+    },
+    get streams() {
+      return hub.size;
+    },
+  };
+}
+
+function registerBlocking<L extends FastifyBaseLogger>(app: App<L>, ctx: ApiContext, blocker: Blocker, e: BlockingEndpoint): void {
+  app.get(e.url, async (request, reply) => {
+    const q = request.query as RawQuery;
+    const opts = parseQueryOptions(q);
+    checkDatacenter(q, ctx.datacenter);
+    const params = request.params as Record<string, string>;
+    const render = e.prepare(ctx, params, q);
+    const watch = e.topics(params);
+    await blocker.block(watch, opts, reply.raw);
+    if (reply.raw.destroyed) return reply.hijack();
+    if (blocker.closing) reply.header('Connection', 'close');
+    reply.headers({
+      'X-Consul-Effective-Consistency': opts.consistency,
+      'X-Consul-Index': String(blocker.indexOf(watch)),
+      'X-Consul-KnownLeader': 'true',
+      'X-Consul-LastContact': '0',
+    });
+    return sendJson(reply, render(), opts.pretty);
+  });
+}
+
+/** Every failure leaves as text/plain with its status and code, as Consul answers; never a stack. */
+function errorReply(error: FastifyError | HttpError, reply: FastifyReply): FastifyReply {
+  const known = error instanceof HttpError || (error.statusCode !== undefined && error.statusCode < 500);
+  const status = known ? (error.statusCode ?? 400) : 500;
+  const code = known ? (error.code ?? 'PORTOLAN_BAD_REQUEST') : 'PORTOLAN_INTERNAL';
+  return reply
+    .code(status)
+    .type('text/plain; charset=utf-8')
+    .header('X-Portolan-Error', code)
+    .send(known ? error.message : 'Internal error');
+}

@@ -1,0 +1,174 @@
+import { createHash } from 'node:crypto';
+import { isIPv6 } from 'node:net';
+import type { CheckView, InstanceView, NodeView } from '../catalog.js';
+import type { Endpoint } from '../../shared/model.js';
+
+/**
+ * Consul's JSON shapes, built field by field in the order Consul's Go structs serialise
+ * them (agent/structs/structs.go: Node, ServiceNode, NodeService, HealthCheck). Go writes
+ * map keys sorted, so every map here is key-sorted too.
+ */
+
+/** A fixed namespace so that a node name always maps to the same RFC 4122 v5 UUID. */
+const NODE_ID_NAMESPACE = Buffer.from('5f0c6e0a8d2b4c1e9a7b3d4e6f809a1b', 'hex');
+
+export function nodeId(name: string): string {
+  const hash = createHash('sha1').update(NODE_ID_NAMESPACE).update(name).digest();
+  hash[6] = (hash[6]! & 0x0f) | 0x50;
+  hash[8] = (hash[8]! & 0x3f) | 0x80;
+  const hex = hash.subarray(0, 16).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+export function sortedRecord<V>(entries: Iterable<readonly [string, V]>): Record<string, V> {
+  const out: Record<string, V> = {};
+  for (const [k, v] of [...entries].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) out[k] = v;
+  return out;
+}
+
+/** Consul tags every address as lan/wan plus its family-specific twin (lan_ipv4, …). */
+function taggedPairs<V>(lan: string | undefined, lanValue: V, wan: string | undefined, wanValue: V): [string, V][] {
+  const pairs: [string, V][] = [];
+  for (const [tag, address, value] of [['lan', lan, lanValue], ['wan', wan, wanValue]] as const) {
+    if (address === undefined) continue;
+    pairs.push([tag, value], [`${tag}_${isIPv6(address) ? 'ipv6' : 'ipv4'}`, value]);
+  }
+  return pairs;
+}
+
+export interface NodeJson {
+  ID: string;
+  Node: string;
+  Address: string;
+  Datacenter: string;
+  TaggedAddresses: Record<string, string>;
+  Meta: Record<string, string>;
+  CreateIndex: number;
+  ModifyIndex: number;
+}
+
+export function nodeJson(node: NodeView, datacenter: string): NodeJson {
+  return {
+    ID: nodeId(node.name),
+    Node: node.name,
+    Address: node.address,
+    Datacenter: datacenter,
+    TaggedAddresses: sortedRecord(taggedPairs(node.address, node.address, node.address, node.address)),
+    Meta: sortedRecord(Object.entries(node.meta)),
+    CreateIndex: node.createIndex,
+    ModifyIndex: node.modifyIndex,
+  };
+}
+
+interface ServiceAddressJson {
+  Address: string;
+  Port: number;
+}
+
+const addressJson = (e: Endpoint | undefined): ServiceAddressJson =>
+  e ? { Address: e.address, Port: e.port } : { Address: '', Port: 0 };
+
+/** lan = the container endpoint, wan = the published host endpoint; omitted when neither is known. */
+function serviceTaggedAddresses(inst: InstanceView): Record<string, ServiceAddressJson> | undefined {
+  const { container, host } = inst.service;
+  const pairs = taggedPairs(container?.address, addressJson(container), host?.address, addressJson(host));
+  return pairs.length > 0 ? sortedRecord(pairs) : undefined;
+}
+
+const WEIGHTS = { Passing: 1, Warning: 1 } as const;
+const zeroProxy = () => ({ Mode: '', MeshGateway: {}, Expose: {} });
+
+/** One entry of /v1/catalog/service/:name (structs.ServiceNode). */
+export function serviceNodeJson(inst: InstanceView, datacenter: string) {
+  const node = nodeJson(inst.node, datacenter);
+  const s = inst.service;
+  const tagged = serviceTaggedAddresses(inst);
+  return {
+    ID: node.ID,
+    Node: node.Node,
+    Address: node.Address,
+    Datacenter: datacenter,
+    TaggedAddresses: node.TaggedAddresses,
+    NodeMeta: node.Meta,
+    ServiceKind: '',
+    ServiceID: s.id,
+    ServiceName: s.name,
+    ServiceTags: [...s.tags],
+    ServiceAddress: s.address,
+    ...(tagged && { ServiceTaggedAddresses: tagged }),
+    ServiceWeights: { ...WEIGHTS },
+    ServiceMeta: sortedRecord(Object.entries(s.meta)),
+    ServicePort: s.port,
+    ServiceSocketPath: '',
+    ServiceEnableTagOverride: false,
+    ServiceProxy: zeroProxy(),
+    ServiceConnect: {},
+    ServiceLocality: null,
+    CreateIndex: inst.createIndex,
+    ModifyIndex: inst.modifyIndex,
+  };
+}
+
+/** The Service of a health entry and the values of /v1/catalog/node/:node Services (structs.NodeService). */
+export function nodeServiceJson(inst: InstanceView) {
+  const s = inst.service;
+  const tagged = serviceTaggedAddresses(inst);
+  return {
+    ID: s.id,
+    Service: s.name,
+    Tags: [...s.tags],
+    Address: s.address,
+    ...(tagged && { TaggedAddresses: tagged }),
+    Meta: sortedRecord(Object.entries(s.meta)),
+    // Go's omitempty drops a zero port.
+    ...(s.port !== 0 && { Port: s.port }),
+    Weights: { ...WEIGHTS },
+    EnableTagOverride: false,
+    Proxy: zeroProxy(),
+    Connect: {},
+    PeerName: '',
+    CreateIndex: inst.createIndex,
+    ModifyIndex: inst.modifyIndex,
+  };
+}
+
+/** structs.HealthCheck. */
+export function checkJson(check: CheckView, nodeName: string) {
+  return {
+    Node: nodeName,
+    CheckID: check.checkId,
+    Name: check.name,
+    Status: check.status,
+    Notes: '',
+    Output: check.output,
+    ServiceID: check.serviceId,
+    ServiceName: check.serviceName,
+    ServiceTags: [...check.serviceTags],
+    Type: check.type,
+    Interval: '',
+    Timeout: '',
+    ExposedPort: 0,
+    Definition: {},
+    CreateIndex: check.createIndex,
+    ModifyIndex: check.modifyIndex,
+  };
+}
+
+/** Node checks first, then the service's own, as Consul's state store returns them. */
+export function instanceChecks(inst: InstanceView): CheckView[] {
+  return [inst.node.serfHealth, ...inst.checks];
+}
+
+/** One entry of /v1/health/service/:name (structs.CheckServiceNode). */
+export function healthEntryJson(inst: InstanceView, datacenter: string) {
+  return {
+    Node: nodeJson(inst.node, datacenter),
+    Service: nodeServiceJson(inst),
+    Checks: instanceChecks(inst).map((c) => checkJson(c, inst.node.name)),
+  };
+}
+
+export type ServiceNodeJson = ReturnType<typeof serviceNodeJson>;
+export type NodeServiceJson = ReturnType<typeof nodeServiceJson>;
+export type CheckJson = ReturnType<typeof checkJson>;
+export type HealthEntryJson = ReturnType<typeof healthEntryJson>;

@@ -1,0 +1,38 @@
+/**
+ * The HTTP layer's one registry of coded errors. Every bad request ends as a plain-text
+ * body with a stable code in `X-Portolan-Error`, the way Consul answers (text, not JSON),
+ * so Consul clients print the message as they would Consul's own.
+ */
+export class HttpError extends Error {
+  constructor(
+    readonly code: string,
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+function coded<A extends unknown[]>(code: string, statusCode: number, message: (...args: A) => string) {
+  const make = (...args: A): HttpError => new HttpError(code, statusCode, message(...args));
+  return Object.assign(make, { code });
+}
+
+export const errors = {
+  // Texts below are Consul's own (agent/http.go, structs/errors.go) where Consul has one.
+  invalidWait: coded('PORTOLAN_INVALID_WAIT', 400, () => 'Invalid wait time'),
+  invalidIndex: coded('PORTOLAN_INVALID_INDEX', 400, () => 'Invalid index'),
+  staleAndConsistent: coded('PORTOLAN_CONFLICTING_CONSISTENCY', 400, () =>
+    'Cannot specify ?stale with ?consistent, conflicting semantics.'),
+  /** Consul answers an unknown datacenter with a 500 and this text; clients match on it. */
+  unknownDatacenter: coded('PORTOLAN_NO_DC_PATH', 500, () => 'No path to datacenter'),
+  invalidBool: coded('PORTOLAN_INVALID_BOOL', 400, (param: string) => `Invalid value for ?${param}`),
+  invalidParam: coded('PORTOLAN_INVALID_PARAM', 400, (param: string, why: string) => `Invalid ?${param}: ${why}`),
+  missingName: coded('PORTOLAN_MISSING_NAME', 400, (what: string) => `Missing ${what}`),
+  invalidState: coded('PORTOLAN_INVALID_STATE', 400, (state: string) =>
+    `Invalid check state "${state}": must be one of any, passing, warning, critical`),
+  badFilter: coded('PORTOLAN_BAD_FILTER', 400, (why: string) =>
+    `Failed to create boolean expression evaluator: ${why}`),
+  notFound: coded('PORTOLAN_NOT_FOUND', 404, (path: string) => `Unknown endpoint: ${path}`),
+};

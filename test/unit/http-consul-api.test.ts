@@ -1,0 +1,155 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { instance, nodeReg } from '../support/services.js';
+import { startApi, type TestApi } from './http-support.js';
+
+async function scenario(): Promise<TestApi> {
+  const api = await startApi();
+  api.store.replaceNode({ ...nodeReg('host-b', '10.0.0.2'), meta: { zone: 'b', os: 'linux' } }, [
+    instance({ id: 'b:web:80', name: 'web', tags: ['prod', 'v2'], meta: { env: 'prod' }, address: '10.0.0.2', port: 32001 }),
+    instance({
+      id: 'b:web:81',
+      name: 'web',
+      tags: ['canary'],
+      address: '10.0.0.2',
+      port: 32002,
+      checks: [{ id: 'docker', name: 'Docker health', type: 'docker', status: 'warning', output: 'slow' }],
+    }),
+  ]);
+  api.store.replaceNode({ ...nodeReg('host-a', '10.0.0.1'), meta: { zone: 'a', os: 'linux' } }, [
+    instance({ id: 'a:web:80', name: 'web', tags: ['Prod'], meta: { env: 'staging' }, port: 31000 }),
+    instance({ id: 'a:db:5432', name: 'db', tags: ['primary'], port: 5432 }),
+  ]);
+  return api;
+}
+
+async function ids(api: TestApi, url: string): Promise<string[]> {
+  const res = await api.app.inject(url);
+  assert.equal(res.statusCode, 200, `${url}: ${res.body}`);
+  return (res.json() as Record<string, unknown>[]).map((e) =>
+    String(e.CheckID ?? e.ServiceID ?? (e.Service as { ID: string } | undefined)?.ID ?? e.Node),
+  );
+}
+
+async function rejects(api: TestApi, url: string, status: number, message: string | RegExp): Promise<void> {
+  const res = await api.app.inject(url);
+  assert.equal(res.statusCode, status, `${url}: ${res.body}`);
+  assert.match(String(res.headers['content-type']), /^text\/plain/);
+  if (typeof message === 'string') assert.equal(res.body, message);
+  else assert.match(res.body, message);
+  assert.ok(res.headers['x-portolan-error'], 'coded');
+}
+
+test('catalog/service and health/service list the same instances in the same order (node, then ID)', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  const expected = ['a:web:80', 'b:web:80', 'b:web:81'];
+  assert.deepEqual(await ids(api, '/v1/catalog/service/web'), expected);
+  assert.deepEqual(await ids(api, '/v1/health/service/web'), expected);
+  assert.deepEqual(await ids(api, '/v1/health/service/WEB'), expected, 'service names are case-insensitive');
+});
+
+test('tag is repeatable (all must match) and case-insensitive', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  assert.deepEqual(await ids(api, '/v1/catalog/service/web?tag=prod'), ['a:web:80', 'b:web:80']);
+  assert.deepEqual(await ids(api, '/v1/health/service/web?tag=prod&tag=v2'), ['b:web:80']);
+  assert.deepEqual(await ids(api, '/v1/catalog/service/web?tag=prod&tag=canary'), []);
+});
+
+test('node-meta is repeatable and filters by the node', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  assert.deepEqual(await ids(api, '/v1/catalog/service/web?node-meta=zone:b'), ['b:web:80', 'b:web:81']);
+  assert.deepEqual(await ids(api, '/v1/catalog/nodes?node-meta=os:linux&node-meta=zone:a'), ['host-a']);
+  const services = await api.app.inject('/v1/catalog/services?node-meta=zone:a');
+  assert.deepEqual(services.json(), { db: ['primary'], web: ['Prod'] });
+  await rejects(api, '/v1/catalog/nodes?node-meta=:x', 400, /node-meta/);
+});
+
+test('passing drops every entry with a non-passing check, bare or =true/1; =false keeps all', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  for (const q of ['passing', 'passing=true', 'passing=1']) {
+    assert.deepEqual(await ids(api, `/v1/health/service/web?${q}`), ['a:web:80', 'b:web:80'], q);
+  }
+  assert.deepEqual(await ids(api, '/v1/health/service/web?passing=false'), ['a:web:80', 'b:web:80', 'b:web:81']);
+  await rejects(api, '/v1/health/service/web?passing=maybe', 400, 'Invalid value for ?passing');
+  api.store.setConnected('host-a', false);
+  assert.deepEqual(await ids(api, '/v1/health/service/web?passing'), ['b:web:80'], 'serfHealth critical drops the node');
+});
+
+test('health endpoints list checks: per service, per node (by CheckID) and per state', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  assert.deepEqual(await ids(api, '/v1/health/checks/web'), ['service:a:web:80', 'service:b:web:80', 'service:b:web:81']);
+  assert.deepEqual(await ids(api, '/v1/health/node/host-b'), ['serfHealth', 'service:b:web:80', 'service:b:web:81']);
+  assert.deepEqual(await ids(api, '/v1/health/state/warning'), ['service:b:web:81']);
+  assert.equal((await ids(api, '/v1/health/state/passing')).length, 5);
+  assert.equal((await ids(api, '/v1/health/state/any?node-meta=zone:a')).length, 3);
+  await rejects(api, '/v1/health/state/bogus', 400, /Invalid check state "bogus"/);
+});
+
+test('filter applies the bexpr expression to each entry of the endpoint', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  const q = (url: string, f: string) => `${url}?filter=${encodeURIComponent(f)}`;
+  assert.deepEqual(await ids(api, q('/v1/catalog/service/web', 'ServiceMeta.env == prod')), ['b:web:80']);
+  assert.deepEqual(await ids(api, q('/v1/catalog/service/web', '"canary" in ServiceTags or ServicePort == 31000')), ['a:web:80', 'b:web:81']);
+  assert.deepEqual(await ids(api, q('/v1/health/service/web', 'Checks.Status == warning')), ['b:web:81']);
+  assert.deepEqual(await ids(api, q('/v1/health/service/web', 'Node.Meta.zone != a and Service.Tags not contains canary')), ['b:web:80']);
+  assert.deepEqual(await ids(api, q('/v1/catalog/nodes', 'Meta.zone == a')), ['host-a']);
+  assert.deepEqual(await ids(api, q('/v1/health/state/any', 'ServiceName == db')), ['service:a:db:5432']);
+  const services = await api.app.inject(q('/v1/catalog/services', 'ServicePort == 5432'));
+  assert.deepEqual(services.json(), { db: ['primary'] });
+  const node = await api.app.inject(q('/v1/catalog/node/host-b', 'Port == 32002'));
+  assert.deepEqual(Object.keys((node.json() as { Services: object }).Services), ['b:web:81']);
+});
+
+test('bad parameters are 400 text/plain with a message, never 500', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  await rejects(api, '/v1/catalog/service/web?wait=forever', 400, 'Invalid wait time');
+  await rejects(api, '/v1/catalog/service/web?wait=10', 400, 'Invalid wait time');
+  await rejects(api, '/v1/catalog/service/web?index=-1', 400, 'Invalid index');
+  await rejects(api, '/v1/catalog/service/web?index=abc', 400, 'Invalid index');
+  await rejects(api, '/v1/catalog/service/web?index=99999999999999999999', 400, 'Invalid index');
+  await rejects(api, '/v1/health/service/web?stale&consistent', 400, 'Cannot specify ?stale with ?consistent, conflicting semantics.');
+  await rejects(api, '/v1/catalog/service/web?filter=Bogus%20%3D%3D%201', 400, /^Failed to create boolean expression evaluator: Selector "Bogus" is not valid/);
+  await rejects(api, '/v1/catalog/service/web?filter=ServicePort%20%3D%3D%20x', 400, /not a number/);
+  await rejects(api, `/v1/catalog/service/web?filter=${encodeURIComponent('(ServiceName == web')}`, 400, /expected "\)"/);
+  await rejects(api, '/v1/catalog/service/', 400, 'Missing service name');
+  await rejects(api, '/v1/no/such/endpoint', 404, /Unknown endpoint/);
+});
+
+test('an unknown datacenter gets Consul\'s answer; our own dc, stale, consistent, cached and near are accepted', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  for (const url of ['/v1/catalog/services?dc=dc2', '/v1/health/service/web?dc=dc2', '/v1/status/leader?dc=dc2', '/v1/portolan/events?dc=dc2']) {
+    await rejects(api, url, 500, 'No path to datacenter');
+  }
+  for (const q of ['dc=dc1', 'stale', 'consistent', 'cached', 'near=_agent', 'stale=1&near=host-a']) {
+    assert.deepEqual(await ids(api, `/v1/health/service/web?${q}`), ['a:web:80', 'b:web:80', 'b:web:81'], q);
+  }
+  const res = await api.app.inject('/v1/catalog/nodes?consistent');
+  assert.equal(res.headers['x-consul-effective-consistency'], 'consistent');
+});
+
+test('X-Consul-Index is the newest change among what the endpoint reads', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  const index = async (url: string) => Number((await api.app.inject(url)).headers['x-consul-index']);
+  const db = await index('/v1/catalog/service/db');
+  const web = await index('/v1/catalog/service/web');
+  api.store.updateServices('host-b', [instance({ id: 'b:web:82', name: 'web' })], []);
+  assert.equal(await index('/v1/catalog/service/db'), db, 'db did not change');
+  assert.ok((await index('/v1/catalog/service/web')) > web);
+  assert.equal(await index('/v1/catalog/services'), api.store.index);
+});
+
+test('?pretty indents like Consul', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  const res = await api.app.inject('/v1/catalog/datacenters?pretty');
+  assert.equal(res.body, '[\n    "dc1"\n]');
+});
