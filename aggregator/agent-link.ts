@@ -5,6 +5,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Hello, type Snapshot, type Welcome } from '../shared/protocol.js';
 import { CloseCode } from '../shared/close-codes.js';
+import { parseFrame } from '../shared/parse-frame.js';
 import type { CatalogStore } from './catalog.js';
 
 export interface AgentLinkOptions {
@@ -120,7 +121,7 @@ export class AgentLink {
 
   #onFrame(session: Session, data: RawData, isBinary: boolean, helloTimer: NodeJS.Timeout): void {
     if (session.closing) return;
-    const msg = parseMessage(data, isBinary);
+    const msg = parseFrame(AgentMessage, data, isBinary);
     if (!msg.ok) return this.#refuse(session, CloseCode.invalidMessage, msg.error);
     const m = msg.value;
     if (!session.hello) {
@@ -233,24 +234,6 @@ export class AgentLink {
     // Close reasons are limited to 123 bytes by RFC 6455.
     session.ws.close(code, truncateUtf8(reason, 123));
   }
-}
-
-type Parsed = { ok: true; value: AgentMessage } | { ok: false; error: string };
-
-function parseMessage(data: RawData, isBinary: boolean): Parsed {
-  if (isBinary) return { ok: false, error: 'binary frames are not part of the protocol' };
-  let json: unknown;
-  try {
-    json = JSON.parse(data.toString());
-  } catch {
-    return { ok: false, error: 'message is not valid JSON' };
-  }
-  const result = AgentMessage.safeParse(json);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    return { ok: false, error: `invalid message: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}` };
-  }
-  return { ok: true, value: result.data };
 }
 
 function digest(s: string): Buffer {
