@@ -1,0 +1,94 @@
+import type { Socket } from 'node:dgram';
+import type { Logger } from 'pino';
+import type { CatalogQuery } from '../catalog.js';
+import { Recursor } from './recursor.js';
+import { Responder } from './responder.js';
+import { makeZones } from './router.js';
+import { defaultTcpLimits, listenTcp, type TcpLimits, type TcpListener } from './tcp.js';
+import { listenUdp } from './udp.js';
+
+export interface DnsServerOptions {
+  /** The catalog, read only through this interface. */
+  query: CatalogQuery;
+  host: string;
+  /** 0 picks a free port (the same one for UDP and TCP). */
+  port: number;
+  domain: string;
+  altDomains: string[];
+  datacenter: string;
+  /** Seconds; per service overridable with SERVICE_DNS_TTL. */
+  serviceTtl: number;
+  /** Seconds, for node and addr records. */
+  nodeTtl: number;
+  /** `host:port` of the resolver for names outside the domains; without it they are REFUSED. */
+  recursor?: string;
+  /** Cap on the EDNS0 UDP size honoured (DNS flag day 2020 default: 1232). */
+  udpMaxSize: number;
+  logger: Logger;
+  tcp?: Partial<TcpLimits>;
+  recursorTimeoutMs?: number;
+}
+
+export interface RunningDnsServer {
+  /** The port actually bound (for port 0). */
+  port: number;
+  close(): Promise<void>;
+}
+
+const RECURSOR_TIMEOUT_MS = 2000;
+const RECURSOR_MAX_PENDING = 1024;
+const PORT_ATTEMPTS = 5;
+
+/** Consul-compatible DNS over UDP and TCP on one port, answering from the catalog. */
+export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDnsServer> {
+  const recursor = opts.recursor
+    ? new Recursor({ address: opts.recursor, timeoutMs: opts.recursorTimeoutMs ?? RECURSOR_TIMEOUT_MS, maxPending: RECURSOR_MAX_PENDING })
+    : undefined;
+  await recursor?.start();
+  const responder = new Responder({
+    query: opts.query,
+    zones: makeZones(opts.domain, opts.altDomains, opts.datacenter),
+    serviceTtl: opts.serviceTtl,
+    nodeTtl: opts.nodeTtl,
+    recursor,
+    udpMaxSize: opts.udpMaxSize,
+    logger: opts.logger,
+  });
+  const limits = { ...defaultTcpLimits, ...opts.tcp };
+  try {
+    const { udp, tcp } = await bindBoth(responder, opts, limits);
+    const port = udp.address().port;
+    return {
+      port,
+      async close() {
+        recursor?.close();
+        await Promise.all([
+          new Promise<void>((resolve) => udp.close(() => resolve())),
+          tcp.close(),
+        ]);
+      },
+    };
+  } catch (err) {
+    recursor?.close();
+    throw err;
+  }
+}
+
+/** With port 0 the UDP port is picked first; TCP may find it taken, then both retry. */
+async function bindBoth(
+  responder: Responder,
+  opts: DnsServerOptions,
+  limits: TcpLimits,
+): Promise<{ udp: Socket; tcp: TcpListener }> {
+  for (let attempt = 1; ; attempt++) {
+    const udp = await listenUdp(responder, opts.host, opts.port, opts.logger);
+    try {
+      const tcp = await listenTcp(responder, opts.host, udp.address().port, limits, opts.logger);
+      return { udp, tcp };
+    } catch (err) {
+      udp.close();
+      const retry = opts.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < PORT_ATTEMPTS;
+      if (!retry) throw err;
+    }
+  }
+}

@@ -1,0 +1,110 @@
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Responder } from './responder.js';
+import { FramedReader, frame } from './tcp-framing.js';
+
+export interface TcpLimits {
+  /** Connections open at once; more are closed as they arrive. */
+  maxConnections: number;
+  /** A connection with no traffic for this long is closed (RFC 7766 §6.2.3). */
+  idleMs: number;
+  /** A message must arrive completely within this time of its first byte (slow-loris). */
+  messageMs: number;
+  /** Largest query accepted; a bigger length prefix closes the connection. */
+  maxQueryBytes: number;
+  /** Unsent response bytes allowed for a client that does not read; beyond, it is dropped. */
+  maxBacklogBytes: number;
+}
+
+export const defaultTcpLimits: TcpLimits = {
+  maxConnections: 512,
+  idleMs: 10_000,
+  messageMs: 2_000,
+  maxQueryBytes: 4096,
+  maxBacklogBytes: 1 << 20,
+};
+
+export interface TcpListener {
+  port: number;
+  /** Stops listening and drops every open connection. */
+  close(): Promise<void>;
+}
+
+/** The TCP side: length-prefixed, pipelined queries (RFC 7766), every resource bounded. */
+export async function listenTcp(responder: Responder, host: string, port: number, limits: TcpLimits, logger: Logger): Promise<TcpListener> {
+  const open = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    open.add(socket);
+    socket.on('close', () => open.delete(socket));
+    serveConnection(socket, responder, limits);
+  });
+  server.maxConnections = limits.maxConnections;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => logger.warn({ err }, 'dns: tcp server error'));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of open) socket.destroy();
+      }),
+  };
+}
+
+function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits): void {
+  let inFlight = 0;
+  let peerEnded = false;
+  let messageTimer: NodeJS.Timeout | undefined;
+  const close = (): void => {
+    clearTimeout(messageTimer);
+    reader.stop();
+    socket.destroy();
+  };
+  const finishIfDone = (): void => {
+    if (peerEnded && inFlight === 0 && !socket.destroyed) socket.end();
+  };
+  const reply = (response: Buffer): void => {
+    inFlight--;
+    if (socket.destroyed) return;
+    socket.write(frame(response));
+    if (socket.writableLength > limits.maxBacklogBytes) return close();
+    finishIfDone();
+  };
+  const reader = new FramedReader(
+    limits.maxQueryBytes,
+    (msg) => {
+      inFlight++;
+      // The responder may keep the message (recursion) after the reader reuses its buffer.
+      if (responder.handle(Buffer.from(msg), 'tcp', reply)) return;
+      // Not a query at all (a response, a runt): the stream is garbage.
+      inFlight--;
+      close();
+    },
+    close,
+  );
+  socket.setNoDelay(true);
+  socket.setTimeout(limits.idleMs, close);
+  socket.on('data', (chunk: Buffer) => {
+    reader.push(chunk);
+    if (!reader.partial) {
+      clearTimeout(messageTimer);
+      messageTimer = undefined;
+    } else {
+      // Started by the first byte of a message, not pushed back by later ones.
+      messageTimer ??= setTimeout(close, limits.messageMs);
+    }
+  });
+  socket.on('end', () => {
+    peerEnded = true;
+    if (reader.partial) return close();
+    finishIfDone();
+  });
+  socket.on('error', close);
+  socket.on('close', () => clearTimeout(messageTimer));
+}
