@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { TEST_IMAGE, TEST_PAGE, testbedSkipReason, useTestbed, type Host } from '../testbed/index.js';
-import { runCli, type CliProcess } from './support/cli.js';
+import { useCluster } from './support/cluster.js';
 import { digFrom } from './support/dig.js';
 
 const skip = await testbedSkipReason();
@@ -32,40 +32,18 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 
 describe('two hosts: a container on B is found from A over HTTP and DNS', { skip }, () => {
   const bed = useTestbed({ hosts: ['a', 'b'] });
-  let aggregator: CliProcess;
-  const agents = new Map<string, CliProcess>();
-  let httpPort = 0;
-  let dnsPort = 0;
+  const cluster = useCluster(bed);
 
   const catalogFrom = async (host: Host, service: string): Promise<CatalogEntry[]> => {
-    const res = await host.http(`http://${bed().gatewayAddress}:${httpPort}/v1/catalog/service/${service}`);
+    const res = await host.http(cluster().url(`/v1/catalog/service/${service}`));
     assert.equal(res.status, 200);
     return JSON.parse(res.body) as CatalogEntry[];
   };
-
-  before(async () => {
-    aggregator = runCli(['aggregator', '--http', '0.0.0.0:0', '--dns', '0.0.0.0:0', '--reap-after', '60s']);
-    const serving = await aggregator.waitForLog((l) => l.msg === 'aggregator serving');
-    httpPort = Number(String(serving.http).split(':').pop());
-    dnsPort = Number(String(serving.dns).split(':').pop());
-    for (const host of bed().hosts) {
-      const agent = runCli(
-        ['agent', '--aggregator', `ws://${bed().gatewayAddress}:${httpPort}`, '--docker', host.dockerHost, '--node', host.name],
-        { netns: host.ns },
-      );
-      agents.set(host.name, agent);
-      await agent.waitForLog((l) => l.msg === 'registered with aggregator');
-    }
-  });
-
-  after(async () => {
-    for (const agent of agents.values()) await agent.stop();
-    await aggregator?.stop();
-  });
+  const dig = (host: Host, name: string, type: string) => digFrom(host, bed().gatewayAddress, cluster().dnsPort, name, type);
 
   it('each agent detects its host address without --ip', () => {
     for (const host of bed().hosts) {
-      const line = agents.get(host.name)!.logs.find((l) => l.hostIp === host.address && l.source);
+      const line = cluster().agent(host.name).logs.find((l) => l.hostIp === host.address && l.source);
       assert.ok(line, `agent on ${host.name} did not log host address ${host.address}`);
     }
   });
@@ -86,11 +64,11 @@ describe('two hosts: a container on B is found from A over HTTP and DNS', { skip
     assert.equal(entries[0]!.ServiceID, 'b:web1:80');
     assert.deepEqual(entries[0]!.ServiceTags, []);
 
-    const aRecord = await digFrom(a, bed().gatewayAddress, dnsPort, 'web.service.dc1.consul', 'A');
+    const aRecord = await dig(a, 'web.service.dc1.consul', 'A');
     assert.equal(aRecord.status, 'NOERROR');
     assert.deepEqual(aRecord.answers.map((r) => [r.type, r.data]), [['A', b.address]]);
 
-    const srv = await digFrom(a, bed().gatewayAddress, dnsPort, 'web.service.consul', 'SRV');
+    const srv = await dig(a, 'web.service.consul', 'SRV');
     assert.equal(srv.status, 'NOERROR');
     assert.equal(srv.answers.length, 1);
     const [priority, weight, port, target] = srv.answers[0]!.data.split(' ');
@@ -108,7 +86,7 @@ describe('two hosts: a container on B is found from A over HTTP and DNS', { skip
     const started = Date.now();
     const stopping = b.docker(['stop', '-t', '3', 'web1']);
     await until('web gone from HTTP', async () => ((await catalogFrom(a, 'web')).length === 0 ? true : undefined), 2000);
-    const dns = await digFrom(a, bed().gatewayAddress, dnsPort, 'web.service.dc1.consul', 'A');
+    const dns = await dig(a, 'web.service.dc1.consul', 'A');
     assert.equal(dns.status, 'NXDOMAIN');
     assert.ok(dns.authority.some((l) => /\sSOA\s/.test(l)), 'NXDOMAIN carries the SOA');
     assert.ok(Date.now() - started <= 2500, `withdrawn after ${Date.now() - started} ms`);
@@ -120,9 +98,9 @@ describe('two hosts: a container on B is found from A over HTTP and DNS', { skip
     const b = bed().host('b');
     await b.docker(['run', '-d', '--name', 'web2', '-e', 'SERVICE_NAME=web', '-p', '7681:80', TEST_IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
     await until('web2 registered', async () => ((await catalogFrom(a, 'web')).length === 1 ? true : undefined), 5000);
-    assert.equal(await agents.get('b')!.stop(), 0);
+    assert.equal(await cluster().agent('b').stop(), 0);
     assert.deepEqual(await catalogFrom(a, 'web'), []);
-    const nodes = JSON.parse((await a.http(`http://${bed().gatewayAddress}:${httpPort}/v1/catalog/nodes`)).body) as Array<{ Node: string }>;
+    const nodes = JSON.parse((await a.http(cluster().url('/v1/catalog/nodes'))).body) as Array<{ Node: string }>;
     assert.deepEqual(nodes.map((n) => n.Node), ['a']);
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TEST_IMAGE, testbedSkipReason, useTestbed } from '../testbed/index.js';
-import { runCli, type CliProcess } from './support/cli.js';
+import { useCluster } from './support/cluster.js';
 import { PROMETHEUS, startScraper, VICTORIA_METRICS, type ActiveTarget, type Scraper, type ScraperKind } from './support/prometheus.js';
 
 const skip = await testbedSkipReason();
@@ -34,28 +34,7 @@ async function timed<T>(what: string, since: number, timeoutMs: number, fn: () =
 
 describe('Prometheus-style scrapers discover containers through consul_sd_configs', { skip }, () => {
   const bed = useTestbed({ hosts: ['a', 'b'] });
-  let aggregator: CliProcess;
-  const agents: CliProcess[] = [];
-  let httpPort = 0;
-
-  before(async () => {
-    aggregator = runCli(['aggregator', '--http', '0.0.0.0:0', '--dns', '127.0.0.1:0']);
-    const serving = await aggregator.waitForLog((l) => l.msg === 'aggregator serving');
-    httpPort = Number(String(serving.http).split(':').pop());
-    for (const host of bed().hosts) {
-      const agent = runCli(
-        ['agent', '--aggregator', `ws://${bed().gatewayAddress}:${httpPort}`, '--docker', host.dockerHost, '--node', host.name],
-        { netns: host.ns },
-      );
-      agents.push(agent);
-      await agent.waitForLog((l) => l.msg === 'registered with aggregator');
-    }
-  });
-
-  after(async () => {
-    for (const agent of agents) await agent.stop();
-    await aggregator?.stop();
-  });
+  const cluster = useCluster(bed);
 
   for (const [i, { kind, port }] of SCRAPERS.entries()) scraperSuite(kind, port, scraperSkips[i]);
 
@@ -65,7 +44,7 @@ describe('Prometheus-style scrapers discover containers through consul_sd_config
     let scraper: Scraper | undefined;
 
     const instances = async (): Promise<number> => {
-      const res = await fetch(`http://127.0.0.1:${httpPort}/v1/health/service/${service}`);
+      const res = await fetch(`http://127.0.0.1:${cluster().httpPort}/v1/health/service/${service}`);
       assert.equal(res.status, 200);
       return ((await res.json()) as unknown[]).length;
     };
@@ -77,7 +56,7 @@ describe('Prometheus-style scrapers discover containers through consul_sd_config
     describe(kind.name, { skip: skipReason }, () => {
       before(async () => {
         // The scraper runs in the root namespace, where the aggregator listens on every address.
-        scraper = await startScraper(kind, { job: JOB, consulServer: `127.0.0.1:${httpPort}` });
+        scraper = await startScraper(kind, { job: JOB, consulServer: `127.0.0.1:${cluster().httpPort}` });
       });
       after(async () => {
         await scraper?.stop();
