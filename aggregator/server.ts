@@ -4,6 +4,7 @@ import { VERSION } from '../shared/version.js';
 import { AgentLink } from './agent-link.js';
 import { MemoryStore } from './memory-store.js';
 import { registerConsulApi } from './http/consul-api.js';
+import { registerUi } from './ui/register.js';
 import { startDnsServer } from './dns/server.js';
 import type { CatalogStore } from './catalog.js';
 
@@ -41,6 +42,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   const link = new AgentLink({ store, datacenter: opts.datacenter, logger, ...pick(opts) });
   const app = Fastify({ loggerInstance: logger.child({ component: 'http' }), disableRequestLogging: true });
   registerConsulApi(app, { query: store, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION });
+  registerUi(app);
   app.server.on('upgrade', (req, socket, head) => {
     if (!link.handleUpgrade(req, socket, head)) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
-import type { ChangeEvent } from '../catalog.js';
+import type { ChangeEvent, InstanceView, NodeView } from '../catalog.js';
 import { healthEntryJson, nodeJson, type HealthEntryJson, type NodeJson } from './consul-json.js';
 import type { ApiContext } from './endpoint.js';
 
@@ -9,21 +9,32 @@ import type { ApiContext } from './endpoint.js';
  * (`catalog`) carries every node and every service's instances; each later one (`change`)
  * carries the current state of what the change touched: a node (null once gone) or a
  * service's instances (empty once gone). Services are keyed by lower-case name, as the
- * store matches them. One store subscription serves every open stream.
+ * store matches them. One store subscription serves every open stream. Beyond Consul's
+ * shapes, nodes carry the agent's connection state and entries the container behind them.
  */
+
+export interface EventNodeJson extends NodeJson {
+  Connected: boolean;
+  /** ms since epoch of the last message or heartbeat from the node's agent. */
+  LastSeen: number;
+}
+
+export interface EventEntryJson extends HealthEntryJson {
+  Container: { ID: string; Name: string; Image: string };
+}
 
 export interface CatalogEvent {
   index: number;
   datacenter: string;
-  nodes: NodeJson[];
-  services: Record<string, HealthEntryJson[]>;
+  nodes: EventNodeJson[];
+  services: Record<string, EventEntryJson[]>;
 }
 
 export interface ChangeEventJson {
   index: number;
   topics: readonly string[];
-  nodes: Record<string, NodeJson | null>;
-  services: Record<string, HealthEntryJson[]>;
+  nodes: Record<string, EventNodeJson | null>;
+  services: Record<string, EventEntryJson[]>;
 }
 
 const DEFAULT_HEARTBEAT_MS = 15_000;
@@ -105,11 +116,11 @@ export class EventHub {
 
   #snapshot(): CatalogEvent {
     const { query, datacenter } = this.#ctx;
-    const services: Record<string, HealthEntryJson[]> = {};
+    const services: Record<string, EventEntryJson[]> = {};
     for (const name of query.serviceNames().keys()) {
-      services[name.toLowerCase()] = query.instances(name).map((i) => healthEntryJson(i, datacenter));
+      services[name.toLowerCase()] = query.instances(name).map((i) => eventEntryJson(i, datacenter));
     }
-    return { index: query.index, datacenter, nodes: query.nodes().map((n) => nodeJson(n, datacenter)), services };
+    return { index: query.index, datacenter, nodes: query.nodes().map((n) => eventNodeJson(n, datacenter)), services };
   }
 
   #delta(change: ChangeEvent): ChangeEventJson {
@@ -120,13 +131,22 @@ export class EventHub {
       const name = rest.join('/');
       if (kind === 'node') {
         const node = query.node(name);
-        out.nodes[name] = node ? nodeJson(node, datacenter) : null;
+        out.nodes[name] = node ? eventNodeJson(node, datacenter) : null;
       } else if (kind === 'service') {
-        out.services[name] = query.instances(name).map((i) => healthEntryJson(i, datacenter));
+        out.services[name] = query.instances(name).map((i) => eventEntryJson(i, datacenter));
       }
     }
     return out;
   }
+}
+
+function eventNodeJson(node: NodeView, datacenter: string): EventNodeJson {
+  return { ...nodeJson(node, datacenter), Connected: node.connected, LastSeen: node.lastSeen };
+}
+
+function eventEntryJson(inst: InstanceView, datacenter: string): EventEntryJson {
+  const { containerId, containerName, image } = inst.service;
+  return { ...healthEntryJson(inst, datacenter), Container: { ID: containerId, Name: containerName, Image: image } };
 }
 
 function frame(event: string, id: number, data: unknown): string {

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import Fastify from 'fastify';
+import { MemoryStore } from '../../aggregator/memory-store.js';
+import { registerConsulApi } from '../../aggregator/http/consul-api.js';
+import { registerUi } from '../../aggregator/ui/register.js';
+import { VERSION } from '../../shared/version.js';
+import { instance, nodeReg } from '../support/services.js';
+import { TEST_IMAGE, testbedSkipReason, useTestbed } from '../testbed/index.js';
+import { browserSkipReason, openBrowser, type Browser } from './support/browser.js';
+import { useCluster } from './support/cluster.js';
+
+const noBrowser = browserSkipReason();
+const artifacts = fileURLToPath(new URL('../artifacts/', import.meta.url));
+
+describe('web UI on the testbed: containers appear and go live, without reload', { skip: noBrowser ?? (await testbedSkipReason()) }, () => {
+  const bed = useTestbed({ hosts: ['a', 'b'] });
+  const cluster = useCluster(bed);
+  let browser: Browser;
+
+  before(async () => {
+    browser = await openBrowser();
+    await browser.page.goto(`http://127.0.0.1:${cluster().httpPort}/ui`);
+    // Survives only as long as the page is not reloaded.
+    await browser.page.evaluate('window.loadedOnce = true');
+  });
+
+  after(async () => {
+    await browser?.close();
+  });
+
+  const stillSamePage = async () => assert.equal(await browser.page.evaluate('window.loadedOnce'), true, 'the page was reloaded');
+
+  it('lists both hosts, connected, with address and agent version', async () => {
+    await browser.page.locator('#stream', { hasText: 'live' }).waitFor({ timeout: 5000 });
+    for (const host of bed().hosts) {
+      const row = browser.page.locator(`#hosts [data-node="${host.name}"]`);
+      await row.waitFor({ timeout: 5000 });
+      const text = await row.innerText();
+      for (const want of [host.address, VERSION, 'connected', 'now']) assert.ok(text.includes(want), `host row ${JSON.stringify(text)} lacks ${want}`);
+    }
+  });
+
+  it('shows a container started on b, with its address, container, tags and health', async () => {
+    const b = bed().host('b');
+    await b.docker(['run', '-d', '--name', 'web-ui', '-e', 'SERVICE_NAME=web', '-e', 'SERVICE_TAGS=blue,canary', '-p', '7690:80', TEST_IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
+    const row = browser.page.locator('#services [data-id="b:web-ui:80"]');
+    await row.waitFor({ timeout: 5000 });
+    const cells = await row.locator(':scope > span').allInnerTexts();
+    assert.deepEqual(cells.map((c) => c.replace(/\s+/g, ' ').trim()), ['b', `${b.address}:7690`, 'web-ui', 'blue canary', 'passing']);
+    assert.match(await browser.page.locator('#services [data-service="web"]').innerText(), /web\s+1 instance\s+1 passing/);
+    assert.match(await browser.page.locator('#hosts [data-node="b"]').innerText(), /\b1\b/);
+    await stillSamePage();
+    await mkdir(artifacts, { recursive: true });
+    await browser.page.screenshot({ path: `${artifacts}ui.png` });
+  });
+
+  it('drops the container once it is stopped', async () => {
+    await bed().host('b').docker(['stop', '-t', '1', 'web-ui']);
+    await browser.page.locator('#services [data-id="b:web-ui:80"]').waitFor({ state: 'detached', timeout: 5000 });
+    await browser.page.locator('#services .empty', { hasText: 'No services registered.' }).waitFor({ timeout: 1000 });
+    await stillSamePage();
+  });
+
+  it('marks a host whose agent died as disconnected', async () => {
+    await cluster().agent('b').stop('SIGKILL');
+    await browser.page.locator('#hosts [data-node="b"]', { hasText: 'disconnected' }).waitFor({ timeout: 10_000 });
+    assert.match(await browser.page.locator('#hosts [data-node="b"]').innerText(), /\d+ s ago/);
+    assert.match(await browser.page.locator('#hosts [data-node="a"]').innerText(), /\bconnected\b/);
+    await stillSamePage();
+    assert.deepEqual(browser.errors, []);
+  });
+});
+
+describe('web UI with 500 hosts and 5,000 services', { skip: noBrowser }, () => {
+  const HOSTS = 500;
+  const PER_HOST = 10;
+  const store = new MemoryStore();
+  const app = Fastify();
+  let browser: Browser;
+
+  before(async () => {
+    for (let h = 0; h < HOSTS; h++) {
+      const node = `host-${h}`;
+      const services = Array.from({ length: PER_HOST }, (_, s) =>
+        instance({ id: `${node}:app-${h}-${s}:8080`, name: `app-${h}-${s}`, containerName: `app-${h}-${s}`, address: `10.1.${h >> 8}.${h & 255}`, tags: ['v1'] }),
+      );
+      store.replaceNode(nodeReg(node, `10.1.${h >> 8}.${h & 255}`), services);
+    }
+    registerConsulApi(app, { query: store, datacenter: 'dc1', nodeName: 'portolan-aggregator', version: VERSION });
+    registerUi(app);
+    const base = await app.listen({ host: '127.0.0.1', port: 0 });
+    browser = await openBrowser();
+    await browser.page.goto(`${base}/ui`);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await app.close();
+  });
+
+  it('renders the whole catalog, keeping only the visible rows in the DOM', async () => {
+    const { page } = browser;
+    await page.locator('#services-count', { hasText: '5,000 services, 5,000 instances' }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator('#hosts-count').innerText(), '500');
+    assert.ok((await page.locator('#hosts .row').count()) < 60);
+    assert.ok((await page.locator('#services .row').count()) < 60);
+    await page.locator('#services').evaluate((list: { scrollTop: number; scrollHeight: number }) => {
+      list.scrollTop = list.scrollHeight;
+    });
+    await page.locator('#services [data-id="host-99:app-99-9:8080"]').waitFor({ timeout: 2000 });
+  });
+
+  it('stays responsive while typing a filter over 500 hosts and 5,000 services', async () => {
+    const { page } = browser;
+    // One key at a time, as a user types, each timed from its input event to the end of the
+    // animation frame that redraws the lists (INP's bar for "good" is 200 ms).
+    const keystroke = (value: string) =>
+      page.evaluate(`(async () => {
+        const search = document.getElementById('search');
+        const started = performance.now();
+        search.value = ${JSON.stringify(value)};
+        search.dispatchEvent(new Event('input'));
+        await new Promise((done) => requestAnimationFrame(() => setTimeout(done)));
+        return { ms: performance.now() - started, count: document.getElementById('services-count').textContent };
+      })()`) as Promise<{ ms: number; count: string }>;
+    const query = 'app-321-7';
+    const timings: number[] = [];
+    let last = { ms: 0, count: '' };
+    for (const value of [...Array.from(query, (_, i) => query.slice(0, i + 1)), '']) {
+      last = await keystroke(value);
+      timings.push(Math.round(last.ms));
+      if (value === query) assert.equal(last.count, '1 service, 1 instance');
+    }
+    assert.equal(last.count, '5,000 services, 5,000 instances');
+    const sorted = [...timings].sort((a, b) => a - b);
+    assert.ok(sorted[sorted.length >> 1]! < 100 && sorted.at(-1)! < 400, `keystroke times (ms): ${timings.join(', ')}`);
+
+    const search = page.locator('#search');
+    await search.fill('APP-321-7');
+    await page.locator('#services [data-id="host-321:app-321-7:8080"]').waitFor({ timeout: 2000 });
+    // The host running a matching instance stays in view.
+    await page.locator('#hosts-count', { hasText: /^1 of 500$/ }).waitFor({ timeout: 2000 });
+    await page.locator('#hosts [data-node="host-321"]').waitFor({ timeout: 2000 });
+    await search.fill('10.1.1.44');
+    await page.locator('#hosts [data-node="host-300"]').waitFor({ timeout: 2000 });
+    assert.equal(await page.locator('#services-count').innerText(), '10 services, 10 instances');
+  });
+
+  it('applies live changes under load and shows user text as text', async () => {
+    const { page } = browser;
+    await page.locator('#search').fill('onerror');
+    const hostile = '<img src=x onerror=alert(1)>';
+    store.updateServices('host-7', [instance({ id: 'host-7:evil:80', name: 'evil', containerName: hostile, tags: ['<b>bold</b>'] })], []);
+    const row = page.locator('#services [data-id="host-7:evil:80"]');
+    await row.waitFor({ timeout: 2000 });
+    assert.deepEqual((await row.locator(':scope > span').allInnerTexts()).slice(2, 4), [hostile, '<b>bold</b>']);
+    assert.equal(await page.locator('#services img, #services b').count(), 0);
+    store.updateServices('host-7', [], ['host-7:evil:80']);
+    await row.waitFor({ state: 'detached', timeout: 2000 });
+    await page.locator('#search').fill('');
+    await mkdir(artifacts, { recursive: true });
+    await page.screenshot({ path: `${artifacts}ui-load.png` });
+    assert.deepEqual(browser.errors, []);
+  });
+});
