@@ -21,6 +21,14 @@ export interface AgentLinkOptions {
   helloTimeoutMs?: number;
 }
 
+/** Counters read by the metrics endpoint; plain numbers so the hot path stays cheap. */
+export interface LinkStats {
+  /** Valid messages by type. */
+  messages: Map<string, number>;
+  /** Connections closed by the aggregator, by close code. */
+  rejections: Map<number, number>;
+}
+
 /** One agent connection's conversation: hello → snapshot → deltas, until goodbye or close. */
 interface Session {
   ws: WebSocket;
@@ -46,6 +54,7 @@ export class AgentLink {
   readonly #reapTimers = new Map<string, NodeJS.Timeout>();
   readonly #heartbeat: NodeJS.Timeout;
   readonly #tokenDigest: Buffer | undefined;
+  readonly stats: LinkStats = { messages: new Map(), rejections: new Map() };
 
   constructor(opts: AgentLinkOptions) {
     this.#opts = opts;
@@ -60,6 +69,7 @@ export class AgentLink {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     if (new URL(req.url ?? '/', 'http://x').pathname !== AGENT_WS_PATH) return false;
     if (!this.#authorized(req)) {
+      bump(this.stats.rejections, CloseCode.unauthorized);
       this.#log.warn({ remote: req.socket.remoteAddress }, 'agent refused: missing or wrong token');
       socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nmissing or wrong agent token\n');
       return true;
@@ -114,6 +124,8 @@ export class AgentLink {
     ws.on('error', (err) => this.#log.warn({ remote: session.remote, err: err.message }, 'agent connection error'));
     ws.on('close', (code, reason) => {
       clearTimeout(helloTimer);
+      // ws closes oversized frames itself, so they are counted here.
+      if (code === CloseCode.tooBig) bump(this.stats.rejections, code);
       this.#sessions.delete(session);
       this.#onClosed(session, code, reason.toString());
     });
@@ -124,6 +136,7 @@ export class AgentLink {
     const msg = parseFrame(AgentMessage, data, isBinary);
     if (!msg.ok) return this.#refuse(session, CloseCode.invalidMessage, msg.error);
     const m = msg.value;
+    bump(this.stats.messages, m.type);
     if (!session.hello) {
       if (m.type !== 'hello') return this.#refuse(session, CloseCode.invalidMessage, `expected hello, got ${m.type}`);
       clearTimeout(helloTimer);
@@ -230,10 +243,15 @@ export class AgentLink {
   #refuse(session: Session, code: CloseCode, reason: string): void {
     if (session.closing) return;
     session.closing = true;
+    bump(this.stats.rejections, code);
     this.#log.warn({ remote: session.remote, node: session.hello?.node, code, reason }, 'agent connection refused');
     // Close reasons are limited to 123 bytes by RFC 6455.
     session.ws.close(code, truncateUtf8(reason, 123));
   }
+}
+
+function bump<K>(counts: Map<K, number>, key: K): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
 }
 
 function digest(s: string): Buffer {

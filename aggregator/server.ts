@@ -1,11 +1,13 @@
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { VERSION } from '../shared/version.js';
 import { AgentLink } from './agent-link.js';
 import { MemoryStore } from './memory-store.js';
 import { registerConsulApi } from './http/consul-api.js';
+import type { App } from './http/endpoint.js';
 import { registerUi } from './ui/register.js';
 import { startDnsServer } from './dns/server.js';
+import { AggregatorMetrics } from './metrics.js';
 import type { CatalogStore } from './catalog.js';
 
 export interface AggregatorOptions {
@@ -24,6 +26,8 @@ export interface AggregatorOptions {
   heartbeatMs: number;
   suspectAfterMs: number;
   reapAfterMs: number;
+  /** PEM certificate and key: HTTPS for the API and WSS for agents. */
+  tls?: { cert: string; key: string };
 }
 
 export interface RunningAggregator {
@@ -40,9 +44,16 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     logger.warn('no --token configured: any host that can reach this aggregator can register services');
   }
   const link = new AgentLink({ store, datacenter: opts.datacenter, logger, ...pick(opts) });
-  const app = Fastify({ loggerInstance: logger.child({ component: 'http' }), disableRequestLogging: true });
-  registerConsulApi(app, { query: store, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION });
+  // With TLS the raw server is an https.Server; routes and hooks are the same either way.
+  const app = Fastify({
+    loggerInstance: logger.child({ component: 'http' }),
+    logController: new LogController({ disableRequestLogging: true }),
+    ...(opts.tls ? { https: opts.tls } : {}),
+  }) as unknown as App<Logger>;
+  const api = registerConsulApi(app, { query: store, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION });
   registerUi(app);
+  const metrics = new AggregatorMetrics({ query: store, link, api });
+  registerMetrics(app, metrics);
   app.server.on('upgrade', (req, socket, head) => {
     if (!link.handleUpgrade(req, socket, head)) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
@@ -61,12 +72,13 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     recursor: opts.recursor,
     udpMaxSize: opts.udpMaxSize,
     logger: logger.child({ component: 'dns' }),
+    observe: metrics.observeDns,
   }).catch(async (err: unknown) => {
     await app.close();
     throw err;
   });
   const httpPort = (app.server.address() as { port: number }).port;
-  logger.info({ http: `${opts.http.host}:${httpPort}`, dns: `${opts.dns.host}:${dns.port}`, version: VERSION }, 'aggregator serving');
+  logger.info({ http: `${opts.http.host}:${httpPort}`, tls: opts.tls !== undefined, dns: `${opts.dns.host}:${dns.port}`, version: VERSION }, 'aggregator serving');
   return {
     store,
     httpPort,
@@ -76,6 +88,17 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
       await Promise.all([app.close(), dns.close()]);
     },
   };
+}
+
+/** `/metrics` in Prometheus text format, and a count of every HTTP request by route pattern. */
+function registerMetrics(app: App<Logger>, metrics: AggregatorMetrics): void {
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode);
+  });
+  app.get('/metrics', async (_request, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
 }
 
 function pick(o: AggregatorOptions) {

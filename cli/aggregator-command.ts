@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { AggregatorOptions } from '../aggregator/server.js';
-import { parseHostPort, type FlagSpec, type FlagValue } from './flags.js';
+import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { tokenFlag } from './common-flags.js';
 
 export const aggregatorFlags: FlagSpec[] = [
@@ -15,6 +15,8 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'recursor', kind: 'string', env: 'PORTOLAN_RECURSOR', help: 'HOST:PORT to forward names outside the domain to (else REFUSED)' },
   { name: 'dns-udp-max', kind: 'integer', env: 'PORTOLAN_DNS_UDP_MAX', default: '1232', help: 'cap on the EDNS0 UDP answer size in bytes' },
   tokenFlag,
+  { name: 'tls-cert', kind: 'string', env: 'PORTOLAN_TLS_CERT', help: 'PEM certificate file: serve HTTPS and WSS (with --tls-key)' },
+  { name: 'tls-key', kind: 'string', env: 'PORTOLAN_TLS_KEY', help: 'PEM private key file for --tls-cert' },
   { name: 'max-payload', kind: 'integer', env: 'PORTOLAN_MAX_PAYLOAD', default: '1048576', help: 'largest agent message in bytes' },
   { name: 'heartbeat', kind: 'duration', env: 'PORTOLAN_HEARTBEAT', default: '1s', help: 'agent ping interval' },
   { name: 'suspect-after', kind: 'duration', env: 'PORTOLAN_SUSPECT_AFTER', default: '3s', help: "silence after which an agent's node turns critical" },
@@ -40,7 +42,14 @@ export function aggregatorOptions(v: Record<string, FlagValue>): AggregatorOptio
     heartbeatMs: v.heartbeat as number,
     suspectAfterMs: v['suspect-after'] as number,
     reapAfterMs: v['reap-after'] as number,
+    tls: tlsFiles(v['tls-cert'] as string | undefined, v['tls-key'] as string | undefined),
   };
+}
+
+function tlsFiles(certFile: string | undefined, keyFile: string | undefined): AggregatorOptions['tls'] {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new UsageError('--tls-cert and --tls-key go together');
+  return { cert: readFlagFile('tls-cert', certFile), key: readFlagFile('tls-key', keyFile) };
 }
 
 function normalizeDomain(d: string): string {

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /**
  * A small declarative flag parser. Every flag also reads an environment variable, and
  * registrator's single-dash spellings (`-ip`, `-internal`, …) are accepted as aliases so
@@ -118,6 +120,15 @@ export function parseDuration(spec: Pick<FlagSpec, 'name'>, text: string): numbe
     throw new UsageError(`--${spec.name} must be a duration such as 500ms, 3s, 1m30s, got "${text}"`);
   }
   return Math.round(parts.reduce((sum, p) => sum + Number(p[1]) * unitMs[p[2]!]!, 0));
+}
+
+/** Reads a file named by a flag; a missing or unreadable file is a usage error naming the flag. */
+export function readFlagFile(flag: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--${flag}: cannot read ${path}: ${(err as Error).message}`);
+  }
 }
 
 /** Splits "host:port" or "[v6]:port"; a bare port binds all interfaces. */

@@ -22,7 +22,11 @@ export interface ResponderOptions {
   logger: Logger;
   /** Distinct names kept in the response cache. */
   cacheNames?: number;
+  /** Told of every answer sent (for metrics); `startedNs` is process.hrtime.bigint() at arrival. */
+  observe?: AnswerObserver;
 }
+
+export type AnswerObserver = (response: Buffer, startedNs: bigint) => void;
 
 /** Shuffled variants kept per answer with more than one record group. */
 const VARIANTS = 4;
@@ -51,9 +55,10 @@ export class Responder {
    * Answers one message and never throws. Returns false when the message is dropped
    * unanswered; otherwise `reply` is called exactly once, now or later (recursion).
    */
-  handle(msg: Buffer, transport: Transport, reply: Reply): boolean {
+  handle(msg: Buffer, transport: Transport, send: Reply): boolean {
     const verdict = guardHeader(msg);
     if (verdict === DROP) return false;
+    const reply = this.#observed(send);
     try {
       if (verdict === ACCEPT) this.#answer(msg, transport, reply);
       else reply(errorResponse(msg, verdict, this.#ra));
@@ -63,6 +68,16 @@ export class Responder {
       reply(errorResponse(msg, RCODE.SERVFAIL, this.#ra));
     }
     return true;
+  }
+
+  #observed(send: Reply): Reply {
+    const observe = this.#opts.observe;
+    if (!observe) return send;
+    const started = process.hrtime.bigint();
+    return (response) => {
+      send(response);
+      observe(response, started);
+    };
   }
 
   #answer(msg: Buffer, transport: Transport, reply: Reply): void {

@@ -2,7 +2,7 @@ import type { Socket } from 'node:dgram';
 import type { Logger } from 'pino';
 import type { CatalogQuery } from '../catalog.js';
 import { Recursor } from './recursor.js';
-import { Responder } from './responder.js';
+import { Responder, type AnswerObserver } from './responder.js';
 import { makeZones } from './router.js';
 import { defaultTcpLimits, listenTcp, type TcpLimits, type TcpListener } from './tcp.js';
 import { listenUdp } from './udp.js';
@@ -27,6 +27,7 @@ export interface DnsServerOptions {
   logger: Logger;
   tcp?: Partial<TcpLimits>;
   recursorTimeoutMs?: number;
+  observe?: AnswerObserver;
 }
 
 export interface RunningDnsServer {
@@ -53,6 +54,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
     recursor,
     udpMaxSize: opts.udpMaxSize,
     logger: opts.logger,
+    observe: opts.observe,
   });
   const limits = { ...defaultTcpLimits, ...opts.tcp };
   try {

@@ -9,6 +9,7 @@ import { MemoryStore } from '../../aggregator/memory-store.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
 import { instance } from '../support/services.js';
+import { connect, hello, snapshot } from '../support/agent-peer.js';
 
 async function startLink(t: TestContext, over: Partial<AgentLinkOptions> = {}) {
   const store = new MemoryStore();
@@ -36,23 +37,6 @@ async function startLink(t: TestContext, over: Partial<AgentLinkOptions> = {}) {
   });
   return { store, link, url };
 }
-
-/** A real ws client speaking the protocol; messages from the aggregator are queued. */
-async function connect(url: string, headers: Record<string, string> = {}) {
-  const ws = new WebSocket(url, { headers });
-  const inbox: unknown[] = [];
-  ws.on('message', (d) => inbox.push(JSON.parse(d.toString())));
-  const closed = once(ws, 'close').then(([code, reason]) => ({ code: code as number, reason: String(reason) }));
-  await once(ws, 'open');
-  return { ws, inbox, closed, send: (m: unknown) => ws.send(typeof m === 'string' ? m : JSON.stringify(m)) };
-}
-
-const hello = (node: string, protocol = PROTOCOL_VERSION) => ({ type: 'hello', protocol, node, agentVersion: 't' });
-const snapshot = (node: string, ids: string[]) => ({
-  type: 'snapshot',
-  node: { name: node, address: '10.1.1.1', meta: {} },
-  services: ids.map((id) => instance({ id, name: 'web' })),
-});
 
 async function until(cond: () => boolean, ms = 2000): Promise<void> {
   const end = Date.now() + ms;

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { dig } from '../fixtures/dns/dig.js';
+import { dig } from '../support/dig.js';
 import { startDnsmasq, type Dnsmasq } from '../fixtures/dns/dnsmasq.js';
 import { startTestDns, type TestDns } from '../fixtures/dns/harness.js';
 import { instance, nodeReg } from '../support/services.js';

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packet } from 'dns2';
 import { instance, nodeReg } from '../support/services.js';
-import { dig, type DigRecord } from '../fixtures/dns/dig.js';
+import { dig, type DigRecord } from '../support/dig.js';
 import { startTestDns, type TestDns } from '../fixtures/dns/harness.js';
 import { buildQuery, framed, tcpExchange, udpQuery, unframe } from '../fixtures/dns/raw.js';
 

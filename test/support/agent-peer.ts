@@ -1,0 +1,22 @@
+import { once } from 'node:events';
+import { WebSocket, type ClientOptions } from 'ws';
+import { PROTOCOL_VERSION } from '../../shared/protocol.js';
+import { instance } from './services.js';
+
+/** A real ws client speaking the protocol; messages from the aggregator are queued. */
+export async function connect(url: string, headers: Record<string, string> = {}, options: ClientOptions = {}) {
+  const ws = new WebSocket(url, { headers, ...options });
+  const inbox: unknown[] = [];
+  ws.on('message', (d) => inbox.push(JSON.parse(d.toString())));
+  const closed = once(ws, 'close').then(([code, reason]) => ({ code: code as number, reason: String(reason) }));
+  await once(ws, 'open');
+  return { ws, inbox, closed, send: (m: unknown) => ws.send(typeof m === 'string' ? m : JSON.stringify(m)) };
+}
+
+export const hello = (node: string, protocol = PROTOCOL_VERSION) => ({ type: 'hello', protocol, node, agentVersion: 't' });
+export const snapshot = (node: string, ids: string[]) => ({
+  type: 'snapshot',
+  node: { name: node, address: '10.1.1.1', meta: {} },
+  services: ids.map((id) => instance({ id, name: 'web' })),
+});
+

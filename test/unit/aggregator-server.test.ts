@@ -1,0 +1,102 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { get } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { startAggregator, type AggregatorOptions } from '../../aggregator/server.js';
+import { AGENT_WS_PATH } from '../../shared/protocol.js';
+import { connect, hello, snapshot } from '../support/agent-peer.js';
+import { dig } from '../support/dig.js';
+
+const base: AggregatorOptions = {
+  http: { host: '127.0.0.1', port: 0 },
+  dns: { host: '127.0.0.1', port: 0 },
+  domain: 'consul',
+  altDomains: [],
+  datacenter: 'dc1',
+  nodeName: 'agg',
+  serviceTtl: 0,
+  nodeTtl: 0,
+  udpMaxSize: 1232,
+  maxPayload: 1 << 20,
+  heartbeatMs: 1000,
+  suspectAfterMs: 3000,
+  reapAfterMs: 60_000,
+};
+
+async function until(cond: () => Promise<boolean>, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function metricValue(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+test('/metrics reports agents, catalog, DNS answers, HTTP requests and rejections', async (t) => {
+  const agg = await startAggregator(base, pino({ level: 'silent' }));
+  t.after(() => agg.close());
+  const http = `http://127.0.0.1:${agg.httpPort}`;
+  const peer = await connect(`ws://127.0.0.1:${agg.httpPort}${AGENT_WS_PATH}`);
+  peer.send(hello('h1'));
+  peer.send(snapshot('h1', ['h1:web:80', 'h1:web:81']));
+  await until(async () => ((await (await fetch(`${http}/v1/catalog/service/web`)).json()) as unknown[]).length === 2);
+  const bad = await connect(`ws://127.0.0.1:${agg.httpPort}${AGENT_WS_PATH}`);
+  bad.send('{nope');
+  await bad.closed;
+  await dig(agg.dnsPort, 'web.service.consul', 'A');
+  await dig(agg.dnsPort, 'nope.service.consul', 'SRV');
+
+  const res = await fetch(`${http}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
+  const text = await res.text();
+  assert.equal(metricValue(text, 'portolan_agents_connected'), 1);
+  assert.equal(metricValue(text, 'portolan_catalog_nodes'), 1);
+  assert.equal(metricValue(text, 'portolan_catalog_services'), 1);
+  assert.equal(metricValue(text, 'portolan_catalog_instances{health="passing"}'), 2);
+  assert.equal(metricValue(text, 'portolan_agent_messages_total{type="snapshot"}'), 1);
+  assert.equal(metricValue(text, 'portolan_agent_rejections_total{code="4000"}'), 1);
+  assert.equal(metricValue(text, 'portolan_dns_queries_total{qtype="A",rcode="NOERROR"}'), 1);
+  assert.equal(metricValue(text, 'portolan_dns_queries_total{qtype="SRV",rcode="NXDOMAIN"}'), 1);
+  assert.equal(metricValue(text, 'portolan_dns_answer_seconds_count'), 2);
+  assert.ok((metricValue(text, 'portolan_http_requests_total{method="GET",route="/v1/catalog/service/:service",status="200"}') ?? 0) >= 1);
+  assert.ok((metricValue(text, 'portolan_catalog_index') ?? 0) > 0);
+  assert.ok((metricValue(text, 'portolan_process_resident_memory_bytes') ?? 0) > 0);
+});
+
+test('with TLS the API is HTTPS and agents connect over WSS', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  const ca = readFileSync(cert, 'utf8');
+  const agg = await startAggregator({ ...base, tls: { cert: ca, key: readFileSync(key, 'utf8') } }, pino({ level: 'silent' }));
+  t.after(() => agg.close());
+
+  const peer = await connect(`wss://127.0.0.1:${agg.httpPort}${AGENT_WS_PATH}`, {}, { ca });
+  peer.send(hello('secure'));
+  peer.send(snapshot('secure', ['secure:web:80']));
+  const body = await until(async () => (await httpsGet(`https://127.0.0.1:${agg.httpPort}/v1/catalog/nodes`, ca)).includes('secure')).then(() =>
+    httpsGet(`https://127.0.0.1:${agg.httpPort}/v1/catalog/service/web`, ca),
+  );
+  assert.equal((JSON.parse(body) as unknown[]).length, 1);
+  await assert.rejects(httpsGet(`https://127.0.0.1:${agg.httpPort}/v1/catalog/nodes`, undefined), /self-signed|certificate/);
+});
+
+function httpsGet(url: string, ca: string | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(url, { ca }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}

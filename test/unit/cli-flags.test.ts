@@ -1,0 +1,66 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseDuration, parseFlags, parseHostPort, UsageError, type FlagSpec } from '../../cli/flags.js';
+import { agentFlags, agentOptions } from '../../cli/agent-command.js';
+import { aggregatorFlags, aggregatorOptions } from '../../cli/aggregator-command.js';
+
+const specs: FlagSpec[] = [
+  { name: 'ip', kind: 'string', env: 'T_IP', help: '', aliases: ['ip'] },
+  { name: 'internal', kind: 'boolean', env: 'T_INTERNAL', default: 'false', help: '', aliases: ['internal'] },
+  { name: 'tags', kind: 'list', env: 'T_TAGS', help: '' },
+  { name: 'wait', kind: 'duration', env: 'T_WAIT', default: '1s', help: '' },
+  { name: 'mode', kind: 'string', env: 'T_MODE', default: 'a', choices: ['a', 'b'], help: '' },
+];
+
+test('flags beat env, env beats defaults; registrator single-dash aliases work', () => {
+  const { values } = parseFlags(specs, ['-ip', '10.0.0.9', '-internal', '--tags=a, b,,c'], { T_IP: '1.1.1.1', T_WAIT: '1m30s' });
+  assert.deepEqual(values, { ip: '10.0.0.9', internal: true, tags: ['a', 'b', 'c'], wait: 90_000, mode: 'a' });
+  assert.equal(parseFlags(specs, [], { T_IP: '1.1.1.1', T_INTERNAL: 'true' }).values.ip, '1.1.1.1');
+  assert.equal(parseFlags(specs, ['--internal=false'], { T_INTERNAL: 'true' }).values.internal, false);
+});
+
+test('bad flags are usage errors that name the flag', () => {
+  assert.throws(() => parseFlags(specs, ['--nope'], {}), (e) => e instanceof UsageError && /unknown flag "--nope"/.test(e.message));
+  assert.throws(() => parseFlags(specs, ['--ip'], {}), /--ip needs a value/);
+  assert.throws(() => parseFlags(specs, ['--mode', 'c'], {}), /--mode must be one of a, b/);
+  assert.throws(() => parseFlags(specs, ['--wait', '5 minutes'], {}), /--wait must be a duration/);
+  assert.throws(() => parseFlags(specs, ['stray'], {}), /unexpected argument "stray"/);
+  assert.equal(parseFlags(specs, ['--help'], {}).help, true);
+});
+
+test('durations and host:port', () => {
+  assert.equal(parseDuration({ name: 'x' }, '500ms'), 500);
+  assert.equal(parseDuration({ name: 'x' }, '2'), 2000);
+  assert.equal(parseDuration({ name: 'x' }, '1h2m3s'), 3_723_000);
+  assert.deepEqual(parseHostPort('dns', '127.0.0.1:53'), { host: '127.0.0.1', port: 53 });
+  assert.deepEqual(parseHostPort('dns', '[::1]:8600'), { host: '::1', port: 8600 });
+  assert.deepEqual(parseHostPort('dns', '8600'), { host: '0.0.0.0', port: 8600 });
+  assert.throws(() => parseHostPort('dns', 'localhost'), /--dns must be HOST:PORT/);
+});
+
+test('aggregator defaults match the documented ones', () => {
+  const o = aggregatorOptions(parseFlags(aggregatorFlags, [], {}).values);
+  assert.deepEqual(o.http, { host: '0.0.0.0', port: 8500 });
+  assert.deepEqual(o.dns, { host: '0.0.0.0', port: 8600 });
+  assert.equal(o.domain, 'consul');
+  assert.equal(o.datacenter, 'dc1');
+  assert.equal(o.heartbeatMs, 1000);
+  assert.equal(o.suspectAfterMs, 3000);
+  assert.equal(o.reapAfterMs, 60_000);
+  assert.equal(o.udpMaxSize, 1232);
+  assert.equal(o.tls, undefined);
+  assert.throws(() => aggregatorOptions(parseFlags(aggregatorFlags, ['--tls-cert', '/nonexistent.pem'], {}).values), /--tls-cert and --tls-key go together/);
+});
+
+test('agent options from env, with registrator spellings', () => {
+  const env = { PORTOLAN_AGGREGATOR: 'ws://10.0.0.1:8500', PORTOLAN_TAGS: 'x,y' };
+  const o = agentOptions(parseFlags(agentFlags, ['-deregister', 'on-success', '-resync', '30', '-useIpFromLabel', 'ip'], env).values);
+  assert.equal(o.aggregator, 'ws://10.0.0.1:8500');
+  assert.deepEqual(o.tags, ['x', 'y']);
+  assert.equal(o.deregister, 'on-success');
+  assert.equal(o.resyncSeconds, 30);
+  assert.equal(o.useIpFromLabel, 'ip');
+  assert.equal(o.deregisterOn, 'stop');
+  assert.throws(() => agentOptions(parseFlags(agentFlags, [], {}).values), /--aggregator \(or PORTOLAN_AGGREGATOR\) is required/);
+  assert.throws(() => agentOptions(parseFlags(agentFlags, ['--aggregator', 'http://x:8500'], {}).values), /ws:\/\/ or wss:\/\//);
+});
