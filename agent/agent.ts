@@ -1,0 +1,94 @@
+import Docker from 'dockerode';
+import type { Logger } from 'pino';
+import { ServiceInstance } from '../shared/model.js';
+import type { Snapshot, Welcome } from '../shared/protocol.js';
+import { dockerEndpoint } from './docker-endpoint.js';
+import { DockerWatcher } from './docker-watcher.js';
+import { chooseHostIp, detectDefaultRouteIPv4, type HostIp } from './host-ip.js';
+import { emptyRecord, nextRecord, type ContainerRecord, type ContainerUpdate, type LifecycleOptions } from './lifecycle.js';
+import type { AgentOptions } from './options.js';
+import { ServiceState } from './service-state.js';
+import { Uplink } from './uplink.js';
+
+export interface RunningAgent {
+  /** Says goodbye to the aggregator (the node leaves the catalog) and stops watching Docker. */
+  stop(): Promise<void>;
+}
+
+/** Changes arriving together (compose up, a re-list) travel in one delta. */
+const flushDelayMs = 25;
+
+/**
+ * Wires Docker → mapper → desired state → aggregator. Returns at once: the agent keeps
+ * retrying Docker and the aggregator independently, and keeps watching Docker while
+ * the aggregator is away (the next snapshot carries everything).
+ */
+export async function startAgent(options: AgentOptions, logger: Logger): Promise<RunningAgent> {
+  const log = logger.child({ component: 'agent', node: options.node });
+  const endpoint = dockerEndpoint(options.docker, process.env);
+  const defaultRoute = await detectDefaultRouteIPv4();
+  const records = new Map<string, ContainerRecord>();
+  const state = new ServiceState();
+  let hostIp = chooseHostIp({ flag: options.ip, defaultRoute });
+  logHostIp(log, hostIp);
+  let flushTimer: NodeJS.Timeout | undefined;
+
+  const lifecycleOptions = (): LifecycleOptions => ({ ...options, hostIp: hostIp?.address ?? '' });
+
+  const apply = (u: ContainerUpdate): void => {
+    const next = nextRecord(records.get(u.id) ?? emptyRecord, u, lifecycleOptions());
+    if (next.services.length > 0 || next.draining) records.set(u.id, next);
+    else records.delete(u.id);
+    state.set(u.id, validServices(log, next.services));
+    if (!flushTimer) flushTimer = setTimeout(() => ((flushTimer = undefined), uplink.flush()), flushDelayMs);
+  };
+
+  const onWelcome = (welcome: Welcome): void => {
+    const chosen = chooseHostIp({ flag: options.ip, observed: welcome.observedAddress, defaultRoute });
+    if (chosen?.address === hostIp?.address) return;
+    hostIp = chosen;
+    logHostIp(log, hostIp);
+    for (const [id, record] of records) apply({ id, cause: 'remap', inspect: record.inspect });
+  };
+
+  const snapshot = (): Snapshot => ({
+    type: 'snapshot',
+    node: { name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: {} },
+    services: state.snapshot(),
+  });
+
+  const uplink = new Uplink({ aggregator: options.aggregator, node: options.node, token: options.token, logger, onWelcome, snapshot, delta: () => state.delta() });
+  const watcher = new DockerWatcher({
+    docker: new Docker(endpoint.options),
+    endpoint: endpoint.description,
+    logger,
+    resyncSeconds: options.resyncSeconds,
+    tracked: () => records.keys(),
+    onUpdate: apply,
+  });
+  log.info({ docker: endpoint.description, aggregator: options.aggregator }, 'agent starting');
+  watcher.start();
+  uplink.start();
+
+  return {
+    async stop() {
+      await watcher.stop();
+      clearTimeout(flushTimer);
+      await uplink.stop();
+    },
+  };
+}
+
+/** The mapper keeps within the wire limits; anything it still gets wrong is dropped, not sent. */
+function validServices(log: Logger, services: readonly ServiceInstance[]): ServiceInstance[] {
+  return services.filter((s) => {
+    const r = ServiceInstance.safeParse(s);
+    if (!r.success) log.warn({ service: s.id, error: r.error.issues[0]?.message }, 'service not registered: invalid');
+    return r.success;
+  });
+}
+
+function logHostIp(log: Logger, ip: HostIp | undefined): void {
+  if (ip) log.info({ hostIp: ip.address, source: ip.source }, `advertising host IP ${ip.address} (from ${ip.source})`);
+  else log.warn('no host IP yet (no --ip, no default route); waiting for the aggregator to report our address');
+}

@@ -1,0 +1,40 @@
+import { hostname } from 'node:os';
+
+/** Everything `portolan agent` can be told; the CLI maps flags and env vars onto this. */
+export interface AgentOptions {
+  /** Aggregator base URL, e.g. ws://10.0.0.1:8500 (the agent path is appended). */
+  aggregator: string;
+  /** Docker endpoint: unix:///path, tcp://host:port or a socket path; DOCKER_HOST when absent. */
+  docker?: string;
+  /** Host IP to advertise; detected when absent (see host-ip.ts). */
+  ip?: string;
+  node: string;
+  /** Register container IP + container port instead of host IP + published port. */
+  internal: boolean;
+  /** Network whose container IP is used when a container sits on several. */
+  network?: string;
+  /** Only register ports that carry SERVICE_NAME / SERVICE_<port>_NAME. */
+  explicit: boolean;
+  /** Added to every service. */
+  tags: string[];
+  /** Container label whose value is the IP to register. */
+  useIpFromLabel?: string;
+  /** Re-list all containers every N seconds; 0 turns it off. */
+  resyncSeconds: number;
+  /** `stop`: withdraw on stop/kill so clients drain before exit; `die`: only when the process is gone. */
+  deregisterOn: 'stop' | 'die';
+  /** `on-success`: a container that exited non-zero (not by a signal) stays registered as critical. */
+  deregister: 'always' | 'on-success';
+  /** Shared secret sent as `Authorization: Bearer <token>`. */
+  token?: string;
+}
+
+export const agentDefaults = {
+  node: hostname(),
+  internal: false,
+  explicit: false,
+  tags: [] as string[],
+  resyncSeconds: 0,
+  deregisterOn: 'stop',
+  deregister: 'always',
+} as const satisfies Omit<AgentOptions, 'aggregator'>;

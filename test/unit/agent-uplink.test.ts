@@ -1,0 +1,156 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { Uplink, agentUrl, backoff } from '../../agent/uplink.js';
+import { ServiceState } from '../../agent/service-state.js';
+import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Welcome } from '../../shared/protocol.js';
+import { CloseCode } from '../../shared/close-codes.js';
+import { instance } from '../support/services.js';
+
+/** A real protocol peer on loopback: validates what the agent sends and records it. */
+async function peer(t: TestContext, welcome: (remote: string) => unknown = (remote) => ({ type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: remote, datacenter: 'dc1' })) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: AGENT_WS_PATH });
+  await once(wss, 'listening');
+  const received: AgentMessage[] = [];
+  const sockets: WebSocket[] = [];
+  const headers: Array<string | undefined> = [];
+  const closes: Array<{ code: number; reason: string }> = [];
+  /** While held, hellos are not answered: the agent stays connected but not live. */
+  let gate: Promise<void> = Promise.resolve();
+  let release = () => {};
+  const hold = () => (gate = new Promise((r) => (release = r)));
+  wss.on('connection', (ws, req) => {
+    sockets.push(ws);
+    headers.push(req.headers.authorization);
+    ws.on('close', (code, reason) => closes.push({ code, reason: reason.toString() }));
+    ws.on('message', (data) => {
+      const msg = AgentMessage.parse(JSON.parse(data.toString()));
+      received.push(msg);
+      if (msg.type === 'hello') void gate.then(() => ws.send(JSON.stringify(welcome(req.socket.remoteAddress ?? ''))));
+    });
+  });
+  t.after(() => {
+    for (const ws of wss.clients) ws.terminate();
+    wss.close();
+  });
+  return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, received, sockets, headers, closes, hold, release: () => release() };
+}
+
+function link(t: TestContext, url: string, state: ServiceState, welcomes: Welcome[] = []) {
+  const uplink = new Uplink({
+    aggregator: url,
+    node: 'h1',
+    token: 's3cret',
+    logger: pino({ level: 'silent' }),
+    onWelcome: (w) => void welcomes.push(w),
+    snapshot: () => ({ type: 'snapshot', node: { name: 'h1', address: '192.0.2.10', meta: {} }, services: state.snapshot() }),
+    delta: () => state.delta(),
+    retryMinMs: 20,
+    retryMaxMs: 100,
+  });
+  uplink.start();
+  t.after(() => uplink.stop());
+  return uplink;
+}
+
+async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('hello → welcome → snapshot → delta; nothing sent when nothing changed', async (t) => {
+  const p = await peer(t);
+  const state = new ServiceState();
+  state.set('c1', [instance({ id: 'a', name: 'web' })]);
+  const welcomes: Welcome[] = [];
+  const uplink = link(t, p.url, state, welcomes);
+  await until(() => p.received.length === 2);
+  assert.ok(uplink.live);
+  assert.deepEqual(p.received.map((m) => m.type), ['hello', 'snapshot']);
+  assert.equal(p.headers[0], 'Bearer s3cret');
+  const hello = p.received[0];
+  assert.ok(hello?.type === 'hello' && hello.node === 'h1' && hello.protocol === PROTOCOL_VERSION);
+  assert.equal(welcomes[0]?.observedAddress, '127.0.0.1');
+  uplink.flush();
+  state.set('c2', [instance({ id: 'b', name: 'db' })]);
+  state.set('c1', []);
+  uplink.flush();
+  await until(() => p.received.length === 3);
+  assert.deepEqual(p.received[2], { type: 'delta', upsert: [instance({ id: 'b', name: 'db' })], remove: ['a'] });
+});
+
+test('after the server drops the connection the agent reconnects and sends a fresh snapshot', async (t) => {
+  const p = await peer(t);
+  const state = new ServiceState();
+  state.set('c1', [instance({ id: 'a', name: 'web' })]);
+  const uplink = link(t, p.url, state);
+  await until(() => uplink.live);
+  p.hold();
+  p.sockets[0]?.terminate();
+  await until(() => p.received.length === 3);
+  assert.equal(uplink.live, false);
+  // Changed while not live: goes in the next snapshot, not in a delta.
+  state.set('c2', [instance({ id: 'b', name: 'db' })]);
+  uplink.flush();
+  p.release();
+  await until(() => p.received.filter((m) => m.type === 'snapshot').length === 2);
+  assert.deepEqual(p.received.map((m) => m.type), ['hello', 'snapshot', 'hello', 'snapshot']);
+  const last = p.received[3];
+  assert.ok(last?.type === 'snapshot');
+  assert.deepEqual(last.services.map((s) => s.id), ['a', 'b']);
+});
+
+test('stop() says goodbye and closes normally', async (t) => {
+  const p = await peer(t);
+  const uplink = link(t, p.url, new ServiceState());
+  await until(() => uplink.live);
+  await uplink.stop();
+  await until(() => p.closes.length === 1);
+  assert.equal(p.closes[0]?.code, CloseCode.normal);
+  assert.deepEqual(p.received.map((m) => m.type), ['hello', 'snapshot', 'goodbye']);
+});
+
+test('an invalid welcome is a protocol error: closed with 4000 and a reason', async (t) => {
+  const p = await peer(t, () => ({ type: 'welcome', protocol: 'one' }));
+  link(t, p.url, new ServiceState());
+  await until(() => p.closes.length > 0);
+  assert.equal(p.closes[0]?.code, CloseCode.invalidMessage);
+  assert.match(p.closes[0]?.reason ?? '', /invalid message: protocol/);
+  assert.deepEqual(p.received.slice(0, 1).map((m) => m.type), ['hello']);
+  assert.ok(!p.received.some((m) => m.type === 'snapshot'), 'no snapshot without a valid welcome');
+});
+
+test('stop() returns promptly while the aggregator is unreachable or silent', async (t) => {
+  const silent = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await once(silent, 'listening');
+  t.after(() => {
+    for (const ws of silent.clients) ws.terminate();
+    silent.close();
+  });
+  const port = (silent.address() as AddressInfo).port;
+  const connecting = link(t, `ws://127.0.0.1:${port}`, new ServiceState());
+  await until(() => silent.clients.size === 1);
+  const started = Date.now();
+  await connecting.stop();
+  assert.ok(Date.now() - started < 1000, 'an unanswered hello does not block stop');
+  silent.close();
+  const retrying = link(t, `ws://127.0.0.1:${port}`, new ServiceState());
+  await new Promise((r) => setTimeout(r, 100));
+  await retrying.stop();
+});
+
+test('agent URL and backoff', () => {
+  assert.equal(agentUrl('ws://h:8500'), `ws://h:8500${AGENT_WS_PATH}`);
+  assert.equal(agentUrl('http://h:8500/'), `ws://h:8500${AGENT_WS_PATH}`);
+  assert.equal(agentUrl('h:8500'), `ws://h:8500${AGENT_WS_PATH}`);
+  assert.throws(() => agentUrl('ftp://h'), /expected ws:\/\/host:port/);
+  assert.equal(backoff(0, 100, 1000, () => 0), 50);
+  assert.equal(backoff(3, 100, 1000, () => 1), 800);
+  assert.equal(backoff(30, 100, 1000, () => 1), 1000);
+});
