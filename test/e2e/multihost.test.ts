@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { TEST_IMAGE, TEST_PAGE, testbedSkipReason, useTestbed, type Host } from '../testbed/index.js';
 import { useCluster } from './support/cluster.js';
 import { digFrom } from './support/dig.js';
+import { until } from '../support/until.js';
 
 const skip = await testbedSkipReason();
 
@@ -13,21 +14,6 @@ interface CatalogEntry {
   ServiceAddress: string;
   ServicePort: number;
   ServiceTags: string[];
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('two hosts: a container on B is found from A over HTTP and DNS', { skip }, () => {
@@ -53,10 +39,10 @@ describe('two hosts: a container on B is found from A over HTTP and DNS', { skip
     const b = bed().host('b');
     await b.docker(['run', '-d', '--name', 'web1', '-e', 'SERVICE_NAME=web', '-p', '7680:80', TEST_IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
 
-    const entries = await until('web in the catalog', async () => {
+    const entries = await until(async () => {
       const e = await catalogFrom(a, 'web');
-      return e.length > 0 ? e : undefined;
-    }, 5000);
+      return e.length > 0 && e;
+    }, 5000, 'web in the catalog');
     assert.equal(entries.length, 1);
     assert.equal(entries[0]!.Node, 'b');
     assert.equal(entries[0]!.ServiceAddress, b.address);
@@ -85,7 +71,7 @@ describe('two hosts: a container on B is found from A over HTTP and DNS', { skip
     const b = bed().host('b');
     const started = Date.now();
     const stopping = b.docker(['stop', '-t', '3', 'web1']);
-    await until('web gone from HTTP', async () => ((await catalogFrom(a, 'web')).length === 0 ? true : undefined), 2000);
+    await until(async () => (await catalogFrom(a, 'web')).length === 0, 2000, 'web gone from HTTP');
     const dns = await dig(a, 'web.service.dc1.consul', 'A');
     assert.equal(dns.status, 'NXDOMAIN');
     assert.ok(dns.authority.some((r) => r.type === 'SOA'), 'NXDOMAIN carries the SOA');
@@ -97,7 +83,7 @@ describe('two hosts: a container on B is found from A over HTTP and DNS', { skip
     const a = bed().host('a');
     const b = bed().host('b');
     await b.docker(['run', '-d', '--name', 'web2', '-e', 'SERVICE_NAME=web', '-p', '7681:80', TEST_IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
-    await until('web2 registered', async () => ((await catalogFrom(a, 'web')).length === 1 ? true : undefined), 5000);
+    await until(async () => (await catalogFrom(a, 'web')).length === 1, 5000, 'web2 registered');
     assert.equal(await cluster().agent('b').stop(), 0);
     assert.deepEqual(await catalogFrom(a, 'web'), []);
     const nodes = JSON.parse((await a.http(cluster().url('/v1/catalog/nodes'))).body) as Array<{ Node: string }>;

@@ -10,6 +10,7 @@ import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
 import { instance } from '../support/services.js';
 import { connect, hello, snapshot } from '../support/agent-peer.js';
+import { until } from '../support/until.js';
 
 async function startLink(t: TestContext, over: Partial<AgentLinkOptions> = {}) {
   const store = new MemoryStore();
@@ -36,14 +37,6 @@ async function startLink(t: TestContext, over: Partial<AgentLinkOptions> = {}) {
     server.close();
   });
   return { store, link, url };
-}
-
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 test('hello → welcome with observed address → snapshot → delta → goodbye', async (t) => {

@@ -9,6 +9,7 @@ import { ServiceState } from '../../agent/service-state.js';
 import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Welcome } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
 import { instance } from '../support/services.js';
+import { until } from '../support/until.js';
 
 /** A real protocol peer on loopback: validates what the agent sends and records it. */
 async function peer(t: TestContext, welcome: (remote: string) => unknown = (remote) => ({ type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: remote, datacenter: 'dc1' })) {
@@ -54,14 +55,6 @@ function link(t: TestContext, url: string, state: ServiceState, welcomes: Welcom
   uplink.start();
   t.after(() => uplink.stop());
   return uplink;
-}
-
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 test('hello → welcome → snapshot → delta; nothing sent when nothing changed', async (t) => {

@@ -10,6 +10,7 @@ import { startAggregator, type AggregatorOptions } from '../../aggregator/server
 import { AGENT_WS_PATH } from '../../shared/protocol.js';
 import { connect, hello, snapshot } from '../support/agent-peer.js';
 import { dig } from '../support/dig.js';
+import { until } from '../support/until.js';
 
 const base: AggregatorOptions = {
   http: { host: '127.0.0.1', port: 0 },
@@ -26,14 +27,6 @@ const base: AggregatorOptions = {
   suspectAfterMs: 3000,
   reapAfterMs: 60_000,
 };
-
-async function until(cond: () => Promise<boolean>, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function metricValue(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
