@@ -69,6 +69,13 @@ export interface ChangeEvent {
 export interface CatalogQuery {
   /** The newest change index; > 0 and never going backwards while the process lives. */
   readonly index: number;
+  /** The first index of this store; an index below it was served by an earlier process. */
+  readonly startIndex: number;
+  /**
+   * Resolves once the catalog is believed complete after a start (agents have re-registered:
+   * no new node for a quiet period, or a cap reached), or when the signal aborts.
+   */
+  whenSettled(signal: AbortSignal): Promise<void>;
   /** The index of the newest change that touched the topic (the store's start index if none). */
   topicIndex(topic: Topic): number;
   /** Service name → union of tags, names sorted. */

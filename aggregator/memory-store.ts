@@ -41,6 +41,10 @@ export interface MemoryStoreOptions {
    */
   startIndex?: number;
   now?: () => number;
+  /** After start, the catalog counts as settled once no new node registered for this long. */
+  settleQuietMs?: number;
+  /** …or at the latest this long after start. */
+  settleMaxMs?: number;
 }
 
 const SERF_ALIVE = 'Agent alive and reachable';
@@ -64,15 +68,25 @@ export class MemoryStore implements CatalogStore {
   #serviceNames: ReadonlyMap<string, readonly string[]> | undefined;
   readonly #waiters = new Map<Topic, Set<() => void>>();
   readonly #listeners = new Set<(change: ChangeEvent) => void>();
+  readonly #settle: Settle;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#now = options.now ?? Date.now;
     this.#startIndex = Math.max(1, options.startIndex ?? this.#now());
     this.#index = this.#startIndex;
+    this.#settle = new Settle(options.settleQuietMs ?? 2000, options.settleMaxMs ?? 15_000);
   }
 
   get index(): number {
     return this.#index;
+  }
+
+  get startIndex(): number {
+    return this.#startIndex;
+  }
+
+  whenSettled(signal: AbortSignal): Promise<void> {
+    return this.#settle.wait(signal);
   }
 
   topicIndex(topic: Topic): number {
@@ -213,6 +227,7 @@ export class MemoryStore implements CatalogStore {
     const regKey = JSON.stringify(reg);
     const existing = this.#nodes.get(reg.name);
     if (existing && existing.regKey === regKey) return existing;
+    if (!existing) this.#settle.activity();
     const node: NodeState = existing ?? {
       reg,
       regKey,
@@ -310,6 +325,54 @@ export class MemoryStore implements CatalogStore {
       })
       .sort((a, b) => compareStrings(a[0], b[0]));
     return new Map(names);
+  }
+}
+
+/**
+ * "No new node for quietMs, or maxMs since start": the memory store starts empty, so
+ * after a restart it is complete only once the agents have come back.
+ */
+class Settle {
+  #settled = false;
+  readonly #waiters = new Set<() => void>();
+  #quietTimer: NodeJS.Timeout;
+  readonly #maxTimer: NodeJS.Timeout;
+
+  constructor(private readonly quietMs: number, maxMs: number) {
+    this.#quietTimer = this.#arm(quietMs);
+    this.#maxTimer = this.#arm(maxMs);
+  }
+
+  activity(): void {
+    if (this.#settled) return;
+    clearTimeout(this.#quietTimer);
+    this.#quietTimer = this.#arm(this.quietMs);
+  }
+
+  wait(signal: AbortSignal): Promise<void> {
+    if (this.#settled || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.#waiters.delete(done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#waiters.add(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  #arm(ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => this.#finish(), ms);
+    timer.unref();
+    return timer;
+  }
+
+  #finish(): void {
+    this.#settled = true;
+    clearTimeout(this.#quietTimer);
+    clearTimeout(this.#maxTimer);
+    for (const done of [...this.#waiters]) done();
   }
 }
 

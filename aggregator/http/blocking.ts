@@ -26,8 +26,15 @@ export class Blocker {
     return Math.max(...watch.map((t) => this.#query.topicIndex(t)));
   }
 
+  /**
+   * An index below the store's start index was served by an earlier aggregator process. Its
+   * catalog is still filling as agents reconnect, so such a watcher is held until the catalog
+   * settles: answering at once would show it services "vanishing" that were never removed.
+   */
   async block(watch: readonly Topic[], opts: QueryOptions, res: ServerResponse): Promise<void> {
-    if (this.#closing || opts.index === 0 || this.indexOf(watch) > opts.index) return;
+    if (this.#closing || opts.index === 0) return;
+    const fromEarlierProcess = opts.index < this.#query.startIndex;
+    if (!fromEarlierProcess && this.indexOf(watch) > opts.index) return;
     const abort = new AbortController();
     const jitter = Math.floor(this.#random() * (opts.waitMs / JITTER_FRACTION));
     const timer = setTimeout(() => abort.abort(), opts.waitMs + jitter);
@@ -35,7 +42,8 @@ export class Blocker {
     res.once('close', gone);
     this.#pending.add(abort);
     try {
-      await this.#query.waitForChange(watch, opts.index, abort.signal);
+      if (fromEarlierProcess) await this.#query.whenSettled(abort.signal);
+      else await this.#query.waitForChange(watch, opts.index, abort.signal);
     } finally {
       clearTimeout(timer);
       res.off('close', gone);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { instance, nodeReg } from '../support/services.js';
 import { listening, settledWithin } from './http-support.js';
+import { until } from '../support/until.js';
 
 // Consul answers are loose JSON; the tests read the few fields they check.
 type Json = any;
@@ -52,7 +53,7 @@ test('a change to one service wakes only the watchers of that service', async (t
   const db = await get(`${base}/v1/catalog/service/db`);
   const webWatch = get(`${base}/v1/catalog/service/web?index=${web.index}&wait=1s`);
   const dbWatch = get(`${base}/v1/health/service/db?index=${db.index}&wait=1s`);
-  await waitFor(() => api.api.waiting === 2);
+  await until(() => api.api.waiting === 2);
   api.store.updateServices('a', [instance({ id: 'a:db:5432', name: 'db', tags: ['primary'] })], []);
   const dbAnswer = await settledWithin(dbWatch, 500);
   assert.notEqual(dbAnswer, 'pending', 'the db watcher wakes');
@@ -96,9 +97,9 @@ test('a client that hangs up stops waiting, and closing the server answers every
   const abandoned = http.get(`${base}/v1/catalog/nodes?index=${index}&wait=10m`, { agent: false });
   abandoned.on('error', () => {});
   const kept = get(`${base}/v1/catalog/nodes?index=${index}&wait=10m`);
-  await waitFor(() => api.api.waiting === 2);
+  await until(() => api.api.waiting === 2);
   abandoned.destroy();
-  await waitFor(() => api.api.waiting === 1);
+  await until(() => api.api.waiting === 1);
   const started = Date.now();
   await api.close();
   assert.ok(Date.now() - started < 2000, 'close does not wait for the 10m poll');
@@ -114,27 +115,19 @@ test('node and check changes wake the endpoints that read them', async (t) => {
   const nodeView = await get(`${base}/v1/catalog/node/a`);
   const stateWatch = get(`${base}/v1/health/state/critical?index=${state.index}&wait=5s`);
   const nodeWatch = get(`${base}/v1/health/node/a?index=${nodeView.index}&wait=5s`);
-  await waitFor(() => api.api.waiting === 2);
+  await until(() => api.api.waiting === 2);
   api.store.setConnected('a', false);
   const [s, n] = await Promise.all([stateWatch, nodeWatch]);
   assert.deepEqual(s.body.map((c: { CheckID: string }) => c.CheckID), ['serfHealth']);
   assert.equal(n.body[0].Status, 'critical');
 });
 
-async function waitFor(cond: () => boolean, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 test('a thousand waiting watchers of one service stay asleep through changes to another', async (t) => {
   const api = await listening(t);
   api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db' })]);
   const { index } = await get(`${api.base}/v1/catalog/service/web`);
   const watchers = Array.from({ length: 1000 }, () => api.app.inject(`/v1/health/service/web?index=${index}&wait=10m`));
-  await waitFor(() => api.api.waiting === 1000);
+  await until(() => api.api.waiting === 1000);
   const cpuBefore = process.cpuUsage();
   for (let i = 0; i < 20; i++) api.store.updateServices('a', [instance({ id: 'a:db:5432', name: 'db', port: 6000 + i })], []);
   await new Promise((r) => setTimeout(r, 50));
@@ -144,4 +137,18 @@ test('a thousand waiting watchers of one service stay asleep through changes to 
   api.store.updateServices('a', [instance({ id: 'a:web:81', name: 'web' })], []);
   const answers = await Promise.all(watchers);
   assert.ok(answers.every((r) => r.statusCode === 200 && (r.json() as unknown[]).length === 2));
+});
+
+test('after a restart, a watcher holding an index from the earlier process waits until agents are back', async (t) => {
+  // The earlier process served index 50; this one starts at 100 with an empty catalog.
+  const api = await listening(t, { settleQuietMs: 300 });
+  const watch = get(`${api.base}/v1/health/service/web?index=50&wait=10s`);
+  await until(() => api.api.waiting === 1);
+  api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await new Promise((r) => setTimeout(r, 150));
+  api.store.replaceNode(nodeReg('b'), [instance({ id: 'b:web:80', name: 'web' })]);
+  assert.equal(await settledWithin(watch, 200), 'pending', 'held while agents keep coming back');
+  const answer = await watch;
+  assert.equal(answer.body.length, 2, 'answered with the complete catalog, not a partial one');
+  assert.ok(answer.index > 50);
 });

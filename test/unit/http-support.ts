@@ -15,8 +15,11 @@ export interface TestApi {
 }
 
 /** A real MemoryStore behind the real Consul API on a fresh fastify instance. */
-export async function startApi(opts: { eventsHeartbeatMs?: number; startIndex?: number } = {}): Promise<TestApi> {
-  const store = new MemoryStore({ startIndex: opts.startIndex ?? 100, now: () => 0 });
+export async function startApi(
+  opts: { eventsHeartbeatMs?: number; startIndex?: number; settleQuietMs?: number } = {},
+): Promise<TestApi> {
+  // Settled at once unless a test is about settling: most tests start from an empty catalog.
+  const store = new MemoryStore({ startIndex: opts.startIndex ?? 100, now: () => 0, settleQuietMs: opts.settleQuietMs ?? 0 });
   const app = Fastify();
   const api = registerConsulApi(app, {
     query: store,

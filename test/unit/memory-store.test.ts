@@ -116,3 +116,20 @@ test('renaming a service moves it between names', () => {
   assert.deepEqual(store.instances('old'), []);
   assert.equal(store.instances('new').length, 1);
 });
+
+test('the catalog settles once no new node registers for the quiet period, or at the cap', async (t) => {
+  // The store's timers are unref'd (they must not keep a server alive); this one keeps the test alive.
+  const keepAlive = setInterval(() => {}, 1000);
+  t.after(() => clearInterval(keepAlive));
+  const store = new MemoryStore({ settleQuietMs: 100, settleMaxMs: 400 });
+  let settled = false;
+  const waiting = store.whenSettled(new AbortController().signal).then(() => (settled = true));
+  for (let i = 0; i < 4; i++) {
+    store.replaceNode(nodeReg(`n${i}`), []);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(settled, false, 'new nodes keep arriving');
+  }
+  await waiting;
+  const capped = new MemoryStore({ settleQuietMs: 10_000, settleMaxMs: 50 });
+  await capped.whenSettled(new AbortController().signal);
+});
