@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { CheckStatus, ServiceInstance } from '../shared/model.js';
 import {
   topics,
@@ -12,7 +13,7 @@ import {
 import { worstStatus } from './check-status.js';
 
 interface InstanceState {
-  /** Service definition without checks, to tell a real change from a re-send. */
+  /** Fingerprint of the definition without checks, to tell a real change from a re-send. */
   definitionKey: string;
   checkKeys: string[];
   createIndex: number;
@@ -262,8 +263,8 @@ export class MemoryStore implements CatalogStore {
 
   #upsertInstance(node: NodeState, service: ServiceInstance, index: number, touched: Set<Topic>): void {
     const { checks, ...definition } = service;
-    const definitionKey = JSON.stringify(definition);
-    const checkKeys = checks.map((c) => JSON.stringify(c));
+    const definitionKey = fingerprint(definition);
+    const checkKeys = checks.map(fingerprint);
     const prev = node.services.get(service.id);
     if (prev && prev.definitionKey === definitionKey && sameKeys(prev.checkKeys, checkKeys)) return;
     if (prev && prev.view.service.name.toLowerCase() !== service.name.toLowerCase()) {
@@ -438,6 +439,14 @@ function buildChecks(service: ServiceInstance, state: InstanceState): CheckView[
     output: c.output,
     modifyIndex: state.checkIndexes[i] ?? state.modifyIndex,
   }));
+}
+
+/**
+ * A digest of the JSON, not the JSON itself: kept per instance, the full text would cost as
+ * much memory again as the instance (about 30 MB at 50,000 instances).
+ */
+function fingerprint(value: unknown): string {
+  return createHash('sha1').update(JSON.stringify(value)).digest('base64');
 }
 
 function instanceKey(node: string, id: string): string {
