@@ -56,10 +56,18 @@ export const emptyRecord: ContainerRecord = { inspect: null, services: [], drain
 export function nextRecord(prev: ContainerRecord, u: ContainerUpdate, opts: LifecycleOptions): ContainerRecord {
   const inspect = u.inspect;
   if (!inspect) return emptyRecord;
-  const draining = isDrainStart(u, inspect, opts) || (prev.draining && inspect.State?.Running === true && u.cause !== 'start');
+  const draining = isDrainStart(u, inspect, opts) || (prev.draining && inspect.State?.Running === true && u.cause !== 'start' && sameRun(prev.inspect, inspect));
   if (draining) return { inspect, services: [], draining };
   if (inspect.State?.Running) return { inspect, services: mapContainer(inspect, opts), draining: false };
   return { inspect, services: heldAfterExit(prev.services, inspect, opts), draining: false };
+}
+
+/**
+ * Still the process that was told to stop. A re-list after the event stream was lost
+ * (engine restart) can find the container started again without a `start` event seen.
+ */
+function sameRun(prev: ContainerInspectInfo | null, next: ContainerInspectInfo): boolean {
+  return prev?.State?.StartedAt === next.State?.StartedAt;
 }
 
 function isDrainStart(u: ContainerUpdate, inspect: ContainerInspectInfo, opts: LifecycleOptions): boolean {

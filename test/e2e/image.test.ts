@@ -7,11 +7,12 @@ import { fileURLToPath } from 'node:url';
 import { TEST_IMAGE, testbedSkipReason, useTestbed, type Host } from '../testbed/index.js';
 import { busyboxPath } from '../testbed/prerequisites.js';
 import { run } from '../testbed/processes.js';
-import { CatalogClient, until } from './support/catalog-client.js';
+import { CatalogClient } from './support/catalog-client.js';
 import { runCli, type CliProcess } from './support/cli.js';
 import { digFrom } from './support/dig.js';
 import { buildNodeBaseTarball, nodeBaseChanges } from './support/image-base.js';
 import { startLockfileRegistry, type LockfileRegistry } from './support/image-registry.js';
+import { until } from '../support/until.js';
 
 const skip = await testbedSkipReason();
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -103,7 +104,7 @@ describe('container image: built from the Dockerfile, both roles on testbed host
       '-e', `PORTOLAN_AGGREGATOR=ws://${bed().gatewayAddress}:${httpPort}`, '-e', 'PORTOLAN_NODE=a',
       IMAGE, 'agent',
     ]);
-    const node = await until('node a registered', async () => (await catalogNodes()).find((n) => n.Node === 'a'), 15_000);
+    const node = await until(async () => (await catalogNodes()).find((n) => n.Node === 'a'), 15_000, 'node a registered');
     assert.equal(node.Address, a.address, 'the aggregator-observed host address, not the container\'s');
     const containerIp = await a.docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'portolan-agent']);
     assert.match(containerIp, /^172\./, 'the agent runs on the bridge network');
@@ -114,7 +115,7 @@ describe('container image: built from the Dockerfile, both roles on testbed host
 
     const logs = await containerLogs(a, 'portolan-agent');
     assert.match(logs, new RegExp(`"hostIp":"${a.address.replace(/\./g, '\\.')}","source":"aggregator"`));
-    assert.equal(await until('agent healthy', async () => ((await healthOf(a, 'portolan-agent')) === 'healthy' ? 'healthy' : undefined), 10_000), 'healthy');
+    assert.equal(await until(async () => ((await healthOf(a, 'portolan-agent')) === 'healthy' ? 'healthy' : undefined), 10_000, 'agent healthy'), 'healthy');
   });
 
   it('docker stop of the agent container (node as PID 1) says goodbye promptly', async () => {
@@ -134,23 +135,23 @@ describe('container image: built from the Dockerfile, both roles on testbed host
       'run', '-d', '--name', 'portolan-aggregator', '--init=false', '--health-interval', '1s',
       '-p', '18500:8500/tcp', '-p', '18600:8600/udp', '-p', '18600:8600/tcp', IMAGE, 'aggregator',
     ]);
-    const leader = await until('aggregator answers', async () => {
+    const leader = await until(async () => {
       const res = await b.http(`http://${a.address}:18500/v1/status/leader`);
       return res.status === 200 ? res.body : undefined;
-    }, 10_000);
+    }, 10_000, 'aggregator answers');
     assert.match(leader, /^"[\d.]+:\d+"$/);
 
     agentB = runCli(['agent', '--aggregator', `ws://${a.address}:18500`, '--docker', b.dockerHost, '--node', 'b'], { netns: b.ns });
     await agentB.waitForLog((l) => l.msg === 'registered with aggregator');
     await b.docker(['run', '-d', '--name', 'web2', '-e', 'SERVICE_NAME=web', '-p', '7681:80', TEST_IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
-    const answer = await until('web over DNS', async () => {
+    const answer = await until(async () => {
       const r = await digFrom(b, a.address, 18600, 'web.service.consul', 'A');
       return r.answer.length > 0 ? r : undefined;
-    }, 5000);
+    }, 5000, 'web over DNS');
     assert.deepEqual(answer.answer.map((r) => [r.type, r.data]), [['A', b.address]]);
     const tcp = await digFrom(b, a.address, 18600, 'web.service.consul', 'SRV', ['+tcp']);
     assert.equal(tcp.answer[0]?.data.split(' ')[2], '7681');
-    assert.equal(await until('aggregator healthy', async () => ((await healthOf(a, 'portolan-aggregator')) === 'healthy' ? 'healthy' : undefined), 10_000), 'healthy');
+    assert.equal(await until(async () => ((await healthOf(a, 'portolan-aggregator')) === 'healthy' ? 'healthy' : undefined), 10_000, 'aggregator healthy'), 'healthy');
 
     const started = Date.now();
     await a.docker(['stop', 'portolan-aggregator']);

@@ -5,7 +5,7 @@
 export async function until<T>(
   probe: () => T | undefined | false | Promise<T | undefined | false>,
   timeoutMs = 5000,
-  what = 'condition',
+  what: string | (() => string) = 'condition',
 ): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
@@ -16,7 +16,7 @@ export async function until<T>(
     } catch (err) {
       last = err;
     }
-    if (Date.now() > end) throw new Error(`${what}: not met within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
+    if (Date.now() > end) throw new Error(`${typeof what === 'string' ? what : what()}: not met within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

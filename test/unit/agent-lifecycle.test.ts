@@ -39,6 +39,15 @@ test('--deregister-on stop: terminating kill withdraws and stays withdrawn until
   assert.deepEqual(step(up, 'stop', fixture('multi-port')).services, []);
 });
 
+test('a container started again while events were lost is registered, not left draining', () => {
+  const up = step(emptyRecord, 'start', fixture('multi-port'));
+  const killed = step(up, 'kill', fixture('multi-port'), {}, '15');
+  const restarted = fixture('multi-port');
+  restarted.State = { ...restarted.State, StartedAt: '2099-01-01T00:00:00.000000000Z' };
+  // The engine restarted it before the agent re-subscribed: the re-list is the first news.
+  assert.equal(step(killed, 'sync', restarted).services.length, 2);
+});
+
 test('die withdraws; --deregister on-success keeps a failed container as critical', () => {
   const up = step(emptyRecord, 'start', running('exited-failure'));
   assert.equal(up.services.length, 1);
