@@ -1,5 +1,6 @@
 import type { ContainerInspectInfo } from 'dockerode';
 import type { Endpoint, ServiceCheck, ServiceInstance } from '../shared/model.js';
+import { initialChecks } from './checks/definitions.js';
 import { containerKey, parseMetadata, portMetadata, type ContainerMetadata, type PortMetadata } from './metadata.js';
 import { defaultName, serviceName } from './naming.js';
 
@@ -90,12 +91,14 @@ interface Placement {
 function instance(ctx: ContainerContext, pm: PortMetadata, p: PortSpec, at: Placement): ServiceInstance {
   const { inspect, opts } = ctx;
   const udp = p.protocol === 'udp' ? ['udp'] : [];
+  const meta = boundedMeta(pm.meta);
+  const address = labelledIp(inspect, opts.useIpFromLabel) ?? at.target.address;
   return {
     id: at.id,
     name: at.name,
     tags: unique([...pm.tags, ...opts.tags, ...udp]).slice(0, 64).map((t) => t.slice(0, 255)),
-    meta: boundedMeta(pm.meta),
-    address: labelledIp(inspect, opts.useIpFromLabel) ?? at.target.address,
+    meta,
+    address,
     port: at.target.port,
     protocol: p.protocol,
     ...(at.host ? { host: at.host } : {}),
@@ -103,7 +106,8 @@ function instance(ctx: ContainerContext, pm: PortMetadata, p: PortSpec, at: Plac
     containerId: inspect.Id,
     containerName: ctx.name,
     image: (inspect.Config?.Image ?? '').slice(0, 512),
-    checks: ctx.checks,
+    // SERVICE_CHECK_* checks at their initial status; the check runner overlays results.
+    checks: [...ctx.checks, ...initialChecks({ meta, address, port: at.target.port, container: at.container })],
   };
 }
 

@@ -27,6 +27,8 @@ export interface AgentOptions {
   deregister: 'always' | 'on-success';
   /** Shared secret sent as `Authorization: Bearer <token>`. */
   token?: string;
+  /** PEM CA certificate(s) a wss:// aggregator's certificate must chain to (a private CA); the system CAs otherwise. */
+  ca?: string;
 }
 
 export const agentDefaults = {

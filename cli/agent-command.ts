@@ -1,5 +1,5 @@
 import { agentDefaults, type AgentOptions } from '../agent/options.js';
-import { UsageError, type FlagSpec, type FlagValue } from './flags.js';
+import { readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { tokenFlag } from './common-flags.js';
 
 export const agentFlags: FlagSpec[] = [
@@ -16,6 +16,7 @@ export const agentFlags: FlagSpec[] = [
   { name: 'deregister', kind: 'string', env: 'PORTOLAN_DEREGISTER', default: agentDefaults.deregister, aliases: ['deregister'], choices: ['always', 'on-success'], help: 'on-success: a container that exited non-zero stays registered as critical' },
   { name: 'deregister-on', kind: 'string', env: 'PORTOLAN_DEREGISTER_ON', default: agentDefaults.deregisterOn, choices: ['stop', 'die'], help: 'stop: withdraw on stop/kill so clients drain first; die: only when the process exits' },
   tokenFlag,
+  { name: 'ca', kind: 'string', env: 'PORTOLAN_CA', help: 'PEM CA certificate file a wss:// aggregator must chain to (private CA)' },
 ];
 
 export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
@@ -36,5 +37,6 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     deregister: v.deregister as AgentOptions['deregister'],
     deregisterOn: v['deregister-on'] as AgentOptions['deregisterOn'],
     token: v.token as string | undefined,
+    ca: v.ca === undefined ? undefined : readFlagFile('ca', v.ca as string),
   };
 }
