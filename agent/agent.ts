@@ -2,6 +2,7 @@ import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { ServiceInstance } from '../shared/model.js';
 import type { Snapshot, Welcome } from '../shared/protocol.js';
+import { CheckRunner } from './checks/runner.js';
 import { dockerEndpoint } from './docker-endpoint.js';
 import { DockerWatcher } from './docker-watcher.js';
 import { chooseHostIp, detectDefaultRouteIPv4, type HostIp } from './host-ip.js';
@@ -20,8 +21,9 @@ const flushDelayMs = 25;
 
 /**
  * Wires Docker → mapper → desired state → aggregator. Returns at once: the agent keeps
- * retrying Docker and the aggregator independently, and keeps watching Docker while
- * the aggregator is away (the next snapshot carries everything).
+ * retrying Docker and the aggregator independently (it first connects once Docker has been
+ * listed), and keeps watching Docker while the aggregator is away (the next snapshot
+ * carries everything).
  */
 export async function startAgent(options: AgentOptions, logger: Logger): Promise<RunningAgent> {
   const log = logger.child({ component: 'agent', node: options.node });
@@ -35,12 +37,19 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
 
   const lifecycleOptions = (): LifecycleOptions => ({ ...options, hostIp: hostIp?.address ?? '' });
 
+  /** The container's services as mapped, with the check runner's latest results. */
+  const publish = (id: string): void => {
+    const record = records.get(id) ?? emptyRecord;
+    state.set(id, checks.reconcile(id, incarnation(record), validServices(log, record.services)));
+    if (!flushTimer) flushTimer = setTimeout(() => ((flushTimer = undefined), uplink.flush()), flushDelayMs);
+  };
+  const checks = new CheckRunner({ logger: log.child({ component: 'checks' }), onChange: publish });
+
   const apply = (u: ContainerUpdate): void => {
     const next = nextRecord(records.get(u.id) ?? emptyRecord, u, lifecycleOptions());
     if (next.services.length > 0 || next.draining) records.set(u.id, next);
     else records.delete(u.id);
-    state.set(u.id, validServices(log, next.services));
-    if (!flushTimer) flushTimer = setTimeout(() => ((flushTimer = undefined), uplink.flush()), flushDelayMs);
+    publish(u.id);
   };
 
   const onWelcome = (welcome: Welcome): void => {
@@ -57,7 +66,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     services: state.snapshot(),
   });
 
-  const uplink = new Uplink({ aggregator: options.aggregator, node: options.node, token: options.token, logger, onWelcome, snapshot, delta: () => state.delta() });
+  const uplink = new Uplink({ aggregator: options.aggregator, node: options.node, token: options.token, ca: options.ca, logger, onWelcome, snapshot, delta: () => state.delta() });
+  let uplinkStarted = false;
   const watcher = new DockerWatcher({
     docker: new Docker(endpoint.options),
     endpoint: endpoint.description,
@@ -65,14 +75,21 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     resyncSeconds: options.resyncSeconds,
     tracked: () => records.keys(),
     onUpdate: apply,
+    // A snapshot taken before the first listing would be empty: the aggregator would drop the
+    // node's services and re-add them a moment later (a restarted agent would flap them all).
+    onSynced: () => {
+      if (uplinkStarted) return;
+      uplinkStarted = true;
+      uplink.start();
+    },
   });
   log.info({ docker: endpoint.description, aggregator: options.aggregator }, 'agent starting');
   watcher.start();
-  uplink.start();
 
   return {
     async stop() {
       await watcher.stop();
+      checks.stop();
       clearTimeout(flushTimer);
       await uplink.stop();
     },
@@ -86,6 +103,12 @@ function validServices(log: Logger, services: readonly ServiceInstance[]): Servi
     if (!r.success) log.warn({ service: s.id, error: r.error.issues[0]?.message }, 'service not registered: invalid');
     return r.success;
   });
+}
+
+/** Checks run only while the container runs; a restart (new start time) starts them afresh. */
+function incarnation(record: ContainerRecord): string | null {
+  const state = record.inspect?.State;
+  return state?.Running ? state.StartedAt : null;
 }
 
 function logHostIp(log: Logger, ip: HostIp | undefined): void {

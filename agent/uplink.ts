@@ -10,6 +10,8 @@ export interface UplinkOptions {
   aggregator: string;
   node: string;
   token?: string;
+  /** PEM CA certificate(s) for a wss:// aggregator signed by a private CA. */
+  ca?: string;
   logger: Logger;
   /** Runs on every welcome, before the snapshot is taken (host IP may change here). */
   onWelcome: (welcome: Welcome) => void | Promise<void>;
@@ -22,6 +24,14 @@ export interface UplinkOptions {
   /** The agent pings this often and drops a connection that did not answer the last ping. */
   pingMs?: number;
 }
+
+/**
+ * Reconnect backoff bounds. The cap keeps an agent's reconnect (a delay in [½, 1] of it) within
+ * the 5 s in which the catalog must be complete again after the aggregator returns, however long
+ * it was away.
+ */
+export const RETRY_MIN_MS = 500;
+export const RETRY_MAX_MS = 4000;
 
 /**
  * The agent's connection to the aggregator: hello → welcome → snapshot → deltas, and
@@ -78,7 +88,7 @@ export class Uplink {
 
   #connect(): void {
     const headers: Record<string, string> = this.#o.token ? { authorization: `Bearer ${this.#o.token}` } : {};
-    const ws = new WebSocket(this.#url, { headers, handshakeTimeout: 10_000 });
+    const ws = new WebSocket(this.#url, { headers, handshakeTimeout: 10_000, ...(this.#o.ca === undefined ? {} : { ca: this.#o.ca }) });
     this.#ws = ws;
     let welcomed = false;
     ws.on('open', () => {
@@ -123,7 +133,7 @@ export class Uplink {
     if (ws !== this.#ws) return;
     this.#live = false;
     if (this.#stopped) return;
-    const delay = backoff(this.#attempt++, this.#o.retryMinMs ?? 500, this.#o.retryMaxMs ?? 10_000);
+    const delay = backoff(this.#attempt++, this.#o.retryMinMs ?? RETRY_MIN_MS, this.#o.retryMaxMs ?? RETRY_MAX_MS);
     const level = code === CloseCode.normal || code === CloseCode.goingAway || code === 1006 ? 'warn' : 'error';
     this.#log[level]({ url: this.#url, code, reason, retryMs: Math.round(delay) }, 'aggregator connection closed; reconnecting');
     this.#retryTimer = setTimeout(() => this.#connect(), delay);

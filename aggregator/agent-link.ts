@@ -21,6 +21,9 @@ export interface AgentLinkOptions {
   helloTimeoutMs?: number;
 }
 
+/** Upper bound on how late after suspectAfter of silence a node is suspected. */
+const SILENCE_CHECK_MS = 250;
+
 /** Counters read by the metrics endpoint; plain numbers so the hot path stays cheap. */
 export interface LinkStats {
   /** Valid messages by type. */
@@ -53,6 +56,7 @@ export class AgentLink {
   readonly #sessions = new Set<Session>();
   readonly #reapTimers = new Map<string, NodeJS.Timeout>();
   readonly #heartbeat: NodeJS.Timeout;
+  readonly #silenceCheck: NodeJS.Timeout;
   readonly #tokenDigest: Buffer | undefined;
   readonly stats: LinkStats = { messages: new Map(), rejections: new Map() };
 
@@ -61,8 +65,12 @@ export class AgentLink {
     this.#log = opts.logger.child({ component: 'agent-link' });
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload });
     this.#tokenDigest = opts.token ? digest(opts.token) : undefined;
-    this.#heartbeat = setInterval(() => this.#beat(), opts.heartbeatMs);
+    this.#heartbeat = setInterval(() => this.#ping(), opts.heartbeatMs);
     this.#heartbeat.unref();
+    // Checked more often than pinged: a node turns critical soon after suspectAfter of silence,
+    // not up to a whole heartbeat later.
+    this.#silenceCheck = setInterval(() => this.#cutSilent(), Math.min(opts.heartbeatMs, SILENCE_CHECK_MS));
+    this.#silenceCheck.unref();
   }
 
   /** Handles an HTTP upgrade if it is for the agent path; returns false otherwise. */
@@ -81,6 +89,7 @@ export class AgentLink {
   /** Closes every agent connection; the catalog keeps what it has. */
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
+    clearInterval(this.#silenceCheck);
     for (const t of this.#reapTimers.values()) clearTimeout(t);
     this.#reapTimers.clear();
     for (const s of this.#sessions) s.ws.close(CloseCode.goingAway, 'aggregator shutting down');
@@ -108,6 +117,10 @@ export class AgentLink {
       closing: false,
     };
     this.#sessions.add(session);
+    // ws closes a frame over maxPayload itself, with 1009 and no reason; give the reason.
+    const close = ws.close.bind(ws);
+    ws.close = (code?: number, reason?: string | Buffer) =>
+      close(code, reason ?? (code === CloseCode.tooBig ? `message over the limit of ${this.#opts.maxPayload} bytes` : undefined));
     const helloTimer = setTimeout(
       () => this.#refuse(session, CloseCode.helloTimeout, 'no hello received in time'),
       this.#opts.helloTimeoutMs ?? 5000,
@@ -227,16 +240,18 @@ export class AgentLink {
     this.#reapTimers.delete(name);
   }
 
-  /** Pings every agent; one silent for suspectAfter is cut off and its node suspected. */
-  #beat(): void {
+  #ping(): void {
+    for (const s of this.#sessions) s.ws.ping();
+  }
+
+  /** An agent silent for suspectAfter is cut off and its node suspected. */
+  #cutSilent(): void {
     const deadline = Date.now() - this.#opts.suspectAfterMs;
     for (const s of this.#sessions) {
-      if (s.lastHeard < deadline) {
-        this.#log.warn({ node: s.hello?.node, remote: s.remote }, 'agent missed heartbeats');
-        s.ws.terminate();
-      } else {
-        s.ws.ping();
-      }
+      if (s.closing || s.lastHeard >= deadline) continue;
+      s.closing = true;
+      this.#log.warn({ node: s.hello?.node, remote: s.remote }, 'agent missed heartbeats');
+      s.ws.terminate();
     }
   }
 

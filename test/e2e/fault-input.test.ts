@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { testbedSkipReason, useTestbed } from '../testbed/index.js';
+import { PROTOCOL_VERSION } from '../../shared/protocol.js';
+import { CloseCode } from '../../shared/close-codes.js';
+import { useCluster } from './support/cluster.js';
+import { refusalOf } from './support/faults-ws.js';
+import { dnsPorts, getJson, msUntil, runWeb } from './support/faults.js';
+
+const skip = await testbedSkipReason();
+
+const TOKEN = 'fault-test-token-4f1c';
+const WRONG_TOKEN = 'not-the-token-9b2e';
+
+const hello = (node: string, protocol = PROTOCOL_VERSION) => JSON.stringify({ type: 'hello', protocol, node, agentVersion: 'test' });
+const snapshot = (node: string, services: unknown[] = []) =>
+  JSON.stringify({ type: 'snapshot', node: { name: node, address: '10.9.9.9', meta: {} }, services });
+
+describe('fault: bad input on the agent channel is refused with a reason; the aggregator keeps serving', { skip }, () => {
+  const bed = useTestbed({ hosts: ['a'] });
+  const cluster = useCluster(bed, { aggregatorArgs: ['--token', TOKEN], agentArgs: ['--token', TOKEN] });
+  const http = () => cluster().httpPort;
+  const webPorts = () => dnsPorts(bed().host('a'), bed().gatewayAddress, cluster().dnsPort, 'web.service.consul');
+
+  it('a real agent registers with the token', async () => {
+    await runWeb(bed().host('a'), 'web-a', 7680);
+    await msUntil('web in DNS', async () => (await webPorts()).join() === '7680', performance.now(), 5000);
+  });
+
+  it('no token and a wrong token: HTTP 401 before the upgrade', async () => {
+    for (const token of [undefined, WRONG_TOKEN]) {
+      const r = await refusalOf(http(), [hello('x')], token);
+      assert.deepEqual(r, { kind: 'http', status: 401, body: 'missing or wrong agent token\n' });
+    }
+  });
+
+  const cases: Array<[string, Array<string | Buffer>, number, RegExp]> = [
+    ['wrong protocol version', [hello('x', PROTOCOL_VERSION + 98)], CloseCode.protocolVersion, /protocol version 99 not supported/],
+    ['malformed JSON', ['{"type": "hello", '], CloseCode.invalidMessage, /not valid JSON/],
+    ['a schema-invalid message', [hello('x'), snapshot('x', [{ id: 7 }])], CloseCode.invalidMessage, /invalid message: services\.0\./],
+    ['a 10 MiB message', [Buffer.alloc(10 * 1024 * 1024, 'a').toString()], CloseCode.tooBig, /message over the limit of 1048576 bytes/],
+    ['a snapshot for another node', [hello('intruder'), snapshot('a')], CloseCode.wrongNode, /snapshot for node a on a connection for intruder/],
+  ];
+  for (const [what, frames, code, reason] of cases) {
+    it(`${what}: closed with ${code} and a reason`, async () => {
+      const r = await refusalOf(http(), frames, TOKEN);
+      assert.equal(r.kind, 'close');
+      assert.equal(r.kind === 'close' && r.code, code, JSON.stringify(r));
+      assert.match(r.kind === 'close' ? r.reason : '', reason);
+    });
+  }
+
+  it('the aggregator kept serving: alive, the real agent never dropped, its service still resolves, each refusal logged once, the token never', async () => {
+    const aggregator = cluster().aggregator;
+    assert.equal(aggregator.child.exitCode, null);
+    assert.equal(aggregator.child.signalCode, null);
+    assert.deepEqual(await webPorts(), [7680]);
+    const node = (await getJson<{ Node: { Address: string } }>(http(), '/v1/catalog/node/a')).body;
+    assert.equal(node.Node.Address, bed().host('a').address, 'the intruder did not overwrite node a');
+    assert.equal(cluster().agent('a').logs.filter((l) => l.msg === 'aggregator connection closed; reconnecting').length, 0);
+
+    const logs = aggregator.logs;
+    const refusedCodes = logs.filter((l) => l.msg === 'agent connection refused').map((l) => l.code as number).sort();
+    assert.deepEqual(refusedCodes, [CloseCode.invalidMessage, CloseCode.invalidMessage, CloseCode.protocolVersion, CloseCode.wrongNode].sort());
+    assert.ok(logs.filter((l) => l.msg === 'agent connection refused').every((l) => typeof l.reason === 'string' && l.reason !== ''));
+    assert.equal(logs.filter((l) => l.msg === 'agent refused: missing or wrong token').length, 2);
+    const text = logs.map((l) => JSON.stringify(l)).join('\n');
+    assert.ok(!text.includes(TOKEN) && !text.includes(WRONG_TOKEN), 'no token in the logs');
+  });
+});
