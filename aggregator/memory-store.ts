@@ -408,7 +408,11 @@ function buildInstanceView(node: NodeView, service: ServiceInstance, state: Inst
   return { node, service, checks, status, createIndex: state.createIndex, modifyIndex: state.modifyIndex };
 }
 
-/** Consul's CheckIDs: `service:<id>` for one check, `service:<id>:<n>` for several. */
+/**
+ * Consul's CheckIDs: `service:<id>` for one check; for several, `service:<id>:<check id>`
+ * (`…:http`, `…:tcp`) rather than Consul's positional `:<n>`, so an ID does not move when a
+ * check (Docker's, on pause) comes or goes.
+ */
 function buildChecks(service: ServiceInstance, state: InstanceState): CheckView[] {
   const base = {
     serviceId: service.id,
@@ -432,7 +436,7 @@ function buildChecks(service: ServiceInstance, state: InstanceState): CheckView[
   const several = service.checks.length > 1;
   return service.checks.map((c, i) => ({
     ...base,
-    checkId: several ? `service:${service.id}:${i + 1}` : `service:${service.id}`,
+    checkId: several ? `service:${service.id}:${c.id}` : `service:${service.id}`,
     name: c.name,
     type: c.type,
     status: c.status,

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parseGoDuration } from '../shared/duration.js';
 
 /**
  * A small declarative flag parser. Every flag also reads an environment variable, and
@@ -110,16 +111,13 @@ function parseInteger(spec: FlagSpec, text: string): number {
   return Number(text);
 }
 
-const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
 /** Durations as Go writes them ("1m30s", "500ms"); a bare number means seconds. Returns ms. */
 export function parseDuration(spec: Pick<FlagSpec, 'name'>, text: string): number {
-  if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) {
+  const ms = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : parseGoDuration(text);
+  if (ms === undefined || ms < 0) {
     throw new UsageError(`--${spec.name} must be a duration such as 500ms, 3s, 1m30s, got "${text}"`);
   }
-  return Math.round(parts.reduce((sum, p) => sum + Number(p[1]) * unitMs[p[2]!]!, 0));
+  return Math.round(ms);
 }
 
 /** Reads a file named by a flag; a missing or unreadable file is a usage error naming the flag. */

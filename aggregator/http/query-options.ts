@@ -1,5 +1,5 @@
 import { errors } from './errors.js';
-import { parseGoDuration } from './duration.js';
+import { parseGoDuration } from '../../shared/duration.js';
 import { compileFilter, type Predicate, type Schema } from './filter.js';
 
 /** What fastify's query-string parser gives: repeated keys become arrays, `?flag` is ''. */

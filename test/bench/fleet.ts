@@ -22,7 +22,8 @@ import { countInstances, waitForNodes } from './support/catalog-client.js';
 import { dnsperf, writeQueries } from './support/dnsperf.js';
 import { cpuPercent } from './support/proc-stats.js';
 import { mb, ms, percentiles, report } from './support/report.js';
-import { seeded, SimulatedFleet } from './support/sim-fleet.js';
+import { SimulatedFleet } from './support/sim-fleet.js';
+import { seeded } from '../support/random.js';
 import { WatcherPool } from './support/watchers.js';
 
 const args = fleetArgs({

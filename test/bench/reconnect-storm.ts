@@ -15,7 +15,8 @@ import { startAggregatorProcess, type AggregatorProcess } from './support/aggreg
 import { fleetArgs } from './support/fleet-args.js';
 import { countInstances, waitForNodes } from './support/catalog-client.js';
 import { ms, report } from './support/report.js';
-import { seeded, SimulatedFleet } from './support/sim-fleet.js';
+import { SimulatedFleet } from './support/sim-fleet.js';
+import { seeded } from '../support/random.js';
 import { WatcherPool } from './support/watchers.js';
 
 const args = fleetArgs({});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseGoDuration } from '../../aggregator/http/duration.js';
+import { parseGoDuration } from '../../shared/duration.js';
 import { DEFAULT_WAIT_MS, MAX_WAIT_MS, boolParam, nodeMetaFilter, parseQueryOptions, tagFilter } from '../../aggregator/http/query-options.js';
 import { HttpError } from '../../aggregator/http/errors.js';
 

@@ -93,7 +93,7 @@ test('several checks get numbered CheckIDs and worst status wins', () => {
     }),
   ]);
   const inst = store.instances('web')[0]!;
-  assert.deepEqual(inst.checks.map((c) => c.checkId), ['service:a:web:80:1', 'service:a:web:80:2']);
+  assert.deepEqual(inst.checks.map((c) => c.checkId), ['service:a:web:80:http', 'service:a:web:80:tcp']);
   assert.equal(inst.status, 'warning');
 });
 

@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { backoff } from '../../../agent/uplink.js';
+import { backoff, RETRY_MAX_MS, RETRY_MIN_MS } from '../../../agent/uplink.js';
 import type { ServiceInstance } from '../../../shared/model.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION, type AgentMessage } from '../../../shared/protocol.js';
 
@@ -25,8 +25,6 @@ export interface Change {
   sentAt: number;
 }
 
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 10_000;
 const AGENT_PING_MS = 15_000;
 
 export const serviceName = (shape: FleetShape, host: number, slot: number): string => `svc${(host * shape.servicesPerHost + slot) % shape.names}`;
@@ -201,16 +199,4 @@ export class SimulatedFleet {
   stop(): void {
     for (const h of this.hosts) h.stop();
   }
-}
-
-/** A small deterministic PRNG (mulberry32) so runs are repeatable. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
