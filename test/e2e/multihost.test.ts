@@ -61,6 +61,12 @@ describe('two hosts: a container on B is found from A over HTTP and DNS', { skip
     assert.deepEqual([priority, weight, port], ['1', '1', '7680']);
     assert.ok(srv.additional.some((r) => r.name === target && r.type === 'A' && r.data === b.address), `additional A for ${target}: ${srv.raw}`);
 
+    const node = JSON.parse((await a.http(cluster().url('/v1/catalog/node/b'))).body) as { Node: { Address: string; Meta: Record<string, string> } };
+    assert.equal(node.Node.Address, b.address);
+    assert.match(node.Node.Meta['docker-version'] ?? '', /^\d+\./);
+    assert.equal(node.Node.Meta.os, 'linux');
+    assert.ok(node.Node.Meta['portolan-agent-version']);
+
     const page = await a.http(`http://${entries[0]!.ServiceAddress}:${entries[0]!.ServicePort}/`);
     assert.equal(page.status, 200);
     assert.equal(page.body, TEST_PAGE);
