@@ -96,8 +96,9 @@ async function measure(port: number, queries: string): Promise<ServerResult> {
   return { throughput, latency };
 }
 
-async function startOurs(): Promise<{ port: number; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/dns/serve-catalog.ts', '--services', String(services)], {
+/** A server in its own process that prints `{"port":P}` when ready and exits when stdin closes. */
+async function startServer(script: string, args: string[] = []): Promise<{ port: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const firstLine = await new Promise<string>((resolve, reject) => {
@@ -133,8 +134,10 @@ async function main(): Promise<void> {
   await writeFile(queries, names.map((n) => `${n} A\n`).join(''));
   const loadBefore = loadavg()[0]!;
   try {
-    const ours = await startOurs();
+    const ours = await startServer('test/fixtures/dns/serve-catalog.ts', ['--services', String(services)]);
     const portolan = await measure(ours.port, queries).finally(() => ours.stop());
+    const floor = await startServer('test/fixtures/dns/udp-floor.ts');
+    const nodeFloor = await measure(floor.port, queries).finally(() => floor.stop());
     const reference = await startDnsmasq(names.map((n, i) => [benchAddress(i), n] as const));
     const dnsmasq = await measure(reference.port, queries).finally(() => reference.stop());
     const ratio = portolan.throughput.qps / dnsmasq.throughput.qps;
@@ -150,12 +153,16 @@ async function main(): Promise<void> {
       },
       config: { seconds, services, latencyQps, dnsperf: '-q 100 -c 1 -T 1' },
       portolan,
+      nodeFloor,
       dnsmasq,
       ratio: Number(ratio.toFixed(3)),
+      ratioToNodeFloor: Number((portolan.throughput.qps / nodeFloor.throughput.qps).toFixed(3)),
     };
     console.log(line('portolan', portolan));
+    console.log(line('node-udp', nodeFloor));
     console.log(line('dnsmasq', dnsmasq));
     console.log(`ratio      ${ratio.toFixed(2)} × dnsmasq qps (goal ≥ 0.8)  p99 goal < 2 ms  load avg before ${loadBefore.toFixed(2)}`);
+    console.log(`           ${result.ratioToNodeFloor.toFixed(2)} × a bare Node UDP responder (node-udp: Node's own per-packet floor, ${(nodeFloor.throughput.qps / dnsmasq.throughput.qps).toFixed(2)} × dnsmasq)`);
     await mkdir(join(values.out, '..'), { recursive: true });
     await writeFile(values.out, `${JSON.stringify(result, null, 2)}\n`);
     const t = portolan.throughput;
