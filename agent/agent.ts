@@ -6,7 +6,7 @@ import { CheckRunner } from './checks/runner.js';
 import { dockerEndpoint } from './docker-endpoint.js';
 import { DockerWatcher } from './docker-watcher.js';
 import { chooseHostIp, detectDefaultRouteIPv4, type HostIp } from './host-ip.js';
-import { emptyRecord, nextRecord, type ContainerRecord, type ContainerUpdate, type LifecycleOptions } from './lifecycle.js';
+import { emptyRecord, nextRecord, type ContainerRecord, type ContainerUpdate, type LifecycleOptions, type UpdateCause } from './lifecycle.js';
 import type { AgentOptions } from './options.js';
 import { ServiceState } from './service-state.js';
 import { Uplink } from './uplink.js';
@@ -56,6 +56,16 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     publish(u.id);
   };
 
+  /** A stop or terminating kill withdraws at once, judged on the container as last inspected. */
+  const onEarly = (id: string, cause: UpdateCause, signal?: string): void => {
+    const prev = records.get(id);
+    if (!prev?.inspect || prev.draining || (cause !== 'kill' && cause !== 'stop')) return;
+    const next = nextRecord(prev, { id, cause, ...(signal === undefined ? {} : { signal }), inspect: prev.inspect }, lifecycleOptions());
+    if (!next.draining) return;
+    records.set(id, next);
+    publish(id);
+  };
+
   const onWelcome = (welcome: Welcome): void => {
     const chosen = chooseHostIp({ flag: options.ip, observed: welcome.observedAddress, defaultRoute });
     if (chosen?.address === hostIp?.address) return;
@@ -80,6 +90,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     resyncSeconds: options.resyncSeconds,
     tracked: () => records.keys(),
     onUpdate: apply,
+    onEarly,
     // A snapshot taken before the first listing would be empty: the aggregator would drop the
     // node's services and re-add them a moment later (a restarted agent would flap them all).
     onSynced: () => {

@@ -14,6 +14,12 @@ export interface WatcherOptions {
   /** Containers the agent holds state for: re-inspected on every re-list even if not running. */
   tracked: () => Iterable<string>;
   onUpdate: (update: ContainerUpdate) => void;
+  /**
+   * An event seen before its inspect, when nothing else is pending for that container. Lets
+   * the agent withdraw on `kill`/`stop` at once: Docker holds inspects of a stopping
+   * container until it has stopped, which would delay the withdrawal by the stop itself.
+   */
+  onEarly?: (id: string, cause: UpdateCause, signal?: string) => void;
   /** Called after each complete re-list has been delivered. */
   onSynced?: () => void;
   retryMinMs?: number;
@@ -138,7 +144,9 @@ export class DockerWatcher {
       return;
     }
     const target = eventTarget(event);
-    if (target) void this.#enqueue(target.id, target.cause, target.signal);
+    if (!target) return;
+    if (!this.#queue.busy(target.id)) this.#o.onEarly?.(target.id, target.cause, target.signal);
+    void this.#enqueue(target.id, target.cause, target.signal);
   }
 
   #enqueue(id: string, cause: UpdateCause, signal?: string): Promise<void> {

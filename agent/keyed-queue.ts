@@ -17,6 +17,11 @@ export class KeyedQueue {
     return next;
   }
 
+  /** True while a task for `key` is queued or running. */
+  busy(key: string): boolean {
+    return this.#tails.has(key);
+  }
+
   /** Resolves when everything queued so far has run. */
   async idle(): Promise<void> {
     while (this.#tails.size > 0) await Promise.all(this.#tails.values());

@@ -21,3 +21,15 @@ test('per key in order even when an earlier task is slow; keys run concurrently'
   assert.deepEqual(done, ['b1', 'a1-slow', 'a2', 'a4']);
   assert.equal(errors.length, 1, 'a failing task is reported and does not stop the queue');
 });
+
+test('busy while a task for the key is queued or running', async () => {
+  const q = new KeyedQueue();
+  let release!: () => void;
+  const done = q.add('c1', () => new Promise<void>((r) => (release = r)), () => {});
+  assert.equal(q.busy('c1'), true);
+  assert.equal(q.busy('c2'), false);
+  release();
+  await done;
+  await q.idle();
+  assert.equal(q.busy('c1'), false);
+});
