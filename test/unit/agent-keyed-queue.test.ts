@@ -28,6 +28,8 @@ test('busy while a task for the key is queued or running', async () => {
   const done = q.add('c1', () => new Promise<void>((r) => (release = r)), () => {});
   assert.equal(q.busy('c1'), true);
   assert.equal(q.busy('c2'), false);
+  await sleep(0);
+  assert.equal(q.busy('c1'), true, 'still busy while the task runs');
   release();
   await done;
   await q.idle();
