@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import type { Logger } from 'pino';
-import { startAggregator } from '../aggregator/server.js';
-import { startAgent } from '../agent/agent.js';
+import type { AggregatorOptions } from '../aggregator/server.js';
 import type { AgentOptions } from '../agent/options.js';
 import { VERSION } from '../shared/version.js';
 import { aggregatorFlags, aggregatorOptions } from './aggregator-command.js';
@@ -26,7 +25,7 @@ const commands: Record<string, Command> = {
   aggregator: {
     summary: 'Merge every agent\'s services into one catalog; serve it over Consul-compatible HTTP and DNS.',
     flags: [...aggregatorFlags, ...logFlags],
-    run: async (v, logger) => startAggregator(aggregatorOptions(v), logger),
+    run: async (v, logger) => runAggregator(aggregatorOptions(v), logger),
   },
   agent: {
     summary: 'Watch the local Docker engine and push its services to an aggregator.',
@@ -37,7 +36,7 @@ const commands: Record<string, Command> = {
     summary: 'Aggregator and an agent on the local engine in one process (for trying portolan on one machine).',
     flags: [...aggregatorFlags, ...devAgentFlags, ...logFlags],
     run: async (v, logger) => {
-      const agg = await startAggregator(aggregatorOptions(v), logger);
+      const agg = await runAggregator(aggregatorOptions(v), logger);
       const aggregator = `ws://127.0.0.1:${agg.httpPort}`;
       const agent = await runAgent(agentOptions({ ...v, aggregator }), logger);
       return {
@@ -50,7 +49,15 @@ const commands: Record<string, Command> = {
   },
 };
 
+// Each role loads only its own code: an agent has no use for fastify, dns2 or prom-client,
+// and they would add tens of MB to every Docker host's agent.
+async function runAggregator(options: AggregatorOptions, logger: Logger) {
+  const { startAggregator } = await import('../aggregator/server.js');
+  return startAggregator(options, logger);
+}
+
 async function runAgent(options: AgentOptions, logger: Logger): Promise<Running> {
+  const { startAgent } = await import('../agent/agent.js');
   const agent = await startAgent(options, logger);
   return { close: () => agent.stop() };
 }
