@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { ServiceInstance } from '../shared/model.js';
 import type { Snapshot, Welcome } from '../shared/protocol.js';
 import { CheckRunner } from './checks/runner.js';
+import { AgentMetrics } from './metrics.js';
 import { dockerEndpoint } from './docker-endpoint.js';
 import { DockerWatcher } from './docker-watcher.js';
 import { chooseHostIp, detectDefaultRouteIPv4, type HostIp } from './host-ip.js';
@@ -50,6 +51,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const checks = new CheckRunner({ logger: log.child({ component: 'checks' }), onChange: publish });
 
   const apply = (u: ContainerUpdate): void => {
+    metrics.event(u.cause);
     const next = nextRecord(records.get(u.id) ?? emptyRecord, u, lifecycleOptions());
     if (next.services.length > 0 || next.draining) records.set(u.id, next);
     else records.delete(u.id);
@@ -80,6 +82,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     services: state.snapshot(),
   });
 
+  const metrics = new AgentMetrics({ uplink: () => uplink.stats, services: () => state.desired().size });
+  const metricsServer = options.metrics ? await metrics.serve(options.metrics.host, options.metrics.port) : undefined;
   const uplink = new Uplink({ aggregator: options.aggregator, node: options.node, token: options.token, ca: options.ca, logger, onWelcome, snapshot, delta: () => state.delta() });
   let uplinkStarted = false;
   const docker = new Docker(endpoint.options);
@@ -109,6 +113,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     async stop() {
       await watcher.stop();
       checks.stop();
+      metricsServer?.close();
       clearTimeout(flushTimer);
       await uplink.stop();
     },

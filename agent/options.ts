@@ -25,6 +25,8 @@ export interface AgentOptions {
   deregisterOn: 'stop' | 'die';
   /** `on-success`: a container that exited non-zero (not by a signal) stays registered as critical. */
   deregister: 'always' | 'on-success';
+  /** Serve Prometheus metrics on this address (host and port) when set. */
+  metrics?: { host: string; port: number };
   /** Shared secret sent as `Authorization: Bearer <token>`. */
   token?: string;
   /** PEM CA certificate(s) a wss:// aggregator's certificate must chain to (a private CA); the system CAs otherwise. */

@@ -25,6 +25,15 @@ export interface UplinkOptions {
   pingMs?: number;
 }
 
+/** Figures for the agent's metrics, read when scraped. */
+export interface UplinkStats {
+  /** Connections lost and retried. */
+  reconnects: number;
+  /** Bytes handed to the socket and not yet sent (the send queue). */
+  readonly bufferedBytes: number;
+  readonly connected: boolean;
+}
+
 /**
  * Reconnect backoff bounds. The cap keeps an agent's reconnect (a delay in [½, 1] of it) within
  * the 5 s in which the catalog must be complete again after the aggregator returns, however long
@@ -46,6 +55,7 @@ export class Uplink {
   #live = false;
   #stopped = false;
   #attempt = 0;
+  #reconnects = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   #pingTimer: NodeJS.Timeout | undefined;
 
@@ -128,11 +138,16 @@ export class Uplink {
     this.#log.info({ url: this.#url, datacenter: welcome.datacenter, services: snapshot.services.length }, 'registered with aggregator');
   }
 
+  get stats(): UplinkStats {
+    return { reconnects: this.#reconnects, bufferedBytes: this.#ws?.bufferedAmount ?? 0, connected: this.#live };
+  }
+
   #onClose(ws: WebSocket, code: number, reason: string): void {
     clearInterval(this.#pingTimer);
     if (ws !== this.#ws) return;
     this.#live = false;
     if (this.#stopped) return;
+    this.#reconnects++;
     const delay = backoff(this.#attempt++, this.#o.retryMinMs ?? RETRY_MIN_MS, this.#o.retryMaxMs ?? RETRY_MAX_MS);
     const level = code === CloseCode.normal || code === CloseCode.goingAway || code === 1006 ? 'warn' : 'error';
     this.#log[level]({ url: this.#url, code, reason, retryMs: Math.round(delay) }, 'aggregator connection closed; reconnecting');

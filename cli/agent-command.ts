@@ -1,5 +1,5 @@
 import { agentDefaults, type AgentOptions } from '../agent/options.js';
-import { readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
+import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { tokenFlag } from './common-flags.js';
 
 export const agentFlags: FlagSpec[] = [
@@ -15,6 +15,7 @@ export const agentFlags: FlagSpec[] = [
   { name: 'resync', kind: 'integer', env: 'PORTOLAN_RESYNC', default: '0', aliases: ['resync'], help: 'also re-list all containers every N seconds (0: only after event-stream loss)' },
   { name: 'deregister', kind: 'string', env: 'PORTOLAN_DEREGISTER', default: agentDefaults.deregister, aliases: ['deregister'], choices: ['always', 'on-success'], help: 'on-success: a container that exited non-zero stays registered as critical' },
   { name: 'deregister-on', kind: 'string', env: 'PORTOLAN_DEREGISTER_ON', default: agentDefaults.deregisterOn, choices: ['stop', 'die'], help: 'stop: withdraw on stop/kill so clients drain first; die: only when the process exits' },
+  { name: 'metrics', kind: 'string', env: 'PORTOLAN_METRICS', help: 'serve Prometheus metrics on HOST:PORT (/metrics)' },
   tokenFlag,
   { name: 'ca', kind: 'string', env: 'PORTOLAN_CA', help: 'PEM CA certificate file a wss:// aggregator must chain to (private CA)' },
 ];
@@ -36,6 +37,7 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     resyncSeconds: v.resync as number,
     deregister: v.deregister as AgentOptions['deregister'],
     deregisterOn: v['deregister-on'] as AgentOptions['deregisterOn'],
+    metrics: v.metrics === undefined ? undefined : parseHostPort('metrics', v.metrics as string),
     token: v.token as string | undefined,
     ca: v.ca === undefined ? undefined : readFlagFile('ca', v.ca as string),
   };

@@ -4,21 +4,13 @@ import { TEST_IMAGE, TEST_PAGE, testbedSkipReason, useTestbed, type Host } from 
 import { useCluster } from './support/cluster.js';
 import { digFrom } from './support/dig.js';
 import { until } from '../support/until.js';
+import type { CatalogEntry } from './support/catalog-client.js';
 
 const skip = await testbedSkipReason();
 
-interface CatalogEntry {
-  Node: string;
-  ServiceID: string;
-  ServiceName: string;
-  ServiceAddress: string;
-  ServicePort: number;
-  ServiceTags: string[];
-}
-
 describe('two hosts: a container on B is found from A over HTTP and DNS', { skip }, () => {
   const bed = useTestbed({ hosts: ['a', 'b'] });
-  const cluster = useCluster(bed);
+  const cluster = useCluster(bed, { agentArgs: ['--metrics', '127.0.0.1:9464'] });
 
   const catalogFrom = async (host: Host, service: string): Promise<CatalogEntry[]> => {
     const res = await host.http(cluster().url(`/v1/catalog/service/${service}`));
@@ -66,6 +58,12 @@ describe('two hosts: a container on B is found from A over HTTP and DNS', { skip
     assert.match(node.Node.Meta['docker-version'] ?? '', /^\d+\./);
     assert.equal(node.Node.Meta.os, 'linux');
     assert.ok(node.Node.Meta['portolan-agent-version']);
+
+    const agentMetrics = (await b.http('http://127.0.0.1:9464/metrics')).body;
+    assert.match(agentMetrics, /^portolan_agent_docker_events_total\{action="start"\} 1$/m);
+    assert.match(agentMetrics, /^portolan_agent_services 1$/m);
+    assert.match(agentMetrics, /^portolan_agent_aggregator_connected 1$/m);
+    assert.match(agentMetrics, /^portolan_agent_send_queue_bytes 0$/m);
 
     const page = await a.http(`http://${entries[0]!.ServiceAddress}:${entries[0]!.ServicePort}/`);
     assert.equal(page.status, 200);

@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import type { ContainerInspectInfo } from 'dockerode';
 import { mapContainer, type MapperOptions } from '../../agent/mapper.js';
 import { checkDefinitions, type ProbeDefinition } from '../../agent/checks/definitions.js';
-import { parseGoDuration } from '../../shared/duration.js';
 import { ServiceInstance } from '../../shared/model.js';
 
 /** A real `docker inspect` fixture with SERVICE_* entries added to its environment and labels. */
@@ -27,15 +26,6 @@ function probes(s: ServiceInstance): ProbeDefinition[] {
     return d.probe;
   });
 }
-
-test('Go durations as Consul reads them; anything else is refused', () => {
-  assert.equal(parseGoDuration('10s'), 10_000);
-  assert.equal(parseGoDuration('1m30s'), 90_000);
-  assert.equal(parseGoDuration('250ms'), 250);
-  assert.equal(parseGoDuration('1.5h'), 5_400_000);
-  assert.equal(parseGoDuration('0'), 0);
-  for (const bad of ['', '10', '5 s', 's', '1d', '10s!']) assert.equal(parseGoDuration(bad), undefined, bad);
-});
 
 test('SERVICE_CHECK_HTTP: initial status critical, defaults 10s interval and 10s timeout, probing the container IP', () => {
   const [web] = map(fixture('multi-port', ['SERVICE_CHECK_HTTP=/health']));

@@ -13,7 +13,7 @@ test("wait durations follow Go's time.ParseDuration", () => {
   assert.equal(parseGoDuration('1h2m3s4ms'), 3_723_004);
   assert.equal(parseGoDuration('250us'), 0.25);
   assert.equal(parseGoDuration('0'), 0);
-  for (const bad of ['', '10', 's', '1x', '1m 30s', 'm1', '1.s5', '--1s']) assert.equal(parseGoDuration(bad), undefined, bad);
+  for (const bad of ['', '10', 's', '1x', '1d', '1m 30s', 'm1', '1.s5', '--1s', '10s!']) assert.equal(parseGoDuration(bad), undefined, bad);
 });
 
 test('wait defaults to 5m, is capped at 10m, and 0 means the default', () => {

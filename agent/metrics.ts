@@ -1,0 +1,58 @@
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { UplinkStats } from './uplink.js';
+
+export interface AgentMetricsSources {
+  uplink: () => UplinkStats;
+  /** Services this host currently wants in the catalog. */
+  services: () => number;
+}
+
+/** The agent's Prometheus metrics, served on --metrics when asked. */
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly #events: Counter<'action'>;
+
+  constructor(sources: AgentMetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'portolan_agent_' });
+    this.#events = new Counter({ name: 'portolan_agent_docker_events_total', help: 'Docker container events handled, by action (sync = a re-list)', labelNames: ['action'], registers });
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({ name, help, registers, collect() { this.set(read()); } });
+    gauge('portolan_agent_services', 'Services this host has in the catalog', sources.services);
+    gauge('portolan_agent_aggregator_connected', '1 while the connection to the aggregator is up', () => Number(sources.uplink().connected));
+    gauge('portolan_agent_send_queue_bytes', 'Bytes waiting to be sent to the aggregator', () => sources.uplink().bufferedBytes);
+    new Counter({
+      name: 'portolan_agent_reconnects_total',
+      help: 'Connections to the aggregator lost and retried',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.uplink().reconnects);
+      },
+    });
+  }
+
+  event(action: string): void {
+    this.#events.inc({ action });
+  }
+
+  /** Serves GET /metrics on host:port; resolves once listening. */
+  async serve(host: string, port: number): Promise<Server> {
+    const server = createServer((req, res) => {
+      if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the agent serves only /metrics\n');
+        return;
+      }
+      this.registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body),
+        (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    return server;
+  }
+}
