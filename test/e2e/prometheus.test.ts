@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TEST_IMAGE, testbedSkipReason, useTestbed } from '../testbed/index.js';
 import { useCluster } from './support/cluster.js';
-import { PROMETHEUS, startScraper, VICTORIA_METRICS, type ActiveTarget, type Scraper, type ScraperKind } from './support/prometheus.js';
+import { AGGREGATOR_JOB, PROMETHEUS, startScraper, VICTORIA_METRICS, type ActiveTarget, type Scraper, type ScraperKind } from './support/prometheus.js';
 
 const skip = await testbedSkipReason();
 const JOB = 'portolan';
@@ -60,6 +60,14 @@ describe('Prometheus-style scrapers discover containers through consul_sd_config
       });
       after(async () => {
         await scraper?.stop();
+      });
+
+      it(`scrapes the aggregator's own /metrics`, async () => {
+        const target = await timed('aggregator /metrics scraped', Date.now(), 15_000, async () => {
+          const [t] = await scraper!.activeTargets(AGGREGATOR_JOB);
+          return t?.health === 'up' ? t : undefined;
+        }).catch(withLog);
+        assert.equal(target.value.scrapeUrl, `http://127.0.0.1:${cluster().httpPort}/metrics`);
       });
 
       it(`lists B's published port as a target with the consul meta labels`, async (t) => {

@@ -115,10 +115,13 @@ async function freeLoopbackPort(): Promise<number> {
   return port;
 }
 
+/** The job scraping the aggregator's own /metrics (a static target: the Consul server itself). */
+export const AGGREGATOR_JOB = 'portolan-aggregator';
+
 /**
- * One job discovering every service through consul_sd_configs at `consulServer`. Nothing
- * else is configured (no alerting, no remote write), so the scraper talks only to that server
- * and to the targets it finds there.
+ * One job discovering every service through consul_sd_configs at `consulServer`, and one
+ * scraping that server's own /metrics. Nothing else is configured (no alerting, no remote
+ * write), so the scraper talks only to that server and to the targets it finds there.
  */
 function config(job: string, consulServer: string, sdOptions: readonly string[]): string {
   return [
@@ -129,6 +132,10 @@ function config(job: string, consulServer: string, sdOptions: readonly string[])
     '    consul_sd_configs:',
     `      - server: '${consulServer}'`,
     ...sdOptions.map((o) => `        ${o}`),
+    `  - job_name: ${AGGREGATOR_JOB}`,
+    '    scrape_interval: 1s',
+    '    static_configs:',
+    `      - targets: ['${consulServer}']`,
     '',
   ].join('\n');
 }
