@@ -1,4 +1,4 @@
-import { after, before } from 'node:test';
+import { useSuiteResource } from '../../support/suite-resource.js';
 import type { Host, Testbed } from '../../testbed/index.js';
 import { runCli, type CliProcess } from './cli.js';
 
@@ -76,15 +76,5 @@ export class Cluster {
 
 /** A cluster started before the enclosing suite's tests and stopped after them. */
 export function useCluster(bed: () => Testbed, options: ClusterOptions = {}): () => Cluster {
-  let cluster: Cluster | undefined;
-  before(async () => {
-    cluster = await Cluster.start(bed(), options);
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
-  return () => {
-    if (!cluster) throw new Error('cluster is not running');
-    return cluster;
-  };
+  return useSuiteResource('cluster', () => Cluster.start(bed(), options));
 }

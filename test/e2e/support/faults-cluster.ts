@@ -1,4 +1,4 @@
-import { after, before } from 'node:test';
+import { useSuiteResource } from '../../support/suite-resource.js';
 import type { Testbed } from '../../testbed/index.js';
 import { runCli, type CliProcess } from './cli.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
@@ -60,15 +60,5 @@ export class RestartableCluster {
 }
 
 export function useRestartableCluster(bed: () => Testbed, options: ClusterOptions = {}): () => RestartableCluster {
-  let cluster: RestartableCluster | undefined;
-  before(async () => {
-    cluster = await RestartableCluster.start(bed(), options);
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
-  return () => {
-    if (!cluster) throw new Error('cluster is not running');
-    return cluster;
-  };
+  return useSuiteResource('cluster', () => RestartableCluster.start(bed(), options));
 }
