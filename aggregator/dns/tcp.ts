@@ -1,5 +1,6 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { bound } from './bound.js';
 import type { Responder } from './responder.js';
 import { FramedReader, frame } from './tcp-framing.js';
 
@@ -39,14 +40,7 @@ export async function listenTcp(responder: Responder, host: string, port: number
     serveConnection(socket, responder, limits);
   });
   server.maxConnections = limits.maxConnections;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.removeListener('error', reject);
-      resolve();
-    });
-  });
-  server.on('error', (err) => logger.warn({ err }, 'dns: tcp server error'));
+  await bound(server, (ready) => server.listen(port, host, ready), (err) => logger.warn({ err }, 'dns: tcp server error'));
   return {
     port: (server.address() as AddressInfo).port,
     close: () =>

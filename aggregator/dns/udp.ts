@@ -2,6 +2,7 @@ import { createSocket, type Socket, type SocketOptions } from 'node:dgram';
 import { lookup } from 'node:dns';
 import { isIP, isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
+import { bound } from './bound.js';
 import type { Responder } from './responder.js';
 
 /** Binds the UDP side. Send errors (an ICMP-unreachable client, say) are logged, never fatal. */
@@ -17,14 +18,7 @@ export async function listenUdp(responder: Responder, host: string, port: number
       }
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.bind(port, host, () => {
-      socket.removeListener('error', reject);
-      resolve();
-    });
-  });
-  socket.on('error', (err) => logger.warn({ err }, 'dns: udp socket error'));
+  await bound(socket, (ready) => socket.bind(port, host, ready), (err) => logger.warn({ err }, 'dns: udp socket error'));
   return socket;
 }
 
