@@ -37,7 +37,9 @@ test('names outside the domain are forwarded to the recursor over UDP and TCP, w
 
 test('many concurrent forwarded queries all come back to the right client', async () => {
   const names = Array.from({ length: 40 }, (_, i) => (i % 2 ? 'www.example.test' : 'db.example.test'));
-  const results = await Promise.all(names.map((n) => dig(dns.port, n, 'A')));
+  // 40 dig processes at once on 2 cores: one may be scheduled past its 2 s wait, so each may
+  // retry once as resolvers do; what is checked is that every answer reaches the right client.
+  const results = await Promise.all(names.map((n) => dig(dns.port, n, 'A', '+tries=2')));
   results.forEach((r, i) => assert.equal(r.answer[0]?.data, i % 2 ? '198.51.100.7' : '198.51.100.8'));
 });
 
