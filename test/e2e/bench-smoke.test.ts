@@ -24,6 +24,7 @@ async function smoke(name: string, title: string): Promise<void> {
 }
 
 describe('benchmarks, smoke mode', () => {
+  it('bench:dns', () => smoke('dns', 'bench:dns'));
   it('bench:fleet', () => smoke('fleet', 'bench:fleet'));
   it('bench:reconnect-storm', () => smoke('reconnect-storm', 'bench:reconnect-storm'));
   it('bench:propagation', { skip: skipTestbed }, () => smoke('propagation', 'bench:propagation'));

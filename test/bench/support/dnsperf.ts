@@ -21,14 +21,25 @@ export async function writeQueries(file: string, names: readonly string[]): Prom
   return file;
 }
 
+export interface DnsperfLoad {
+  /** Queries in flight at once (dnsperf -q): a throughput run. */
+  outstanding?: number;
+  /** A fixed rate (dnsperf -Q) instead: a latency run below saturation. */
+  rate?: number;
+  /** Collect every query's latency (dnsperf -v): costs dnsperf CPU at high rates. */
+  latencies?: boolean;
+}
+
 /**
- * dnsperf (one client, one thread, 100 queries outstanding) against 127.0.0.1:port for
- * `seconds`; -v reports each query's latency, streamed here so a long run stays cheap.
+ * dnsperf (one client, one thread) against 127.0.0.1:port for `seconds`, by default 100
+ * queries outstanding with latencies; -v output is streamed here so a long run stays cheap.
  */
-export async function dnsperf(port: number, queries: string, seconds: number): Promise<DnsperfResult> {
-  const child = spawn('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', queries, '-c', '1', '-T', '1', '-q', '100', '-l', String(seconds), '-v'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function dnsperf(port: number, queries: string, seconds: number, load: DnsperfLoad = {}): Promise<DnsperfResult> {
+  const { outstanding = 100, rate, latencies: verbose = true } = load;
+  const args = ['-s', '127.0.0.1', '-p', String(port), '-d', queries, '-c', '1', '-T', '1', '-q', String(outstanding), '-l', String(seconds)];
+  if (rate !== undefined) args.push('-Q', String(rate));
+  if (verbose) args.push('-v');
+  const child = spawn('dnsperf', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const latencies: number[] = [];
   const summary: string[] = [];
   let stderr = '';
