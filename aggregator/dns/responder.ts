@@ -54,6 +54,8 @@ export class Responder {
   /**
    * Answers one message and never throws. Returns false when the message is dropped
    * unanswered; otherwise `reply` is called exactly once, now or later (recursion).
+   * `msg` is only lent for the call (batched UDP reuses its receive buffers): nothing
+   * here may keep it.
    */
   handle(msg: Buffer, transport: Transport, send: Reply): boolean {
     const verdict = guardHeader(msg);
@@ -134,8 +136,10 @@ export class Responder {
 
   #forward(msg: Buffer, q: ParsedQuestion, transport: Transport, reply: Reply): void {
     const recursor = this.#opts.recursor!;
-    if (transport === 'udp') recursor.forwardUdp(msg, q.end, reply);
-    else recursor.forwardTcp(msg, q.end, reply);
+    // The recursor keeps the query until the upstream answers; msg is only lent (see handle).
+    const query = Buffer.from(msg);
+    if (transport === 'udp') recursor.forwardUdp(query, q.end, reply);
+    else recursor.forwardTcp(query, q.end, reply);
   }
 
   /** RFC 6891 §6.1.3: an OPT version we do not speak gets BADVERS and our own OPT (version 0). */

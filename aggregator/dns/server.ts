@@ -1,11 +1,10 @@
-import type { Socket } from 'node:dgram';
 import type { Logger } from 'pino';
 import type { CatalogQuery } from '../catalog.js';
 import { Recursor } from './recursor.js';
 import { Responder, type AnswerObserver } from './responder.js';
 import { makeZones } from './router.js';
 import { defaultTcpLimits, listenTcp, type TcpLimits, type TcpListener } from './tcp.js';
-import { listenUdp } from './udp.js';
+import { listenUdp, type UdpListener, type UdpMode } from './udp.js';
 
 export interface DnsServerOptions {
   /** The catalog, read only through this interface. */
@@ -28,6 +27,8 @@ export interface DnsServerOptions {
   tcp?: Partial<TcpLimits>;
   recursorTimeoutMs?: number;
   observe?: AnswerObserver;
+  /** Default `auto`: batched where the native addon is built. */
+  udp?: UdpMode;
 }
 
 export interface RunningDnsServer {
@@ -59,15 +60,12 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
   const limits = { ...defaultTcpLimits, ...opts.tcp };
   try {
     const { udp, tcp } = await bindBoth(responder, opts, limits);
-    const port = udp.address().port;
+    const port = udp.port;
     return {
       port,
       async close() {
         recursor?.close();
-        await Promise.all([
-          new Promise<void>((resolve) => udp.close(() => resolve())),
-          tcp.close(),
-        ]);
+        await Promise.all([udp.close(), tcp.close()]);
       },
     };
   } catch (err) {
@@ -81,14 +79,14 @@ async function bindBoth(
   responder: Responder,
   opts: DnsServerOptions,
   limits: TcpLimits,
-): Promise<{ udp: Socket; tcp: TcpListener }> {
+): Promise<{ udp: UdpListener; tcp: TcpListener }> {
   for (let attempt = 1; ; attempt++) {
-    const udp = await listenUdp(responder, opts.host, opts.port, opts.logger);
+    const udp = await listenUdp(responder, opts.host, opts.port, opts.udp ?? 'auto', opts.logger);
     try {
-      const tcp = await listenTcp(responder, opts.host, udp.address().port, limits, opts.logger);
+      const tcp = await listenTcp(responder, opts.host, udp.port, limits, opts.logger);
       return { udp, tcp };
     } catch (err) {
-      udp.close();
+      await udp.close();
       const retry = opts.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < PORT_ATTEMPTS;
       if (!retry) throw err;
     }

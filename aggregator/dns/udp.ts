@@ -1,12 +1,33 @@
-import { createSocket, type Socket, type SocketOptions } from 'node:dgram';
+import { createSocket, type SocketOptions } from 'node:dgram';
 import { lookup } from 'node:dns';
 import { isIP, isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { bound } from './bound.js';
 import type { Responder } from './responder.js';
+import { batchUnavailable, listenUdpBatched, type UdpListener } from './udp-batch.js';
+
+export type { UdpListener };
+
+/**
+ * How UDP is served: `batch` (recvmmsg/sendmmsg through the native addon), `dgram`
+ * (Node's socket, a JS callback and two system calls per packet), or `auto`: batch
+ * where the addon is built and the address is an IP literal, dgram otherwise.
+ */
+export const UDP_MODES = ['auto', 'batch', 'dgram'] as const;
+export type UdpMode = (typeof UDP_MODES)[number];
 
 /** Binds the UDP side. Send errors (an ICMP-unreachable client, say) are logged, never fatal. */
-export async function listenUdp(responder: Responder, host: string, port: number, logger: Logger): Promise<Socket> {
+export async function listenUdp(responder: Responder, host: string, port: number, mode: UdpMode, logger: Logger): Promise<UdpListener> {
+  if (mode !== 'dgram') {
+    const why = isIP(host) === 0 ? `${host} is not an IP address` : batchUnavailable();
+    if (why === undefined) return listenUdpBatched(responder, isIPv6(host) ? 6 : 4, host, port, logger);
+    if (mode === 'batch') throw new Error(`dns: batched UDP unavailable: ${why}`);
+    logger.warn(`dns: batched UDP unavailable (${why}); using Node's dgram socket, which answers fewer queries per second`);
+  }
+  return listenDgram(responder, host, port, logger);
+}
+
+async function listenDgram(responder: Responder, host: string, port: number, logger: Logger): Promise<UdpListener> {
   const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', lookup: literalLookup });
   socket.on('message', (msg, rinfo) => {
     responder.handle(msg, 'udp', (response) => {
@@ -19,7 +40,10 @@ export async function listenUdp(responder: Responder, host: string, port: number
     });
   });
   await bound(socket, (ready) => socket.bind(port, host, ready), (err) => logger.warn({ err }, 'dns: udp socket error'));
-  return socket;
+  return {
+    port: socket.address().port,
+    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+  };
 }
 
 /**

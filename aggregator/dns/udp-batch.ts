@@ -1,0 +1,112 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { Responder } from './responder.js';
+
+/** The native addon built from native/udp_batch.c by `npm run build:native`. */
+interface BatchSocketAddon {
+  BATCH: number;
+  SLOT: number;
+  BatchSocket: new (
+    family: 4 | 6,
+    address: string,
+    port: number,
+    arena: Buffer,
+    lengths: Int32Array,
+    onBatch: (count: number) => void,
+  ) => BatchSocket;
+}
+
+interface BatchSocket {
+  port(): number;
+  /** Sends replies[i] (where it is a Buffer) to the sender of packet i of the batch in hand. */
+  reply(replies: ReadonlyArray<Buffer | undefined>, count: number): void;
+  /** A copy of packet i's source address, for an answer that comes after the batch. */
+  peer(i: number): Buffer;
+  sendTo(response: Buffer, peer: Buffer): void;
+  /** Answers the kernel refused for lack of send buffer space. */
+  dropped(): number;
+  close(): void;
+}
+
+export interface UdpListener {
+  port: number;
+  close(): Promise<void>;
+}
+
+const ADDON = join('build', 'Release', 'udp_batch.node');
+
+/**
+ * The addon, or why it cannot be used. It lives in the package root's build/ whether this
+ * file runs from the sources or from dist/, so look upwards for it.
+ */
+function loadAddon(): BatchSocketAddon | Error {
+  if (process.platform !== 'linux') return new Error(`recvmmsg/sendmmsg batching is Linux-only (this is ${process.platform})`);
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const file = join(dir, ADDON);
+    if (existsSync(file)) {
+      try {
+        return createRequire(import.meta.url)(file) as BatchSocketAddon;
+      } catch (err) {
+        return err as Error;
+      }
+    }
+    if (dirname(dir) === dir) return new Error(`${ADDON} not built (npm run build:native needs a C compiler)`);
+  }
+}
+
+let addon: BatchSocketAddon | Error | undefined;
+
+/** Why batched UDP is unavailable here, or undefined when it is available. */
+export function batchUnavailable(): string | undefined {
+  addon ??= loadAddon();
+  return addon instanceof Error ? addon.message : undefined;
+}
+
+/**
+ * UDP with recvmmsg/sendmmsg: each batch of up to BATCH queries costs one JS call and two
+ * system calls. Packets are views into one reused arena, valid only while the responder
+ * handles them (it copies what it keeps). Answers given at once go out together in one
+ * sendmmsg; a later one (relayed by the recursor) goes to a copy of its sender's address.
+ */
+export function listenUdpBatched(responder: Responder, family: 4 | 6, host: string, port: number, logger: Logger): UdpListener {
+  addon ??= loadAddon();
+  if (addon instanceof Error) throw addon;
+  const { BatchSocket, BATCH, SLOT } = addon;
+  const arena = Buffer.allocUnsafeSlow(BATCH * SLOT);
+  const lengths = new Int32Array(BATCH);
+  const replies = new Array<Buffer | undefined>(BATCH).fill(undefined);
+  const answer = (i: number): void => {
+    const msg = arena.subarray(i * SLOT, i * SLOT + lengths[i]!);
+    let now = true;
+    let late: Buffer | undefined;
+    const expected = responder.handle(msg, 'udp', (response) => {
+      if (now) replies[i] = response;
+      else if (late) sendLate(response, late);
+    });
+    now = false;
+    if (expected && replies[i] === undefined) late = socket.peer(i);
+  };
+  const sendLate = (response: Buffer, peer: Buffer): void => {
+    try {
+      socket.sendTo(response, peer);
+    } catch (err) {
+      // Closed meanwhile (a recursor answer after shutdown): nothing to do.
+      logger.debug({ err }, 'dns: udp send failed');
+    }
+  };
+  const socket: BatchSocket = new BatchSocket(family, host, port, arena, lengths, (count) => {
+    for (let i = 0; i < count; i++) {
+      replies[i] = undefined;
+      if (lengths[i]! >= 0) answer(i);
+    }
+    socket.reply(replies, count);
+    replies.fill(undefined, 0, count);
+  });
+  return {
+    port: socket.port(),
+    close: async () => socket.close(),
+  };
+}

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "udp_batch",
+      "sources": ["aggregator/dns/native/udp_batch.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Werror"]
+    }
+  ]
+}
