@@ -1,9 +1,11 @@
-import Docker from 'dockerode';
+import type { Server } from 'node:http';
+import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { ServiceInstance } from '../shared/model.js';
 import type { Snapshot, Welcome } from '../shared/protocol.js';
 import { CheckRunner } from './checks/runner.js';
-import { AgentMetrics } from './metrics.js';
+import type { AgentMetrics, AgentMetricsSources } from './metrics.js';
+import { loadDockerode } from './docker-client.js';
 import { dockerEndpoint } from './docker-endpoint.js';
 import { DockerWatcher } from './docker-watcher.js';
 import { chooseHostIp, detectDefaultRouteIPv4, type HostIp } from './host-ip.js';
@@ -51,7 +53,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const checks = new CheckRunner({ logger: log.child({ component: 'checks' }), onChange: publish });
 
   const apply = (u: ContainerUpdate): void => {
-    metrics.event(u.cause);
+    metrics?.event(u.cause);
     const next = nextRecord(records.get(u.id) ?? emptyRecord, u, lifecycleOptions());
     if (next.services.length > 0 || next.draining) records.set(u.id, next);
     else records.delete(u.id);
@@ -82,11 +84,12 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     services: state.snapshot(),
   });
 
-  const metrics = new AgentMetrics({ uplink: () => uplink.stats, services: () => state.desired().size });
-  const metricsServer = options.metrics ? await metrics.serve(options.metrics.host, options.metrics.port) : undefined;
+  const served = options.metrics && (await serveMetrics(options.metrics, { uplink: () => uplink.stats, services: () => state.desired().size }));
+  const metrics = served?.metrics;
   const uplink = new Uplink({ aggregator: options.aggregator, node: options.node, token: options.token, ca: options.ca, logger, onWelcome, snapshot, delta: () => state.delta() });
   let uplinkStarted = false;
-  const docker = new Docker(endpoint.options);
+  const DockerClient = loadDockerode();
+  const docker = new DockerClient(endpoint.options);
   const watcher = new DockerWatcher({
     docker,
     endpoint: endpoint.description,
@@ -113,11 +116,21 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     async stop() {
       await watcher.stop();
       checks.stop();
-      metricsServer?.close();
+      served?.server.close();
       clearTimeout(flushTimer);
       await uplink.stop();
     },
   };
+}
+
+/**
+ * prom-client is loaded only when metrics are served: its default metrics sample the event
+ * loop every 10 ms (CPU at idle) and it adds ~2 MB to an agent that nobody scrapes.
+ */
+async function serveMetrics(at: { host: string; port: number }, sources: AgentMetricsSources): Promise<{ metrics: AgentMetrics; server: Server }> {
+  const { AgentMetrics } = await import('./metrics.js');
+  const metrics = new AgentMetrics(sources);
+  return { metrics, server: await metrics.serve(at.host, at.port) };
 }
 
 /** The mapper keeps within the wire limits; anything it still gets wrong is dropped, not sent. */

@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import type { AggregatorOptions } from '../aggregator/server.js';
 import type { AgentOptions } from '../agent/options.js';
+import { setFlagsFromString } from 'node:v8';
 import { VERSION } from '../shared/version.js';
 import { aggregatorFlags, aggregatorOptions } from './aggregator-command.js';
 import { agentFlags, agentOptions } from './agent-command.js';
@@ -30,7 +31,10 @@ const commands: Record<string, Command> = {
   agent: {
     summary: 'Watch the local Docker engine and push its services to an aggregator.',
     flags: [...agentFlags, ...logFlags],
-    run: async (v, logger) => runAgent(agentOptions(v), logger),
+    run: async (v, logger) => {
+      preferSmallOverFast();
+      return runAgent(agentOptions(v), logger);
+    },
   },
   dev: {
     summary: 'Aggregator and an agent on the local engine in one process (for trying portolan on one machine).',
@@ -60,6 +64,17 @@ async function runAgent(options: AgentOptions, logger: Logger): Promise<Running>
   const { startAgent } = await import('../agent/agent.js');
   const agent = await startAgent(options, logger);
   return { close: () => agent.stop() };
+}
+
+/**
+ * An agent runs on every Docker host and mostly waits: V8's --optimize-for-size keeps its
+ * young generation and heap headroom small. Set here rather than on node's command line,
+ * which the agent shares with the aggregator (in the Docker image, the bin, `portolan dev`);
+ * V8 consults it in its heap-sizing heuristics as they run, so setting it before the agent
+ * loads is enough.
+ */
+function preferSmallOverFast(): void {
+  setFlagsFromString('--optimize-for-size');
 }
 
 function topUsage(): string {
@@ -94,7 +109,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage(name, command.summary, command.flags));
     return 0;
   }
-  const logger = createLogger(parsed.values['log-level'] as string, parsed.values['log-pretty'] as boolean);
+  const logger = await createLogger(parsed.values['log-level'] as string, parsed.values['log-pretty'] as boolean);
   let running: Running;
   try {
     running = await command.run(parsed.values, logger);
