@@ -7,6 +7,7 @@ import { registerConsulApi } from './http/consul-api.js';
 import type { App } from './http/endpoint.js';
 import { registerUi } from './ui/register.js';
 import { startDnsServer } from './dns/server.js';
+import type { UdpMode } from './dns/udp.js';
 import { AggregatorMetrics } from './metrics.js';
 import type { CatalogStore } from './catalog.js';
 
@@ -21,6 +22,8 @@ export interface AggregatorOptions {
   nodeTtl: number;
   recursor?: string;
   udpMaxSize: number;
+  /** How DNS is served over UDP (default `auto`). */
+  dnsUdp?: UdpMode;
   token?: string;
   maxPayload: number;
   heartbeatMs: number;
@@ -71,6 +74,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     nodeTtl: opts.nodeTtl,
     recursor: opts.recursor,
     udpMaxSize: opts.udpMaxSize,
+    udp: opts.dnsUdp,
     logger: logger.child({ component: 'dns' }),
     observe: metrics.observeDns,
   }).catch(async (err: unknown) => {
@@ -78,7 +82,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     throw err;
   });
   const httpPort = (app.server.address() as { port: number }).port;
-  logger.info({ http: `${opts.http.host}:${httpPort}`, tls: opts.tls !== undefined, dns: `${opts.dns.host}:${dns.port}`, version: VERSION }, 'aggregator serving');
+  logger.info({ http: `${opts.http.host}:${httpPort}`, tls: opts.tls !== undefined, dns: `${opts.dns.host}:${dns.port}`, dnsUdp: dns.udp, version: VERSION }, 'aggregator serving');
   return {
     store,
     httpPort,

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { AggregatorOptions } from '../aggregator/server.js';
+import type { UdpMode } from '../aggregator/dns/udp.js';
 import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { tokenFlag } from './common-flags.js';
 
@@ -14,6 +15,7 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'node-ttl', kind: 'duration', env: 'PORTOLAN_NODE_TTL', default: '0s', help: 'TTL of node and addr records' },
   { name: 'recursor', kind: 'string', env: 'PORTOLAN_RECURSOR', help: 'HOST:PORT to forward names outside the domain to (else REFUSED)' },
   { name: 'dns-udp-max', kind: 'integer', env: 'PORTOLAN_DNS_UDP_MAX', default: '1232', help: 'cap on the EDNS0 UDP answer size in bytes' },
+  { name: 'dns-udp', kind: 'string', env: 'PORTOLAN_DNS_UDP', default: 'auto', choices: ['auto', 'batch', 'dgram'] satisfies UdpMode[], help: 'batch: recvmmsg/sendmmsg addon; dgram: Node socket; auto: batch where built' },
   tokenFlag,
   { name: 'tls-cert', kind: 'string', env: 'PORTOLAN_TLS_CERT', help: 'PEM certificate file: serve HTTPS and WSS (with --tls-key)' },
   { name: 'tls-key', kind: 'string', env: 'PORTOLAN_TLS_KEY', help: 'PEM private key file for --tls-cert' },
@@ -37,6 +39,7 @@ export function aggregatorOptions(v: Record<string, FlagValue>): AggregatorOptio
     nodeTtl: Math.floor(nodeTtlMs / 1000),
     recursor: v.recursor as string | undefined,
     udpMaxSize: Math.max(512, v['dns-udp-max'] as number),
+    dnsUdp: v['dns-udp'] as UdpMode,
     token: v.token as string | undefined,
     maxPayload: v['max-payload'] as number,
     heartbeatMs: v.heartbeat as number,

@@ -34,6 +34,8 @@ export interface DnsServerOptions {
 export interface RunningDnsServer {
   /** The port actually bound (for port 0). */
   port: number;
+  /** How UDP is served, after `auto` chose. */
+  udp: 'batch' | 'dgram';
   close(): Promise<void>;
 }
 
@@ -60,9 +62,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
   const limits = { ...defaultTcpLimits, ...opts.tcp };
   try {
     const { udp, tcp } = await bindBoth(responder, opts, limits);
-    const port = udp.port;
     return {
-      port,
+      port: udp.port,
+      udp: udp.kind,
       async close() {
         recursor?.close();
         await Promise.all([udp.close(), tcp.close()]);

@@ -32,6 +32,7 @@ interface BatchSocket {
 }
 
 export interface UdpListener {
+  kind: 'batch' | 'dgram';
   port: number;
   close(): Promise<void>;
 }
@@ -106,6 +107,7 @@ export function listenUdpBatched(responder: Responder, family: 4 | 6, host: stri
     replies.fill(undefined, 0, count);
   });
   return {
+    kind: 'batch',
     port: socket.port(),
     close: async () => socket.close(),
   };

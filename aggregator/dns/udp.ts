@@ -13,8 +13,7 @@ export type { UdpListener };
  * (Node's socket, a JS callback and two system calls per packet), or `auto`: batch
  * where the addon is built and the address is an IP literal, dgram otherwise.
  */
-export const UDP_MODES = ['auto', 'batch', 'dgram'] as const;
-export type UdpMode = (typeof UDP_MODES)[number];
+export type UdpMode = 'auto' | 'batch' | 'dgram';
 
 /** Binds the UDP side. Send errors (an ICMP-unreachable client, say) are logged, never fatal. */
 export async function listenUdp(responder: Responder, host: string, port: number, mode: UdpMode, logger: Logger): Promise<UdpListener> {
@@ -41,6 +40,7 @@ async function listenDgram(responder: Responder, host: string, port: number, log
   });
   await bound(socket, (ready) => socket.bind(port, host, ready), (err) => logger.warn({ err }, 'dns: udp socket error'));
   return {
+    kind: 'dgram',
     port: socket.address().port,
     close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
   };

@@ -83,6 +83,8 @@ for (const udp of ['batch', 'dgram'] as const) {
       await upstream.stop();
     });
 
+    test(`the server reports it serves UDP over ${udp}`, () => assert.equal(dns.server.udp, udp));
+
     test('8 clients × 500 queries, 16 in flight each: each reply to its asker, with its ID and name', () => burst(dns.port, 8, 500, 16));
 
     test('answers relayed by the recursor (sent after their batch) reach their askers', async () => {
@@ -133,6 +135,7 @@ describe('choosing the UDP transport', () => {
     const store = new MemoryStore({ startIndex: 1 });
     await assert.rejects(startDnsServer({ ...base, query: store, host: 'localhost', udp: 'batch' }), /not an IP address/);
     const server = await startDnsServer({ ...base, query: store, host: 'localhost', udp: 'auto' });
+    assert.equal(server.udp, 'dgram');
     await server.close();
   });
 });
