@@ -3,6 +3,7 @@
  *
  *   npm run bench:fleet -- [--smoke] [--hosts 1000] [--services 50] [--names 2000]
  *                          [--rate 100] [--seconds 60] [--watchers 500] [--cli dist/cli/portolan.js]
+ *                          [--heap-snapshots DIR] [--node-flags "--max-semi-space-size=8"]
  *
  * The aggregator is the built CLI in its own process (RSS from /proc, heap from a probe
  * preloaded into it). This process is the load generator: the simulated hosts speak the
@@ -12,11 +13,15 @@
  * Phases: connect every host at once and time until the catalog holds all of them; CPU
  * at idle; dnsperf at idle; then churn (changes/s spread over random hosts) while dnsperf
  * runs again and the watchers wait; each change is timed until a watcher's answer shows it.
+ *
+ * --heap-snapshots DIR writes the aggregator's V8 heap after load and after churn
+ * (DIR/after-load.heapsnapshot, DIR/after-churn.heapsnapshot; compare them with
+ * test/bench/support/heap-diff.ts). Writing one inflates the RSS figures measured after it.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startAggregatorProcess } from './support/aggregator-process.js';
+import { join, resolve } from 'node:path';
+import { startAggregatorProcess, type AggregatorProcess } from './support/aggregator-process.js';
 import { fleetArgs } from './support/fleet-args.js';
 import { countInstances, waitForNodes } from './support/catalog-client.js';
 import { dnsperf, writeQueries } from './support/dnsperf.js';
@@ -31,6 +36,8 @@ const args = fleetArgs({
   seconds: { type: 'string' },
   'dns-seconds': { type: 'string' },
   'idle-seconds': { type: 'string' },
+  'heap-snapshots': { type: 'string' },
+  'node-flags': { type: 'string' },
 });
 const { shape, smoke } = args;
 const rate = Number(args.value('rate'));
@@ -39,6 +46,8 @@ const watcherCount = args.watchers;
 const dnsSeconds = args.pick('dns-seconds', 10, 2);
 const idleSeconds = args.pick('idle-seconds', 5, 1);
 const random = seeded(args.seed);
+const snapshotDir = args.value('heap-snapshots') as string | undefined;
+const nodeFlags = String(args.value('node-flags') ?? '').split(' ').filter(Boolean);
 
 const GOALS = { rssMb: 300, snapshotsS: 10, watcherP99Ms: 100, dnsRatio: 0.5 };
 
@@ -51,9 +60,20 @@ function sample<T>(items: readonly T[], n: number): T[] {
   return copy.slice(0, n);
 }
 
+async function snapshotHeap(agg: AggregatorProcess, name: string): Promise<void> {
+  if (!snapshotDir) return;
+  await mkdir(snapshotDir, { recursive: true });
+  const file = resolve(snapshotDir, `${name}.heapsnapshot`);
+  await agg.heapSnapshot(file);
+  console.error(`heap snapshot: ${file}`);
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'portolan-bench-fleet-'));
-  const agg = await startAggregatorProcess({ cli: args.cli, args: ['--reap-after', '10m'] });
+  // Writing a heap snapshot stalls the aggregator for seconds: without a longer suspect-after
+  // it would cut every agent for missed heartbeats and measure the reconnection instead.
+  const patience = snapshotDir ? ['--suspect-after', '10m'] : [];
+  const agg = await startAggregatorProcess({ cli: args.cli, nodeFlags, args: ['--reap-after', '10m', ...patience] });
   const fleet = new SimulatedFleet(shape, agg.http);
   const watchers = new WatcherPool({ http: agg.http, waitSeconds: 60, retryMs: 100, expected: () => undefined });
   try {
@@ -68,6 +88,7 @@ async function main(): Promise<void> {
     const instances = await countInstances(agg.http, names);
     if (instances !== fleet.instanceCount) throw new Error(`catalog holds ${instances} instances, the fleet ${fleet.instanceCount}`);
     const memLoaded = await agg.memory();
+    await snapshotHeap(agg, 'after-load');
     const idleCpu = await cpuPercent(agg.pid, idleSeconds * 1000);
     const dnsIdle = await dnsperf(agg.dnsPort, queries, dnsSeconds);
 
@@ -82,6 +103,7 @@ async function main(): Promise<void> {
     const unseen = watchers.unseen;
     await watchers.stop();
     const memChurned = await agg.memory();
+    await snapshotHeap(agg, 'after-churn');
     const wake = percentiles(watchers.latencies);
     const snapshotsS = (applied - t0) / 1000;
     const ratio = dnsChurn.qps / dnsIdle.qps;
@@ -93,8 +115,10 @@ async function main(): Promise<void> {
         { label: 'aggregator RSS at start', value: mb(memStart.rss) },
         { label: 'aggregator RSS after load', value: mb(memLoaded.rss), goal: `≤ ${GOALS.rssMb} MB`, met: memLoaded.rss <= GOALS.rssMb * 2 ** 20 },
         { label: 'aggregator heap after load (live)', value: mb(memLoaded.heapUsed) },
+        { label: '  (external, of which ArrayBuffers)', value: `${mb(memLoaded.external)} (${mb(memLoaded.arrayBuffers)})` },
         { label: 'aggregator RSS after churn', value: mb(memChurned.rss), goal: `≤ ${GOALS.rssMb} MB`, met: memChurned.rss <= GOALS.rssMb * 2 ** 20 },
         { label: 'aggregator heap after churn (live)', value: mb(memChurned.heapUsed) },
+        { label: '  (external, of which ArrayBuffers)', value: `${mb(memChurned.external)} (${mb(memChurned.arrayBuffers)})` },
         { label: `all ${shape.hosts} snapshots applied`, value: `${snapshotsS.toFixed(2)} s`, goal: `≤ ${GOALS.snapshotsS} s`, met: snapshotsS <= GOALS.snapshotsS },
         { label: '  (load generator done sending)', value: `${((allSent - t0) / 1000).toFixed(2)} s` },
         { label: 'aggregator CPU at idle', value: `${idleCpu.toFixed(1)} % of a core` },
@@ -107,10 +131,11 @@ async function main(): Promise<void> {
         { label: 'DNS qps during churn', value: `${dnsChurn.qps} (p99 ${ms(dnsChurn.p99Ms)}, lost ${dnsChurn.lost})` },
         { label: 'DNS qps churn / idle', value: ratio.toFixed(2), goal: `≥ ${GOALS.dnsRatio}`, met: ratio >= GOALS.dnsRatio },
       ],
-      { shape, rate, churnSeconds, watcherCount, memStart, memLoaded, memChurned, snapshotsS, idleCpu, changes, wake, unseen, watcherErrors: watchers.errors, dnsIdle, dnsChurn, ratio },
+      { shape, rate, churnSeconds, watcherCount, nodeFlags, memStart, memLoaded, memChurned, snapshotsS, idleCpu, changes, wake, unseen, watcherErrors: watchers.errors, dnsIdle, dnsChurn, ratio },
       [
         `load generator (${shape.hosts} WebSocket clients + ${watcherCount} HTTP watchers), dnsperf and the aggregator share the same cores`,
         'catalog completeness polled via /v1/catalog/nodes every 50 ms',
+        ...(nodeFlags.length > 0 ? [`aggregator run with node ${nodeFlags.join(' ')}`] : []),
       ],
     );
     if (unseen > 0 || dnsIdle.lost + dnsChurn.lost > 0) process.exitCode = 1;

@@ -97,6 +97,24 @@ test('several checks get numbered CheckIDs and worst status wins', () => {
   assert.equal(inst.status, 'warning');
 });
 
+test('check views carry the service and their own indexes: the default check and declared ones', () => {
+  const store = clockStore();
+  const tags = ['blue'];
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:db:5432', name: 'db', tags })]);
+  const created = store.index;
+  store.replaceNode(nodeReg('a'), [
+    instance({ id: 'a:db:5432', name: 'db', tags }),
+    instance({ id: 'a:web:80', name: 'web', checks: [{ id: 'http', name: 'HTTP', type: 'http', status: 'critical', output: 'refused' }] }),
+  ]);
+  const service = { serviceTags: [], createIndex: store.index };
+  assert.deepEqual(store.instances('db')[0]!.checks, [
+    { checkId: 'service:a:db:5432', name: "Service 'db' check", type: '', status: 'passing', output: '', serviceId: 'a:db:5432', serviceName: 'db', serviceTags: tags, createIndex: created, modifyIndex: created },
+  ]);
+  assert.deepEqual(store.instances('web')[0]!.checks, [
+    { checkId: 'service:a:web:80', name: 'HTTP', type: 'http', status: 'critical', output: 'refused', serviceId: 'a:web:80', serviceName: 'web', ...service, modifyIndex: store.index },
+  ]);
+});
+
 test('removing a node removes its services and notifies listeners once', () => {
   const store = clockStore();
   store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);

@@ -18,11 +18,28 @@ export interface AggregatorProcess {
   http: string;
   child: ChildProcess;
   /** RSS from /proc and the V8 heap after a full GC, as the aggregator itself reports it. */
-  memory(): Promise<{ rss: number; heapUsed: number; heapTotal: number }>;
+  memory(): Promise<AggregatorMemory>;
+  /**
+   * Writes a V8 heap snapshot of the aggregator to `file`. Writing one briefly needs about
+   * as much memory again as the heap, so RSS read afterwards is inflated.
+   */
+  heapSnapshot(file: string): Promise<void>;
   /** SIGKILL by PID (a crash, as in a reconnect storm) and wait for the exit. */
   kill(): Promise<void>;
   /** SIGTERM by PID, SIGKILL after 10 s; waits for the exit. */
   stop(): Promise<void>;
+}
+
+export interface AggregatorMemory {
+  /** VmRSS from /proc, read before the probe's full GC. */
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  /** Memory of C++ objects bound to JS (Buffers and ArrayBuffers among them). */
+  external: number;
+  arrayBuffers: number;
+  /** Bytes committed (`size`) and in use by live or not yet collected objects, per V8 heap space. */
+  spaces: Record<string, { size: number; used: number }>;
 }
 
 export interface AggregatorStart {
@@ -33,6 +50,8 @@ export interface AggregatorStart {
   /** Address to listen on (0.0.0.0 when testbed hosts must reach it). */
   host?: string;
   args?: string[];
+  /** Options for node itself (V8 heap sizing, say), before the CLI's path. */
+  nodeFlags?: string[];
   /** Receives every log line (parsed JSON), e.g. to count registrations. */
   onLog?: (line: Record<string, unknown>) => void;
 }
@@ -43,7 +62,7 @@ export async function startAggregatorProcess(o: AggregatorStart): Promise<Aggreg
   const host = o.host ?? '127.0.0.1';
   const child = spawn(
     process.execPath,
-    ['--expose-gc', '--import', probe, o.cli, 'aggregator', '--http', `${host}:${o.httpPort ?? 0}`, '--dns', `${host}:${o.dnsPort ?? 0}`, ...(o.args ?? [])],
+    [...(o.nodeFlags ?? []), '--expose-gc', '--import', probe, o.cli, 'aggregator', '--http', `${host}:${o.httpPort ?? 0}`, '--dns', `${host}:${o.dnsPort ?? 0}`, ...(o.args ?? [])],
     { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] },
   );
   const exited = once(child, 'exit');
@@ -78,8 +97,12 @@ export async function startAggregatorProcess(o: AggregatorStart): Promise<Aggreg
     async memory() {
       const { rss } = await memoryOf(pid);
       child.send('memory');
-      const [usage] = (await once(child, 'message')) as [NodeJS.MemoryUsage];
-      return { rss, heapUsed: usage.heapUsed, heapTotal: usage.heapTotal };
+      const [usage] = (await once(child, 'message')) as [NodeJS.MemoryUsage & Pick<AggregatorMemory, 'spaces'>];
+      return { rss, heapUsed: usage.heapUsed, heapTotal: usage.heapTotal, external: usage.external, arrayBuffers: usage.arrayBuffers, spaces: usage.spaces };
+    },
+    async heapSnapshot(file) {
+      child.send({ heapSnapshot: file });
+      await once(child, 'message');
     },
     async kill() {
       if (gone()) return;
