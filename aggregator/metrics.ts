@@ -1,6 +1,7 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CatalogQuery } from './catalog.js';
 import type { LinkStats } from './agent-link.js';
+import { DnsAnswerStats } from './dns-answer-stats.js';
 
 export interface MetricsSources {
   query: CatalogQuery;
@@ -8,17 +9,13 @@ export interface MetricsSources {
   api: { readonly waiting: number; readonly streams: number };
 }
 
-const DNS_TYPES: Record<number, string> = { 1: 'A', 2: 'NS', 6: 'SOA', 12: 'PTR', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 252: 'AXFR', 255: 'ANY' };
-const DNS_RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
-
 /**
  * The aggregator's Prometheus metrics. Catalog and link figures are read when scraped (no
  * cost between scrapes); only DNS answers and HTTP requests are counted as they happen.
  */
 export class AggregatorMetrics {
   readonly registry = new Registry();
-  readonly #dnsQueries: Counter<'qtype' | 'rcode'>;
-  readonly #dnsLatency: Histogram;
+  readonly #dns: DnsAnswerStats;
   readonly #http: Counter<'method' | 'route' | 'status'>;
 
   constructor(sources: MetricsSources) {
@@ -45,21 +42,14 @@ export class AggregatorMetrics {
     });
     mirroredCounter(registers, 'portolan_agent_messages_total', 'Valid agent messages received, by type', 'type', () => sources.link.stats.messages);
     mirroredCounter(registers, 'portolan_agent_rejections_total', 'Agent connections refused or closed for bad input, by close code', 'code', () => sources.link.stats.rejections);
-    this.#dnsQueries = new Counter({ name: 'portolan_dns_queries_total', help: 'DNS answers sent, by query type and response code', labelNames: ['qtype', 'rcode'], registers });
-    this.#dnsLatency = new Histogram({
-      name: 'portolan_dns_answer_seconds',
-      help: 'Time from a DNS query arriving to its answer being sent',
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 2.5],
-      registers,
-    });
+    this.#dns = new DnsAnswerStats(registers);
     this.#http = new Counter({ name: 'portolan_http_requests_total', help: 'HTTP requests, by route and status', labelNames: ['method', 'route', 'status'], registers });
   }
 
   /** For the DNS server's observer: counts the answer by type and rcode, and its latency. */
-  readonly observeDns = (response: Buffer, startedNs: bigint): void => {
-    this.#dnsQueries.inc({ qtype: responseQtype(response), rcode: DNS_RCODES[response[3]! & 0x0f] ?? String(response[3]! & 0x0f) });
-    this.#dnsLatency.observe(Number(process.hrtime.bigint() - startedNs) / 1e9);
-  };
+  get observeDns(): (response: Buffer, startedMs: number) => void {
+    return this.#dns.record;
+  }
 
   observeHttp(method: string, route: string, status: number): void {
     this.#http.inc({ method, route, status: String(status) });
@@ -89,13 +79,4 @@ function mirroredCounter(registers: Registry[], name: string, help: string, labe
       for (const [key, n] of read()) this.inc({ [label]: String(key) }, n);
     },
   });
-}
-
-/** The question's type, read past the (uncompressed) question name of a response. */
-function responseQtype(msg: Buffer): string {
-  let i = 12;
-  while (i < msg.length && msg[i] !== 0) i += msg[i]! + 1;
-  if (i + 2 >= msg.length) return 'none';
-  const type = msg.readUInt16BE(i + 1);
-  return DNS_TYPES[type] ?? String(type);
 }

@@ -22,11 +22,11 @@ export interface ResponderOptions {
   logger: Logger;
   /** Distinct names kept in the response cache. */
   cacheNames?: number;
-  /** Told of every answer sent (for metrics); `startedNs` is process.hrtime.bigint() at arrival. */
+  /** Told of every answer sent (for metrics); `startedMs` is performance.now() at arrival. */
   observe?: AnswerObserver;
 }
 
-export type AnswerObserver = (response: Buffer, startedNs: bigint) => void;
+export type AnswerObserver = (response: Buffer, startedMs: number) => void;
 
 /** Shuffled variants kept per answer with more than one record group. */
 const VARIANTS = 4;
@@ -75,7 +75,7 @@ export class Responder {
   #observed(send: Reply): Reply {
     const observe = this.#opts.observe;
     if (!observe) return send;
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     return (response) => {
       send(response);
       observe(response, started);
