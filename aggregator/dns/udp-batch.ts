@@ -26,8 +26,6 @@ interface BatchSocket {
   /** A copy of packet i's source address, for an answer that comes after the batch. */
   peer(i: number): Buffer;
   sendTo(response: Buffer, peer: Buffer): void;
-  /** Answers the kernel refused for lack of send buffer space. */
-  dropped(): number;
   close(): void;
 }
 

@@ -33,7 +33,6 @@ typedef struct {
   struct iovec in_iov[BATCH];
   struct mmsghdr out[BATCH];
   struct iovec out_iov[BATCH];
-  double dropped;  // replies the kernel would not take (send buffer full)
 } batch_socket;
 
 #define CHECK(call)                                                   \
@@ -186,21 +185,20 @@ static napi_value port(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// Sends `count` messages; returns how many the kernel refused for lack of buffer space.
-static int send_all(batch_socket *s, int count) {
-  int done = 0, dropped = 0;
+// Sends `count` messages. What the kernel has no buffer space for is dropped, as a UDP
+// server's replies are under overload (the client retries).
+static void send_all(batch_socket *s, int count) {
+  int done = 0;
   while (done < count) {
     int n = sendmmsg(s->fd, s->out + done, count - done, 0);
     if (n > 0) {
       done += n;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-      dropped += count - done;
-      break;
+      return;
     } else if (errno != EINTR) {
       done++;  // this destination is unusable (ICMP unreachable, bad port): skip it alone
     }
   }
-  return dropped;
 }
 
 static int fill_out(napi_env env, batch_socket *s, int k, napi_value buffer, struct sockaddr_storage *to, socklen_t to_len) {
@@ -236,7 +234,7 @@ static napi_value reply(napi_env env, napi_callback_info info) {
     if (!is_buffer) continue;
     k += fill_out(env, s, k, item, &s->from[i], s->in[i].msg_hdr.msg_namelen);
   }
-  s->dropped += send_all(s, k);
+  send_all(s, k);
   return NULL;
 }
 
@@ -273,17 +271,8 @@ static napi_value send_to(napi_env env, napi_callback_info info) {
   }
   struct sockaddr_storage addr;
   memcpy(&addr, to, to_len);
-  if (fill_out(env, s, 0, argv[0], &addr, (socklen_t)to_len)) s->dropped += send_all(s, 1);
+  if (fill_out(env, s, 0, argv[0], &addr, (socklen_t)to_len)) send_all(s, 1);
   return NULL;
-}
-
-static napi_value dropped(napi_env env, napi_callback_info info) {
-  napi_value self, result;
-  CHECK(napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
-  batch_socket *s = unwrap(env, self);
-  if (!s) return NULL;
-  CHECK(napi_create_double(env, s->dropped, &result));
-  return result;
 }
 
 static void on_closed(uv_handle_t *handle) {
@@ -314,7 +303,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"reply", NULL, reply, NULL, NULL, NULL, napi_default, NULL},
       {"peer", NULL, peer, NULL, NULL, NULL, napi_default, NULL},
       {"sendTo", NULL, send_to, NULL, NULL, NULL, napi_default, NULL},
-      {"dropped", NULL, dropped, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, close_socket, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value cls, batch, slot;
