@@ -88,7 +88,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const metrics = served?.metrics;
   const uplink = new Uplink({ aggregator: options.aggregator, node: options.node, token: options.token, ca: options.ca, logger, onWelcome, snapshot, delta: () => state.delta() });
   let uplinkStarted = false;
-  const DockerClient = loadDockerode();
+  const DockerClient = await loadDockerode();
   const docker = new DockerClient(endpoint.options);
   const watcher = new DockerWatcher({
     docker,

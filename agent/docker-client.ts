@@ -9,13 +9,17 @@ const require = createRequire(import.meta.url);
  * holds 16 MB) and its BuildKit session support (@grpc/grpc-js, protobufjs): about 20 MB of
  * RSS for ssh:// engines and image builds, against an agent budget of 60 MB. Each of the two
  * modules gets a stand-in in require.cache (Node documents adding entries there) that loads
- * the real module the first time it is used, so an ssh:// DOCKER_HOST still works.
+ * the real module the first time it is used, so an ssh:// DOCKER_HOST still works. The built
+ * CLI bundles dockerode but leaves these two files to Node's require (cli/bundle.mjs), so the
+ * stand-ins serve the bundle too.
  */
-export function loadDockerode(): typeof Docker {
+export async function loadDockerode(): Promise<typeof Docker> {
   const dockerode = require.resolve('dockerode');
   deferUntilUsed(dockerode, './session');
   deferUntilUsed(createRequire(dockerode).resolve('docker-modem'), './ssh');
-  return require('dockerode') as typeof Docker;
+  // Imported only now, after the stand-ins are in place.
+  const { default: Docker } = await import('dockerode');
+  return Docker;
 }
 
 /** Puts a stand-in for module `request` (as required from file `from`) into require.cache. */

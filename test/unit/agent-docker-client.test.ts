@@ -21,7 +21,7 @@ async function closedPort(): Promise<number> {
 
 // One test: the order matters (nothing heavy loaded, then each part loaded by its first use).
 test('dockerode loads without ssh2 and grpc, which load when an ssh:// engine or a BuildKit build needs them', async () => {
-  const Docker = loadDockerode();
+  const Docker = await loadDockerode();
   assert.ok(loaded('dockerode') && loaded('docker-modem'));
   for (const pkg of ['ssh2', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs']) assert.equal(loaded(pkg), false, `${pkg} loaded`);
 
