@@ -5,10 +5,12 @@
 #
 # Runs as root: the agent needs the Docker socket, which is root's (or the docker group's, whose
 # GID differs between hosts), and anyone who can use that socket is root on the host anyway.
-# BASE_IMAGE is any image with Node.js >= 20 and npm (the tests use one made offline with docker import).
+# BASE_IMAGE is any image with Node.js >= 20 and npm (the tests use one made offline with docker import);
+# BUILD_IMAGE the same Node with a C compiler, make and Python, for the DNS server's UDP addon.
 ARG BASE_IMAGE=node:20-bookworm-slim
+ARG BUILD_IMAGE=node:20-bookworm
 
-FROM ${BASE_IMAGE} AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, so this layer is reused until the lockfile changes. --ignore-scripts skips
 # our own `prepare` (the sources are not copied yet) and the optional native builds of ssh2 and
@@ -16,7 +18,10 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY . .
-RUN npm run build && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
+# Without a C toolchain in BUILD_IMAGE the image still builds, and DNS over UDP runs on Node's dgram.
+RUN (npm run build:native || echo "no C toolchain: DNS over UDP will use Node's dgram") \
+ && mkdir -p build/Release \
+ && npm run build && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM ${BASE_IMAGE}
 ENV NODE_ENV=production
@@ -24,6 +29,7 @@ WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+COPY --from=build /src/build/Release ./build/Release
 EXPOSE 8500/tcp 8600/udp 8600/tcp
 # Aggregator: its own HTTP API answers. Agent: the aggregator reports this node's agent connection
 # (serfHealth) as passing, i.e. the agent holds a live WebSocket. Configuration is read from the

@@ -66,7 +66,7 @@ describe('container image: built from the Dockerfile, both roles on testbed host
     await a.docker(['import', ...nodeBaseChanges(`http://${bed().gatewayAddress}:${registry.port}/`), tarball, BASE_IMAGE]);
     timings.baseImageMs = Date.now() - t;
     t = Date.now();
-    await dockerBuild(a, ['--build-arg', `BASE_IMAGE=${BASE_IMAGE}`, '-t', IMAGE]);
+    await dockerBuild(a, ['--build-arg', `BASE_IMAGE=${BASE_IMAGE}`, '--build-arg', `BUILD_IMAGE=${BASE_IMAGE}`, '-t', IMAGE]);
     timings.dockerBuildMs = Date.now() - t;
     aggregator = runCli(['aggregator', '--http', '0.0.0.0:0', '--dns', '127.0.0.1:0', '--reap-after', '60s']);
     const serving = await aggregator.waitForLog((l) => l.msg === 'aggregator serving');
