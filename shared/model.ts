@@ -1,14 +1,23 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import { en } from 'zod/v4/locales';
+
+// zod/mini rather than zod: the same checks and messages, but bundled into the agent (which
+// runs on every host against a 60 MB budget) 30 kB of code instead of 455 kB, ~3.5 MB less RSS.
+// Without a locale zod/mini says only "Invalid input"; close reasons should say what was wrong.
+z.config(en());
+
+/** A string of `min`…`max` characters. */
+export const text = (min: number, max: number) => z.string().check(z.minLength(min), z.maxLength(max));
 
 /** Consul's three check states; "worst wins" when several apply. */
 export const CheckStatus = z.enum(['passing', 'warning', 'critical']);
 export type CheckStatus = z.infer<typeof CheckStatus>;
 
-const port = z.number().int().min(0).max(65535);
+const port = z.int().check(z.minimum(0), z.maximum(65535));
 
 /** An address/port pair, as Consul's ServiceTaggedAddresses carries them. */
 export const Endpoint = z.object({
-  address: z.string().min(1).max(255),
+  address: text(1, 255),
   port,
 });
 export type Endpoint = z.infer<typeof Endpoint>;
@@ -19,11 +28,11 @@ export type Endpoint = z.infer<typeof Endpoint>;
  * into Consul's `service:<ServiceID>[:<n>]` CheckID.
  */
 export const ServiceCheck = z.object({
-  id: z.string().min(1).max(64),
-  name: z.string().max(256),
-  type: z.string().max(32),
+  id: text(1, 64),
+  name: text(0, 256),
+  type: text(0, 32),
   status: CheckStatus,
-  output: z.string().max(4096),
+  output: text(0, 4096),
 });
 export type ServiceCheck = z.infer<typeof ServiceCheck>;
 
@@ -33,29 +42,29 @@ export type ServiceCheck = z.infer<typeof ServiceCheck>;
  * aggregator can expose the one not chosen by the agent's mode as a tagged address.
  */
 export const ServiceInstance = z.object({
-  id: z.string().min(1).max(512),
-  name: z.string().min(1).max(63),
-  tags: z.array(z.string().max(255)).max(64),
-  meta: z.record(z.string().max(128), z.string().max(512)),
+  id: text(1, 512),
+  name: text(1, 63),
+  tags: z.array(text(0, 255)).check(z.maxLength(64)),
+  meta: z.record(text(0, 128), text(0, 512)),
   /** Address and port clients should use, chosen by the agent's mode (external or internal). */
-  address: z.string().min(1).max(255),
+  address: text(1, 255),
   port,
   protocol: z.enum(['tcp', 'udp']),
   /** Host IP + published port (Consul "wan"), when the port is published. */
-  host: Endpoint.optional(),
+  host: z.optional(Endpoint),
   /** Container IP + container port (Consul "lan"), when the container has an IP. */
-  container: Endpoint.optional(),
-  containerId: z.string().max(128),
-  containerName: z.string().max(256),
-  image: z.string().max(512),
-  checks: z.array(ServiceCheck).max(16),
+  container: z.optional(Endpoint),
+  containerId: text(0, 128),
+  containerName: text(0, 256),
+  image: text(0, 512),
+  checks: z.array(ServiceCheck).check(z.maxLength(16)),
 });
 export type ServiceInstance = z.infer<typeof ServiceInstance>;
 
 /** What an agent says about its host; becomes the catalog node. */
 export const NodeInfo = z.object({
-  name: z.string().min(1).max(253),
-  address: z.string().min(1).max(255),
-  meta: z.record(z.string().max(128), z.string().max(512)),
+  name: text(1, 253),
+  address: text(1, 255),
+  meta: z.record(text(0, 128), text(0, 512)),
 });
 export type NodeInfo = z.infer<typeof NodeInfo>;

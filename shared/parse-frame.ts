@@ -1,10 +1,10 @@
 import type { RawData } from 'ws';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 
 export type ParsedFrame<T> = { ok: true; value: T } | { ok: false; error: string };
 
 /** One WebSocket frame of the protocol, checked against `schema`; the error fits a close reason. */
-export function parseFrame<T>(schema: z.ZodType<T>, data: RawData, isBinary: boolean): ParsedFrame<T> {
+export function parseFrame<T>(schema: z.ZodMiniType<T>, data: RawData, isBinary: boolean): ParsedFrame<T> {
   if (isBinary) return { ok: false, error: 'binary frames are not part of the protocol' };
   let json: unknown;
   try {

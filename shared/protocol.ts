@@ -1,5 +1,5 @@
-import { z } from 'zod';
-import { NodeInfo, ServiceInstance } from './model.js';
+import * as z from 'zod/mini';
+import { NodeInfo, ServiceInstance, text } from './model.js';
 
 /**
  * The agent ↔ aggregator wire protocol: JSON text frames over one WebSocket.
@@ -22,23 +22,23 @@ const maxServices = 10_000;
 
 export const Hello = z.object({
   type: z.literal('hello'),
-  protocol: z.number().int(),
-  node: z.string().min(1).max(253),
-  agentVersion: z.string().max(64),
+  protocol: z.int(),
+  node: text(1, 253),
+  agentVersion: text(0, 64),
 });
 export type Hello = z.infer<typeof Hello>;
 
 export const Snapshot = z.object({
   type: z.literal('snapshot'),
   node: NodeInfo,
-  services: z.array(ServiceInstance).max(maxServices),
+  services: z.array(ServiceInstance).check(z.maxLength(maxServices)),
 });
 export type Snapshot = z.infer<typeof Snapshot>;
 
 export const Delta = z.object({
   type: z.literal('delta'),
-  upsert: z.array(ServiceInstance).max(maxServices),
-  remove: z.array(z.string().min(1).max(512)).max(maxServices),
+  upsert: z.array(ServiceInstance).check(z.maxLength(maxServices)),
+  remove: z.array(text(1, 512)).check(z.maxLength(maxServices)),
 });
 export type Delta = z.infer<typeof Delta>;
 
@@ -50,7 +50,7 @@ export type AgentMessage = z.infer<typeof AgentMessage>;
 
 export const Welcome = z.object({
   type: z.literal('welcome'),
-  protocol: z.number().int(),
+  protocol: z.int(),
   /** The address the aggregator saw this agent connect from (for host IP detection). */
   observedAddress: z.string(),
   datacenter: z.string(),
