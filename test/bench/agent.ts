@@ -5,7 +5,7 @@
  *
  * The host runs N containers, each a service; then the real agent (built CLI) starts there
  * and registers them with an aggregator in the root namespace. Measured from /proc: the
- * agent's RSS and CPU at idle, then during a start/stop storm (containers stopped and
+ * agent's RSS and CPU right after the initial sync and at idle, then during a start/stop storm (containers stopped and
  * started again, several at a time, for a fixed time), then at idle again.
  */
 import { readFile } from 'node:fs/promises';
@@ -81,6 +81,9 @@ async function main(): Promise<void> {
     if (!cmdline.includes('agent')) throw new Error(`PID ${agent.pid} is not the agent: ${cmdline}`);
     await waitForServices(agg, count, 60_000);
 
+    // The first window still holds startup work (the garbage collections after the initial
+    // sync); idle is the steady state that follows, as after the storm.
+    const startupCpu = await cpuPercent(agent.pid, idleSeconds * 1000);
     const idleCpu = await cpuPercent(agent.pid, idleSeconds * 1000);
     const idleMem = await memoryOf(agent.pid);
 
@@ -101,7 +104,8 @@ async function main(): Promise<void> {
       `bench:agent real agent, ${count} containers on one host${v.smoke ? ' [smoke]' : ''}`,
       [
         { label: `RSS at idle`, value: mb(idleMem.rss), goal: `≤ ${GOALS.rssMb} MB`, met: idleMem.rss <= GOALS.rssMb * 2 ** 20 },
-        { label: `CPU at idle (${idleSeconds} s)`, value: `${idleCpu.toFixed(2)} % of a core`, goal: `~0 (≤ ${GOALS.idleCpuPercent} %)`, met: idleCpu <= GOALS.idleCpuPercent },
+        { label: `CPU in the ${idleSeconds} s after the initial sync`, value: `${startupCpu.toFixed(2)} % of a core` },
+        { label: `CPU at idle (the next ${idleSeconds} s)`, value: `${idleCpu.toFixed(2)} % of a core`, goal: `~0 (≤ ${GOALS.idleCpuPercent} %)`, met: idleCpu <= GOALS.idleCpuPercent },
         { label: `storm: stop+start cycles`, value: `${cycles} in ${stormWall.toFixed(1)} s (${PARALLEL} at a time)` },
         { label: 'RSS peak during storm', value: mb(stormPeak), goal: `≤ ${GOALS.rssMb} MB`, met: stormPeak <= GOALS.rssMb * 2 ** 20 },
         { label: 'CPU during storm', value: `${stormCpu.toFixed(1)} % of a core` },
@@ -109,7 +113,7 @@ async function main(): Promise<void> {
         { label: 'CPU at idle after storm', value: `${afterCpu.toFixed(2)} % of a core`, goal: `~0 (≤ ${GOALS.idleCpuPercent} %)`, met: afterCpu <= GOALS.idleCpuPercent },
         { label: 'peak RSS of the agent (VmHWM)', value: mb(afterMem.peak) },
       ],
-      { count, stormSeconds, idleSeconds, idleCpu, idleMem, cycles, stormWall, stormCpu, stormPeak, afterCpu, afterMem, worstRss },
+      { count, stormSeconds, idleSeconds, startupCpu, idleCpu, idleMem, cycles, stormWall, stormCpu, stormPeak, afterCpu, afterMem, worstRss },
       ['the dockerd, the aggregator and the docker CLI calls driving the storm share the same cores'],
     );
   } finally {
