@@ -2,9 +2,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { Packet } from 'dns2';
-import { pino } from 'pino';
-import { startDnsServer } from '../../aggregator/dns/server.js';
-import { MemoryStore } from '../../aggregator/memory-store.js';
 import { batchUnavailable } from '../../aggregator/dns/udp-batch.js';
 import { startDnsmasq, type Dnsmasq } from '../fixtures/dns/dnsmasq.js';
 import { startTestDns, type TestDns } from '../fixtures/dns/harness.js';
@@ -105,17 +102,6 @@ for (const udp of ['batch', 'dgram'] as const) {
 }
 
 describe('choosing the UDP transport', () => {
-  const base = {
-    port: 0,
-    domain: 'consul',
-    altDomains: [],
-    datacenter: 'dc1',
-    serviceTtl: 0,
-    nodeTtl: 0,
-    udpMaxSize: 1232,
-    logger: pino({ level: 'silent' }),
-  };
-
   test('batch on an IPv6 address', async () => {
     const dns = await startTestDns({ udp: 'batch', host: '::1' });
     try {
@@ -132,10 +118,9 @@ describe('choosing the UDP transport', () => {
   });
 
   test('batch needs an IP literal; auto falls back to dgram for a host name', async () => {
-    const store = new MemoryStore({ startIndex: 1 });
-    await assert.rejects(startDnsServer({ ...base, query: store, host: 'localhost', udp: 'batch' }), /not an IP address/);
-    const server = await startDnsServer({ ...base, query: store, host: 'localhost', udp: 'auto' });
-    assert.equal(server.udp, 'dgram');
-    await server.close();
+    await assert.rejects(startTestDns({ host: 'localhost', udp: 'batch' }), /not an IP address/);
+    const dns = await startTestDns({ host: 'localhost', udp: 'auto' });
+    assert.equal(dns.server.udp, 'dgram');
+    await dns.server.close();
   });
 });
