@@ -67,14 +67,17 @@ async function runAgent(options: AgentOptions, logger: Logger): Promise<Running>
 }
 
 /**
- * An agent runs on every Docker host and mostly waits: V8's --optimize-for-size keeps its
- * young generation and heap headroom small. Set here rather than on node's command line,
- * which the agent shares with the aggregator (in the Docker image, the bin, `portolan dev`);
- * V8 consults it in its heap-sizing heuristics as they run, so setting it before the agent
- * loads is enough.
+ * An agent runs on every Docker host and mostly waits for Docker events, so it trades speed
+ * for memory: --optimize-for-size keeps its young generation and heap headroom small, and
+ * --lite-mode gives up the optimizing compiler and the data it keeps (bench:agent, 200
+ * containers: RSS idle 57 -> 51 MB, storm peak 62 -> 55 MB, storm CPU 4.1-4.4 -> 4.3-4.6 %).
+ * Set here rather than on node's command line, which the agent shares with the aggregator (in
+ * the Docker image, the bin, `portolan dev`); V8 reads them as it goes, so setting them before
+ * the agent loads is enough.
  */
 function preferSmallOverFast(): void {
   setFlagsFromString('--optimize-for-size');
+  setFlagsFromString('--lite-mode');
 }
 
 function topUsage(): string {
