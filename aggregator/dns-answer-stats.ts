@@ -1,4 +1,5 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
+import type { AnswerObserver } from './dns/responder.js';
 
 const TYPES: Record<number, string> = { 1: 'A', 2: 'NS', 6: 'SOA', 12: 'PTR', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 252: 'AXFR', 255: 'ANY' };
 const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
@@ -35,7 +36,7 @@ export class DnsAnswerStats {
   }
 
   /** For the DNS server's observer; `startedMs` is performance.now() at the query's arrival. */
-  readonly record = (response: Buffer, startedMs: number): void => {
+  readonly record: AnswerObserver = (response, startedMs) => {
     const key = responseQtype(response) * 16 + (response[3]! & 0x0f);
     this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1);
     this.#latency.observe((performance.now() - startedMs) / 1000);

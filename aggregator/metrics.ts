@@ -2,6 +2,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CatalogQuery } from './catalog.js';
 import type { LinkStats } from './agent-link.js';
 import { DnsAnswerStats } from './dns-answer-stats.js';
+import type { AnswerObserver } from './dns/responder.js';
 
 export interface MetricsSources {
   query: CatalogQuery;
@@ -15,7 +16,8 @@ export interface MetricsSources {
  */
 export class AggregatorMetrics {
   readonly registry = new Registry();
-  readonly #dns: DnsAnswerStats;
+  /** For the DNS server's observer: counts the answer by type and rcode, and its latency. */
+  readonly observeDns: AnswerObserver;
   readonly #http: Counter<'method' | 'route' | 'status'>;
 
   constructor(sources: MetricsSources) {
@@ -42,13 +44,8 @@ export class AggregatorMetrics {
     });
     mirroredCounter(registers, 'portolan_agent_messages_total', 'Valid agent messages received, by type', 'type', () => sources.link.stats.messages);
     mirroredCounter(registers, 'portolan_agent_rejections_total', 'Agent connections refused or closed for bad input, by close code', 'code', () => sources.link.stats.rejections);
-    this.#dns = new DnsAnswerStats(registers);
+    this.observeDns = new DnsAnswerStats(registers).record;
     this.#http = new Counter({ name: 'portolan_http_requests_total', help: 'HTTP requests, by route and status', labelNames: ['method', 'route', 'status'], registers });
-  }
-
-  /** For the DNS server's observer: counts the answer by type and rcode, and its latency. */
-  get observeDns(): (response: Buffer, startedMs: number) => void {
-    return this.#dns.record;
   }
 
   observeHttp(method: string, route: string, status: number): void {

@@ -9,7 +9,6 @@ import { registerUi } from './ui/register.js';
 import { startDnsServer } from './dns/server.js';
 import type { UdpMode } from './dns/udp.js';
 import { AggregatorMetrics } from './metrics.js';
-import { boundHeapGrowth } from './heap-growth.js';
 import type { CatalogStore } from './catalog.js';
 
 export interface AggregatorOptions {
@@ -43,7 +42,6 @@ export interface RunningAggregator {
 
 /** Wires the one store to its writer (the agent link) and its views (HTTP, DNS). */
 export async function startAggregator(opts: AggregatorOptions, logger: Logger): Promise<RunningAggregator> {
-  boundHeapGrowth();
   const store = new MemoryStore();
   if (!opts.token) {
     logger.warn('no --token configured: any host that can reach this aggregator can register services');

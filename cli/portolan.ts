@@ -2,13 +2,13 @@
 import type { Logger } from 'pino';
 import type { AggregatorOptions } from '../aggregator/server.js';
 import type { AgentOptions } from '../agent/options.js';
-import { setFlagsFromString } from 'node:v8';
 import { VERSION } from '../shared/version.js';
 import { aggregatorFlags, aggregatorOptions } from './aggregator-command.js';
 import { agentFlags, agentOptions } from './agent-command.js';
 import { logFlags } from './common-flags.js';
 import { parseFlags, usage, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { createLogger } from './logger.js';
+import { tuneForAgent, tuneForAggregator } from './v8-tuning.js';
 
 interface Running {
   close(): Promise<void>;
@@ -32,7 +32,7 @@ const commands: Record<string, Command> = {
     summary: 'Watch the local Docker engine and push its services to an aggregator.',
     flags: [...agentFlags, ...logFlags],
     run: async (v, logger) => {
-      preferSmallOverFast();
+      tuneForAgent();
       return runAgent(agentOptions(v), logger);
     },
   },
@@ -56,6 +56,7 @@ const commands: Record<string, Command> = {
 // Each role loads only its own code: an agent has no use for fastify, dns2 or prom-client,
 // and they would add tens of MB to every Docker host's agent.
 async function runAggregator(options: AggregatorOptions, logger: Logger) {
+  tuneForAggregator();
   const { startAggregator } = await import('../aggregator/server.js');
   return startAggregator(options, logger);
 }
@@ -64,20 +65,6 @@ async function runAgent(options: AgentOptions, logger: Logger): Promise<Running>
   const { startAgent } = await import('../agent/agent.js');
   const agent = await startAgent(options, logger);
   return { close: () => agent.stop() };
-}
-
-/**
- * An agent runs on every Docker host and mostly waits for Docker events, so it trades speed
- * for memory: --optimize-for-size keeps its young generation and heap headroom small, and
- * --lite-mode gives up the optimizing compiler and the data it keeps (bench:agent, 200
- * containers: RSS idle 57 -> 51 MB, storm peak 62 -> 55 MB, storm CPU 4.1-4.4 -> 4.3-4.6 %).
- * Set here rather than on node's command line, which the agent shares with the aggregator (in
- * the Docker image, the bin, `portolan dev`); V8 reads them as it goes, so setting them before
- * the agent loads is enough.
- */
-function preferSmallOverFast(): void {
-  setFlagsFromString('--optimize-for-size');
-  setFlagsFromString('--lite-mode');
 }
 
 function topUsage(): string {

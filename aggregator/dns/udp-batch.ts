@@ -56,12 +56,13 @@ function loadAddon(): BatchSocketAddon | Error {
   }
 }
 
-let addon: BatchSocketAddon | Error | undefined;
+let loaded: BatchSocketAddon | Error | undefined;
+const addon = (): BatchSocketAddon | Error => (loaded ??= loadAddon());
 
 /** Why batched UDP is unavailable here, or undefined when it is available. */
 export function batchUnavailable(): string | undefined {
-  addon ??= loadAddon();
-  return addon instanceof Error ? addon.message : undefined;
+  const a = addon();
+  return a instanceof Error ? a.message : undefined;
 }
 
 /**
@@ -71,9 +72,9 @@ export function batchUnavailable(): string | undefined {
  * sendmmsg; a later one (relayed by the recursor) goes to a copy of its sender's address.
  */
 export function listenUdpBatched(responder: Responder, family: 4 | 6, host: string, port: number, logger: Logger): UdpListener {
-  addon ??= loadAddon();
-  if (addon instanceof Error) throw addon;
-  const { BatchSocket, BATCH, SLOT } = addon;
+  const a = addon();
+  if (a instanceof Error) throw a;
+  const { BatchSocket, BATCH, SLOT } = a;
   const arena = Buffer.allocUnsafeSlow(BATCH * SLOT);
   const lengths = new Int32Array(BATCH);
   const replies = new Array<Buffer | undefined>(BATCH).fill(undefined);
@@ -97,10 +98,7 @@ export function listenUdpBatched(responder: Responder, family: 4 | 6, host: stri
     }
   };
   const socket: BatchSocket = new BatchSocket(family, host, port, arena, lengths, (count) => {
-    for (let i = 0; i < count; i++) {
-      replies[i] = undefined;
-      if (lengths[i]! >= 0) answer(i);
-    }
+    for (let i = 0; i < count; i++) if (lengths[i]! >= 0) answer(i);
     socket.reply(replies, count);
     replies.fill(undefined, 0, count);
   });
