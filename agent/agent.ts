@@ -38,7 +38,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const records = new Map<string, ContainerRecord>();
   const state = new ServiceState();
   let hostIp = chooseHostIp({ flag: options.ip, defaultRoute });
-  let engineMeta: Record<string, string> = {};
+  let engine: Engine = { meta: {}, id: '' };
   logHostIp(log, hostIp);
   let flushTimer: NodeJS.Timeout | undefined;
 
@@ -80,13 +80,23 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
 
   const snapshot = (): Snapshot => ({
     type: 'snapshot',
-    node: { name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: engineMeta },
+    node: { name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: engine.meta },
     services: state.snapshot(),
   });
 
   const served = options.metrics && (await serveMetrics(options.metrics, { uplink: () => uplink.stats, services: () => state.desired().size }));
   const metrics = served?.metrics;
-  const uplink = new Uplink({ aggregator: options.aggregator, node: options.node, token: options.token, ca: options.ca, logger, onWelcome, snapshot, delta: () => state.delta() });
+  const uplink = new Uplink({
+    aggregator: options.aggregator,
+    node: options.node,
+    engineId: () => engine.id,
+    token: options.token,
+    ca: options.ca,
+    logger,
+    onWelcome,
+    snapshot,
+    delta: () => state.delta(),
+  });
   let uplinkStarted = false;
   const DockerClient = await loadDockerode();
   const docker = new DockerClient(endpoint.options);
@@ -103,8 +113,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     onSynced: () => {
       if (uplinkStarted) return;
       uplinkStarted = true;
-      void describeEngine(docker, log).then((meta) => {
-        engineMeta = meta;
+      void describeEngine(docker, log).then((described) => {
+        engine = described;
         uplink.start();
       });
     },
@@ -148,15 +158,29 @@ function incarnation(record: ContainerRecord): string | null {
   return state?.Running ? state.StartedAt : null;
 }
 
-/** Node meta for the catalog (Consul's NodeMeta): what engine and OS this host runs. */
-async function describeEngine(docker: Docker, log: Logger): Promise<Record<string, string>> {
-  try {
-    const v = await docker.version();
-    return { 'docker-version': v.Version, os: v.Os, arch: v.Arch, kernel: v.KernelVersion };
-  } catch (err) {
-    log.warn({ err: (err as Error).message }, 'could not read the Docker engine version for node meta');
-    return {};
+interface Engine {
+  /** Node meta for the catalog (Consul's NodeMeta): what engine and OS this host runs. */
+  meta: Record<string, string>;
+  /** The engine's ID (`docker info`), which tells this host from another claiming the same node name. */
+  id: string;
+}
+
+async function describeEngine(docker: Docker, log: Logger): Promise<Engine> {
+  const [version, info] = await Promise.allSettled([docker.version(), docker.info() as Promise<{ ID?: string }>]);
+  const engine: Engine = { meta: {}, id: '' };
+  if (version.status === 'fulfilled') {
+    const v = version.value;
+    engine.meta = { 'docker-version': v.Version, os: v.Os, arch: v.Arch, kernel: v.KernelVersion };
+  } else {
+    log.warn({ err: errorText(version.reason) }, 'could not read the Docker engine version for node meta');
   }
+  if (info.status === 'fulfilled' && info.value.ID) engine.id = info.value.ID;
+  else log.warn({ err: info.status === 'rejected' ? errorText(info.reason) : 'no ID in docker info' }, 'could not read the Docker engine ID: a second host with this node name cannot be told apart');
+  return engine;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function logHostIp(log: Logger, ip: HostIp | undefined): void {

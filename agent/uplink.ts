@@ -1,14 +1,18 @@
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
-import { AGENT_WS_PATH, AggregatorMessage, PROTOCOL_VERSION, type AgentMessage, type Delta, type Snapshot, type Welcome } from '../shared/protocol.js';
+import { AGENT_WS_PATH, AggregatorMessage, PROTOCOL_VERSION, RECONNECT_MAX_MS, type AgentMessage, type Delta, type Snapshot, type Welcome } from '../shared/protocol.js';
 import { CloseCode } from '../shared/close-codes.js';
 import { VERSION } from '../shared/version.js';
 import { parseFrame } from '../shared/parse-frame.js';
+import { AwakeClock } from '../shared/awake-clock.js';
+import { deltaFrames, snapshotFrames, type Frames } from './frame-split.js';
 
 export interface UplinkOptions {
   /** Aggregator base URL (ws://host:8500 or wss://…); AGENT_WS_PATH is appended. */
   aggregator: string;
   node: string;
+  /** The Docker engine's ID for each hello ('' when unknown): tells this host from another of the same name. */
+  engineId: () => string;
   token?: string;
   /** PEM CA certificate(s) for a wss:// aggregator signed by a private CA. */
   ca?: string;
@@ -21,8 +25,12 @@ export interface UplinkOptions {
   delta: () => Omit<Delta, 'type'> | null;
   retryMinMs?: number;
   retryMaxMs?: number;
-  /** The agent pings this often and drops a connection that did not answer the last ping. */
+  /** Least delay before retrying after the aggregator said another engine holds the node name. */
+  conflictRetryMs?: number;
+  /** The agent pings this often (in case the aggregator's own heartbeat is slower) and checks its silence. */
   pingMs?: number;
+  /** Drops a connection it heard nothing from for this long of its own running time. */
+  silenceMs?: number;
 }
 
 /** Figures for the agent's metrics, read when scraped. */
@@ -37,10 +45,27 @@ export interface UplinkStats {
 /**
  * Reconnect backoff bounds. The cap keeps an agent's reconnect (a delay in [½, 1] of it) within
  * the 5 s in which the catalog must be complete again after the aggregator returns, however long
- * it was away.
+ * it was away. The backoff restarts only once the aggregator has accepted the snapshot, so an
+ * agent whose messages are refused backs off as from any failed connect.
  */
 export const RETRY_MIN_MS = 500;
-export const RETRY_MAX_MS = 4000;
+export const RETRY_MAX_MS = RECONNECT_MAX_MS;
+
+/**
+ * Another host holds the node name: a misconfiguration that retrying soon will not mend. Slow
+ * retries let this host take the name over once the holder is gone, without flapping.
+ */
+export const CONFLICT_RETRY_MS = 30_000;
+
+/**
+ * The aggregator pings every second (its --heartbeat); 15 s without a word, counted on the
+ * agent's own running time, tolerates a 10 s pause of the aggregator with room to spare.
+ */
+export const PING_MS = 5000;
+export const SILENCE_MS = 15_000;
+
+/** Payload of the ping that follows the snapshot: its pong says the aggregator took everything before it. */
+const ACK_PING = 'registered';
 
 /**
  * The agent's connection to the aggregator: hello → welcome → snapshot → deltas, and
@@ -52,6 +77,8 @@ export class Uplink {
   readonly #log: Logger;
   readonly #url: string;
   #ws: WebSocket | undefined;
+  /** The aggregator's max payload, from the welcome of the current connection. */
+  #maxPayload = 0;
   #live = false;
   #stopped = false;
   #attempt = 0;
@@ -78,7 +105,7 @@ export class Uplink {
   flush(): void {
     if (!this.#live) return;
     const d = this.#o.delta();
-    if (d) this.#send({ type: 'delta', ...d });
+    if (d) this.#sendFrames('delta', deltaFrames(d, this.#maxPayload));
   }
 
   /** Says goodbye (the node leaves the catalog at once) and closes. */
@@ -103,8 +130,8 @@ export class Uplink {
     let welcomed = false;
     ws.on('open', () => {
       this.#log.debug({ url: this.#url }, 'connected to aggregator; saying hello');
-      this.#send({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.#o.node, agentVersion: VERSION });
-      this.#startPinging(ws);
+      this.#send({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.#o.node, agentVersion: VERSION, engineId: this.#o.engineId() });
+      this.#watchSilence(ws);
     });
     ws.on('message', (data, isBinary) => {
       const msg = parseFrame(AggregatorMessage, data, isBinary);
@@ -131,11 +158,22 @@ export class Uplink {
       this.#log.error({ err: err instanceof Error ? err.message : String(err) }, 'handling the welcome failed');
     }
     if (ws !== this.#ws || ws.readyState !== WebSocket.OPEN) return;
+    this.#maxPayload = welcome.maxPayload;
     const snapshot = this.#o.snapshot();
-    this.#send(snapshot);
+    const frames = snapshotFrames(snapshot, this.#maxPayload);
+    this.#sendFrames('snapshot', frames);
     this.#live = true;
-    this.#attempt = 0;
-    this.#log.info({ url: this.#url, datacenter: welcome.datacenter, services: snapshot.services.length }, 'registered with aggregator');
+    // ws reads frames in order: the pong to a ping sent after the last part means the aggregator
+    // took them all (it closes at the first it refuses, and answers no ping after that).
+    const onPong = (data: Buffer): void => {
+      if (data.toString() !== ACK_PING) return;
+      ws.off('pong', onPong);
+      this.#attempt = 0;
+      const services = snapshot.services.length - frames.tooBig.length;
+      this.#log.info({ url: this.#url, datacenter: welcome.datacenter, services, frames: frames.frames.length }, 'registered with aggregator');
+    };
+    ws.on('pong', onPong);
+    ws.ping(ACK_PING);
   }
 
   get stats(): UplinkStats {
@@ -148,24 +186,46 @@ export class Uplink {
     this.#live = false;
     if (this.#stopped) return;
     this.#reconnects++;
-    const delay = backoff(this.#attempt++, this.#o.retryMinMs ?? RETRY_MIN_MS, this.#o.retryMaxMs ?? RETRY_MAX_MS);
+    const delay = this.#retryDelay(code);
     const level = code === CloseCode.normal || code === CloseCode.goingAway || code === 1006 ? 'warn' : 'error';
-    this.#log[level]({ url: this.#url, code, reason, retryMs: Math.round(delay) }, 'aggregator connection closed; reconnecting');
+    const msg = code === CloseCode.nodeConflict ? 'aggregator refused the node name: another host holds it; retrying slowly' : 'aggregator connection closed; reconnecting';
+    this.#log[level]({ url: this.#url, node: this.#o.node, code, reason, retryMs: Math.round(delay) }, msg);
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
   }
 
-  #startPinging(ws: WebSocket): void {
-    let answered = true;
-    ws.on('pong', () => (answered = true));
+  #retryDelay(code: number): number {
+    const attempt = this.#attempt++;
+    if (code === CloseCode.nodeConflict) {
+      const least = this.#o.conflictRetryMs ?? CONFLICT_RETRY_MS;
+      return least + Math.random() * (least / 2);
+    }
+    return backoff(attempt, this.#o.retryMinMs ?? RETRY_MIN_MS, this.#o.retryMaxMs ?? RETRY_MAX_MS);
+  }
+
+  /**
+   * Drops a connection the aggregator has been silent on for silenceMs (anything counts: its
+   * heartbeat pings, pongs, messages). Counted on an AwakeClock and judged after the poll phase
+   * has read what arrived, so the agent's own pause is never blamed on the aggregator.
+   */
+  #watchSilence(ws: WebSocket): void {
+    const pingMs = this.#o.pingMs ?? PING_MS;
+    const silenceMs = this.#o.silenceMs ?? SILENCE_MS;
+    const clock = new AwakeClock(pingMs);
+    let lastHeard = clock.now();
+    const heard = (): void => void (lastHeard = clock.now());
+    for (const event of ['ping', 'pong', 'message'] as const) ws.on(event, heard);
     this.#pingTimer = setInterval(() => {
-      if (!answered) {
-        this.#log.warn({ url: this.#url }, 'aggregator did not answer a ping; dropping the connection');
-        ws.terminate();
-        return;
-      }
-      answered = false;
-      ws.ping();
-    }, this.#o.pingMs ?? 15_000);
+      clock.tick();
+      setImmediate(() => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        if (clock.now() - lastHeard > silenceMs) {
+          this.#log.warn({ url: this.#url, silentMs: Math.round(clock.now() - lastHeard) }, 'aggregator went silent; dropping the connection');
+          ws.terminate();
+          return;
+        }
+        ws.ping();
+      });
+    }, pingMs);
   }
 
   #protocolError(ws: WebSocket, error: string): void {
@@ -174,7 +234,18 @@ export class Uplink {
   }
 
   #send(msg: AgentMessage): void {
-    if (this.#ws?.readyState === WebSocket.OPEN) this.#ws.send(JSON.stringify(msg));
+    this.#sendText(JSON.stringify(msg));
+  }
+
+  #sendFrames(what: 'snapshot' | 'delta', { frames, tooBig }: Frames): void {
+    if (tooBig.length > 0) {
+      this.#log.error({ services: tooBig.slice(0, 10), count: tooBig.length, maxPayload: this.#maxPayload }, `services left out of the ${what}: each is larger than the aggregator's max payload`);
+    }
+    for (const f of frames) this.#sendText(f);
+  }
+
+  #sendText(text: string): void {
+    if (this.#ws?.readyState === WebSocket.OPEN) this.#ws.send(text);
   }
 }
 

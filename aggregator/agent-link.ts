@@ -3,10 +3,12 @@ import type { Duplex } from 'node:stream';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Hello, type Snapshot, type Welcome } from '../shared/protocol.js';
+import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Hello, type Welcome } from '../shared/protocol.js';
 import { CloseCode } from '../shared/close-codes.js';
-import { parseFrame } from '../shared/parse-frame.js';
+import { frameBuffer, parseFrame } from '../shared/parse-frame.js';
+import { AwakeClock } from '../shared/awake-clock.js';
 import type { CatalogStore } from './catalog.js';
+import { MessageParts, type WholeMessage } from './message-parts.js';
 
 export interface AgentLinkOptions {
   store: CatalogStore;
@@ -24,6 +26,15 @@ export interface AgentLinkOptions {
 /** Upper bound on how late after suspectAfter of silence a node is suspected. */
 const SILENCE_CHECK_MS = 250;
 
+/** A pause of the aggregator itself this long is logged (it is never counted as agents' silence). */
+const PAUSE_LOG_MS = 1000;
+
+/**
+ * Most bytes of frames one snapshot or delta in parts may take: 5,000 services of ~600 bytes
+ * are 3 MB; this leaves room for 10,000 services (MAX_SERVICES) with large meta.
+ */
+const MAX_PARTS_BYTES = 32 * 1024 * 1024;
+
 /** Counters read by the metrics endpoint; plain numbers so the hot path stays cheap. */
 export interface LinkStats {
   /** Valid messages by type. */
@@ -38,8 +49,10 @@ interface Session {
   remote: string;
   hello?: Hello;
   live: boolean;
+  /** On the link's awake clock: a pause of the aggregator itself is never the agent's silence. */
   lastHeard: number;
   closing: boolean;
+  parts: MessageParts;
 }
 
 /**
@@ -57,6 +70,7 @@ export class AgentLink {
   readonly #reapTimers = new Map<string, NodeJS.Timeout>();
   readonly #heartbeat: NodeJS.Timeout;
   readonly #silenceCheck: NodeJS.Timeout;
+  readonly #clock: AwakeClock;
   readonly #tokenDigest: Buffer | undefined;
   readonly stats: LinkStats = { messages: new Map(), rejections: new Map() };
 
@@ -69,7 +83,9 @@ export class AgentLink {
     this.#heartbeat.unref();
     // Checked more often than pinged: a node turns critical soon after suspectAfter of silence,
     // not up to a whole heartbeat later.
-    this.#silenceCheck = setInterval(() => this.#cutSilent(), Math.min(opts.heartbeatMs, SILENCE_CHECK_MS));
+    const checkMs = Math.min(opts.heartbeatMs, SILENCE_CHECK_MS);
+    this.#clock = new AwakeClock(checkMs);
+    this.#silenceCheck = setInterval(() => this.#checkSilence(), checkMs);
     this.#silenceCheck.unref();
   }
 
@@ -113,40 +129,45 @@ export class AgentLink {
       ws,
       remote: normalizeAddress(req.socket.remoteAddress ?? ''),
       live: false,
-      lastHeard: Date.now(),
+      lastHeard: this.#clock.now(),
       closing: false,
+      parts: new MessageParts(MAX_PARTS_BYTES),
     };
     this.#sessions.add(session);
-    // ws closes a frame over maxPayload itself, with 1009 and no reason; give the reason.
+    // ws closes a frame over maxPayload itself, with 1009 and no reason: count and log it as
+    // any refusal, and give the reason.
     const close = ws.close.bind(ws);
-    ws.close = (code?: number, reason?: string | Buffer) =>
-      close(code, reason ?? (code === CloseCode.tooBig ? `message over the limit of ${this.#opts.maxPayload} bytes` : undefined));
+    ws.close = (code?: number, reason?: string | Buffer) => {
+      if (code !== CloseCode.tooBig || reason !== undefined) return close(code, reason);
+      this.#refuse(session, code, `message over the limit of ${this.#opts.maxPayload} bytes`, close);
+    };
     const helloTimer = setTimeout(
       () => this.#refuse(session, CloseCode.helloTimeout, 'no hello received in time'),
       this.#opts.helloTimeoutMs ?? 5000,
     );
     ws.on('message', (data, isBinary) => {
-      session.lastHeard = Date.now();
-      if (session.hello) this.#opts.store.touch(session.hello.node);
+      this.#heard(session);
       this.#onFrame(session, data, isBinary, helloTimer);
     });
-    ws.on('pong', () => {
-      session.lastHeard = Date.now();
-      if (session.live && session.hello) this.#opts.store.touch(session.hello.node);
-    });
-    ws.on('error', (err) => this.#log.warn({ remote: session.remote, err: err.message }, 'agent connection error'));
+    ws.on('ping', () => this.#heard(session));
+    ws.on('pong', () => this.#heard(session));
+    ws.on('error', (err) => this.#log.warn({ remote: session.remote, node: session.hello?.node, err: err.message }, 'agent connection error'));
     ws.on('close', (code, reason) => {
       clearTimeout(helloTimer);
-      // ws closes oversized frames itself, so they are counted here.
-      if (code === CloseCode.tooBig) bump(this.stats.rejections, code);
       this.#sessions.delete(session);
       this.#onClosed(session, code, reason.toString());
     });
   }
 
+  #heard(session: Session): void {
+    session.lastHeard = this.#clock.now();
+    if (session.live) this.#write(session, 'liveness', (store, node) => store.touch(node));
+  }
+
   #onFrame(session: Session, data: RawData, isBinary: boolean, helloTimer: NodeJS.Timeout): void {
     if (session.closing) return;
-    const msg = parseFrame(AgentMessage, data, isBinary);
+    const frame = frameBuffer(data);
+    const msg = parseFrame(AgentMessage, frame, isBinary);
     if (!msg.ok) return this.#refuse(session, CloseCode.invalidMessage, msg.error);
     const m = msg.value;
     bump(this.stats.messages, m.type);
@@ -162,22 +183,31 @@ export class AgentLink {
         if (m.node.name !== session.hello.node) {
           return this.#refuse(session, CloseCode.wrongNode, `snapshot for node ${m.node.name} on a connection for ${session.hello.node}`);
         }
-        this.#onSnapshot(session, m.node, m.services);
-        return;
+        return this.#onPart(session, m, frame.length);
       case 'delta':
         if (!session.live) return this.#refuse(session, CloseCode.invalidMessage, 'delta before snapshot');
-        this.#opts.store.updateServices(session.hello.node, m.upsert, m.remove);
-        return;
+        return this.#onPart(session, m, frame.length);
       case 'goodbye':
         this.#log.info({ node: session.hello.node }, 'agent said goodbye; node leaves the catalog');
         if (this.#byNode.get(session.hello.node) === session) {
           this.#byNode.delete(session.hello.node);
-          this.#opts.store.removeNode(session.hello.node);
+          this.#write(session, 'goodbye', (store, node) => store.removeNode(node));
         }
         session.closing = true;
         session.ws.close(CloseCode.normal, 'goodbye');
         return;
     }
+  }
+
+  #onPart(session: Session, part: Parameters<MessageParts['add']>[0], frameBytes: number): void {
+    const outcome = session.parts.add(part, frameBytes);
+    if (outcome.kind === 'refused') return this.#refuse(session, outcome.code, outcome.reason);
+    if (outcome.kind === 'whole') this.#onMessage(session, outcome.message);
+  }
+
+  #onMessage(session: Session, m: WholeMessage): void {
+    if (m.type === 'snapshot') return this.#onSnapshot(session, m);
+    this.#write(session, 'delta', (store, node) => store.updateServices(node, m.upsert, m.remove));
   }
 
   #onHello(session: Session, hello: Hello): void {
@@ -189,17 +219,40 @@ export class AgentLink {
       );
     }
     session.hello = hello;
+    const conflict = this.#conflict(session);
+    if (conflict) return this.#refuse(session, CloseCode.nodeConflict, conflict);
     const welcome: Welcome = {
       type: 'welcome',
       protocol: PROTOCOL_VERSION,
       observedAddress: session.remote,
       datacenter: this.#opts.datacenter,
+      maxPayload: this.#opts.maxPayload,
     };
     session.ws.send(JSON.stringify(welcome));
   }
 
-  #onSnapshot(session: Session, node: Snapshot['node'], services: Snapshot['services']): void {
+  /**
+   * Two live engines claiming one node name are two hosts misconfigured alike: the newcomer is
+   * refused, not allowed to evict the holder (they would take turns forever). The same engine
+   * (an agent restarted, a reconnect) replaces its old connection; and once the holder's
+   * connection is gone (closed, or cut for silence) the name is free, so a host whose engine ID
+   * changed (disk replaced, engine reinstalled) takes its name over.
+   */
+  #conflict(session: Session): string | undefined {
+    const { node, engineId } = session.hello!;
+    const holder = this.#byNode.get(node);
+    if (!holder || holder === session || holder.closing) return undefined;
+    const held = holder.hello!.engineId;
+    // An agent that could not read its engine ID cannot be told apart: the newest wins, as before.
+    if (!engineId || !held || held === engineId) return undefined;
+    return `node name "${node}" is registered by engine ${held} from ${holder.remote}`;
+  }
+
+  #onSnapshot(session: Session, { node, services }: Extract<WholeMessage, { type: 'snapshot' }>): void {
     const name = session.hello!.node;
+    // Checked again here: both may have said hello before either registered.
+    const conflict = this.#conflict(session);
+    if (conflict) return this.#refuse(session, CloseCode.nodeConflict, conflict);
     const previous = this.#byNode.get(name);
     if (previous && previous !== session) {
       this.#log.warn({ node: name, old: previous.remote, new: session.remote }, 'node name claimed by a newer connection');
@@ -208,10 +261,31 @@ export class AgentLink {
     }
     this.#byNode.set(name, session);
     this.#cancelReap(name);
-    this.#opts.store.replaceNode({ ...node, agentVersion: session.hello!.agentVersion }, services);
-    this.#opts.store.setConnected(name, true);
+    const applied = this.#write(session, 'snapshot', (store) => {
+      store.replaceNode({ ...node, agentVersion: session.hello!.agentVersion }, services);
+      store.setConnected(name, true);
+    });
+    if (!applied) return;
     if (!session.live) this.#log.info({ node: name, address: node.address, services: services.length }, 'agent registered');
     session.live = true;
+  }
+
+  /**
+   * A store write for the session's node. A store that throws is the aggregator's fault, not the
+   * agent's, yet it must not escape the ws handler: logged, and the connection closed with a
+   * reason (the agent reconnects and sends a fresh snapshot).
+   */
+  #write(session: Session, what: string, write: (store: CatalogStore, node: string) => void): boolean {
+    const node = session.hello!.node;
+    try {
+      write(this.#opts.store, node);
+      return true;
+    } catch (err) {
+      this.#log.error({ node, err: err instanceof Error ? err.message : String(err) }, `applying the agent's ${what} failed`);
+      if (this.#byNode.get(node) === session) this.#byNode.delete(node);
+      this.#refuse(session, CloseCode.internalError, `aggregator failed to apply the ${what}`);
+      return false;
+    }
   }
 
   #onClosed(session: Session, code: number, reason: string): void {
@@ -223,13 +297,13 @@ export class AgentLink {
   }
 
   #suspect(name: string, output: string): void {
-    this.#opts.store.setConnected(name, false, output);
+    this.#quietly(name, 'suspicion', () => this.#opts.store.setConnected(name, false, output));
     this.#cancelReap(name);
     const timer = setTimeout(() => {
       this.#reapTimers.delete(name);
       if (this.#byNode.has(name)) return;
       this.#log.warn({ node: name }, 'agent did not come back; node reaped');
-      this.#opts.store.removeNode(name);
+      this.#quietly(name, 'reap', () => this.#opts.store.removeNode(name));
     }, this.#opts.reapAfterMs);
     timer.unref();
     this.#reapTimers.set(name, timer);
@@ -244,9 +318,28 @@ export class AgentLink {
     for (const s of this.#sessions) s.ws.ping();
   }
 
-  /** An agent silent for suspectAfter is cut off and its node suspected. */
+  /** A store write with no connection left to close: a failure is only logged. */
+  #quietly(node: string, what: string, write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      this.#log.error({ node, err: err instanceof Error ? err.message : String(err) }, `applying the node's ${what} failed`);
+    }
+  }
+
+  #checkSilence(): void {
+    const pausedMs = this.#clock.tick();
+    if (pausedMs >= PAUSE_LOG_MS) {
+      this.#log.warn({ pausedMs: Math.round(pausedMs) }, 'aggregator was paused; the pause does not count as agents\' silence');
+    }
+    // Judged in the check phase, after the poll phase has read what arrived meanwhile: after a
+    // pause, the pongs that agents sent during it are read before anyone is judged.
+    setImmediate(() => this.#cutSilent());
+  }
+
+  /** An agent silent for suspectAfter of the aggregator's running time is cut off and its node suspected. */
   #cutSilent(): void {
-    const deadline = Date.now() - this.#opts.suspectAfterMs;
+    const deadline = this.#clock.now() - this.#opts.suspectAfterMs;
     for (const s of this.#sessions) {
       if (s.closing || s.lastHeard >= deadline) continue;
       s.closing = true;
@@ -255,13 +348,15 @@ export class AgentLink {
     }
   }
 
-  #refuse(session: Session, code: CloseCode, reason: string): void {
+  /** Counts and logs a refusal, and closes; `close` is ws's own when ws refused an oversized frame. */
+  #refuse(session: Session, code: CloseCode, reason: string, close = session.ws.close.bind(session.ws)): void {
     if (session.closing) return;
     session.closing = true;
     bump(this.stats.rejections, code);
-    this.#log.warn({ remote: session.remote, node: session.hello?.node, code, reason }, 'agent connection refused');
+    const engine = session.hello?.engineId;
+    this.#log.warn({ remote: session.remote, node: session.hello?.node, ...(engine ? { engine } : {}), code, reason }, 'agent connection refused');
     // Close reasons are limited to 123 bytes by RFC 6455.
-    session.ws.close(code, truncateUtf8(reason, 123));
+    close(code, truncateUtf8(reason, 123));
   }
 }
 

@@ -21,5 +21,12 @@ export const CloseCode = {
   replaced: 4005,
   /** No hello within the allowed time. */
   helloTimeout: 4008,
+  /**
+   * The node name is held by a live connection from another Docker engine (two hosts with one
+   * name). The agent retries slowly; the name is free again once the holder's connection is gone.
+   */
+  nodeConflict: 4009,
+  /** The aggregator failed to apply a valid message (its own fault, logged there). */
+  internalError: 1011,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

@@ -13,7 +13,8 @@ export async function connect(url: string, headers: Record<string, string> = {},
   return { ws, inbox, closed, send: (m: unknown) => ws.send(typeof m === 'string' ? m : JSON.stringify(m)) };
 }
 
-export const hello = (node: string, protocol = PROTOCOL_VERSION) => ({ type: 'hello', protocol, node, agentVersion: 't' });
+/** A hello; the engine ID defaults to one per node name (the same host reconnecting). */
+export const hello = (node: string, protocol = PROTOCOL_VERSION, engineId = `engine-${node}`) => ({ type: 'hello', protocol, node, agentVersion: 't', engineId });
 export const snapshot = (node: string, ids: string[]) => ({
   type: 'snapshot',
   node: { name: node, address: '10.1.1.1', meta: {} },

@@ -44,7 +44,7 @@ test('hello → welcome with observed address → snapshot → delta → goodbye
   const a = await connect(url);
   a.send(hello('h1'));
   await until(() => a.inbox.length > 0);
-  assert.deepEqual(a.inbox[0], { type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: '127.0.0.1', datacenter: 'dc1' });
+  assert.deepEqual(a.inbox[0], { type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: '127.0.0.1', datacenter: 'dc1', maxPayload: 64 * 1024 });
   a.send(snapshot('h1', ['h1:web:80']));
   await until(() => store.instances('web').length === 1);
   a.send({ type: 'delta', upsert: [instance({ id: 'h1:web:81', name: 'web' })], remove: ['h1:web:80'] });

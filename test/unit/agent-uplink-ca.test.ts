@@ -34,7 +34,7 @@ async function wssPeer(t: TestContext, cert: string, key: string) {
   wss.on('connection', (ws) =>
     ws.on('message', (data) => {
       const msg = JSON.parse(data.toString()) as { type: string };
-      if (msg.type === 'hello') ws.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: '127.0.0.1', datacenter: 'dc1' }));
+      if (msg.type === 'hello') ws.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: '127.0.0.1', datacenter: 'dc1', maxPayload: 1 << 20 }));
       if (msg.type === 'snapshot') snapshots++;
     }),
   );
@@ -52,6 +52,7 @@ function uplink(t: TestContext, url: string, ca: string | undefined): Uplink {
   const link = new Uplink({
     aggregator: url,
     node: 'h1',
+    engineId: () => 'engine-h1',
     ...(ca === undefined ? {} : { ca }),
     logger: pino({ level: 'silent' }),
     onWelcome: () => {},

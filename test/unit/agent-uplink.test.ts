@@ -12,7 +12,9 @@ import { instance } from '../support/services.js';
 import { until } from '../support/until.js';
 
 /** A real protocol peer on loopback: validates what the agent sends and records it. */
-async function peer(t: TestContext, welcome: (remote: string) => unknown = (remote) => ({ type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: remote, datacenter: 'dc1' })) {
+const welcomeFrom = (maxPayload: number) => (remote: string) => ({ type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: remote, datacenter: 'dc1', maxPayload });
+
+async function peer(t: TestContext, welcome: (remote: string) => unknown = welcomeFrom(1 << 20)) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: AGENT_WS_PATH });
   await once(wss, 'listening');
   const received: AgentMessage[] = [];
@@ -44,6 +46,7 @@ function link(t: TestContext, url: string, state: ServiceState, welcomes: Welcom
   const uplink = new Uplink({
     aggregator: url,
     node: 'h1',
+    engineId: () => 'engine-h1',
     token: 's3cret',
     logger: pino({ level: 'silent' }),
     onWelcome: (w) => void welcomes.push(w),

@@ -80,7 +80,7 @@ class SimulatedHost {
     const ws = new WebSocket(this.url, { handshakeTimeout: 10_000 });
     this.#ws = ws;
     ws.on('open', () => {
-      this.#send({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.name, agentVersion: 'bench' });
+      this.#send({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.name, agentVersion: 'bench', engineId: `bench-${this.name}` });
       this.#ping = setInterval(() => ws.ping(), AGENT_PING_MS);
     });
     ws.on('message', () => {
