@@ -11,6 +11,7 @@ import {
   type Topic,
 } from './catalog.js';
 import { worstStatus } from './check-status.js';
+import { RECONNECT_MAX_MS } from '../shared/protocol.js';
 
 interface InstanceState {
   /** Fingerprint of the definition without checks, to tell a real change from a re-send. */
@@ -75,7 +76,7 @@ export class MemoryStore implements CatalogStore {
     this.#now = options.now ?? Date.now;
     this.#startIndex = Math.max(1, options.startIndex ?? this.#now());
     this.#index = this.#startIndex;
-    this.#settle = new Settle(options.settleQuietMs ?? 2000, options.settleMaxMs ?? 15_000);
+    this.#settle = new Settle(options.settleQuietMs ?? SETTLE_QUIET_MS, options.settleMaxMs ?? SETTLE_MAX_MS);
   }
 
   get index(): number {
@@ -330,9 +331,17 @@ export class MemoryStore implements CatalogStore {
 }
 
 /**
- * "No new node for quietMs, or maxMs since start": the memory store starts empty, so
- * after a restart it is complete only once the agents have come back.
+ * The settle rule: "no new node for SETTLE_QUIET_MS, or SETTLE_MAX_MS since start". The memory
+ * store starts empty and cannot know which nodes an earlier process held, so after a restart it
+ * is complete only once every agent has come back. An agent retries at most RECONNECT_MAX_MS
+ * after its previous failed attempt (the backoff cap, part of the protocol), so within that
+ * time of this store's start every live agent has tried again; the quiet period is that plus
+ * a second for its connect, hello and snapshot. A fleet that joins one node after another in
+ * less than the quiet period holds watchers until the cap.
  */
+export const SETTLE_QUIET_MS = RECONNECT_MAX_MS + 1000;
+export const SETTLE_MAX_MS = 15_000;
+
 class Settle {
   #settled = false;
   readonly #waiters = new Set<() => void>();

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryStore } from '../../aggregator/memory-store.js';
+import { MemoryStore, SETTLE_QUIET_MS } from '../../aggregator/memory-store.js';
+import { RETRY_MAX_MS } from '../../agent/uplink.js';
 import { topics } from '../../aggregator/catalog.js';
 import { instance, nodeReg } from '../support/services.js';
 
@@ -150,4 +151,26 @@ test('the catalog settles once no new node registers for the quiet period, or at
   await waiting;
   const capped = new MemoryStore({ settleQuietMs: 10_000, settleMaxMs: 50 });
   await capped.whenSettled(new AbortController().signal);
+});
+
+test('with the defaults, held watchers wait for an agent retrying at the backoff cap and its snapshot', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const store = new MemoryStore();
+  let settled = false;
+  void store.whenSettled(new AbortController().signal).then(() => (settled = true));
+  const flush = () => new Promise<void>((r) => setImmediate(r));
+  // The worst case: an agent failed an attempt just before this store started, so it is back
+  // one whole capped delay later, plus its connect, hello and snapshot.
+  store.replaceNode(nodeReg('early'), []);
+  t.mock.timers.tick(RETRY_MAX_MS + 900);
+  await flush();
+  assert.equal(settled, false, 'still waiting for an agent at the backoff cap');
+  store.replaceNode(nodeReg('late'), []);
+  t.mock.timers.tick(SETTLE_QUIET_MS - 1);
+  await flush();
+  assert.equal(settled, false, 'a quiet period runs from the last new node');
+  t.mock.timers.tick(1);
+  await flush();
+  assert.equal(settled, true);
+  assert.ok(SETTLE_QUIET_MS > RETRY_MAX_MS, 'the quiet period outlasts the longest reconnect delay');
 });
