@@ -8,9 +8,18 @@ import { AgentLink, type AgentLinkOptions } from '../../aggregator/agent-link.js
 import { MemoryStore } from '../../aggregator/memory-store.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
+import { Uplink } from '../../agent/uplink.js';
 import { instance } from '../support/services.js';
 import { connect, hello, snapshot } from '../support/agent-peer.js';
 import { until } from '../support/until.js';
+
+/** A logger whose JSON lines are kept, to check what the link logs (and how long its lines are). */
+function capturedLogger() {
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  const parsed = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { logger, lines, parsed };
+}
 
 async function startLink(t: TestContext, over: Partial<AgentLinkOptions> = {}) {
   const store = new MemoryStore();
@@ -154,4 +163,160 @@ test('with a token, agents without it are refused before the upgrade', async (t)
   ok.send(hello('tok'));
   ok.send(snapshot('tok', []));
   await until(() => store.node('tok') !== undefined);
+});
+
+/** Holds this process's event loop, as a catastrophic regex or a SIGSTOP would hold the aggregator's. */
+function blockLoop(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+}
+
+test('a pause of the aggregator longer than suspect-after cuts no agent whose connection is alive; a silent one is still cut', async (t) => {
+  const log = capturedLogger();
+  const { store, url } = await startLink(t, { heartbeatMs: 50, suspectAfterMs: 300, reapAfterMs: 10_000, logger: log.logger });
+  const alive = await connect(url);
+  alive.send(hello('alive'));
+  alive.send(snapshot('alive', ['alive:web:80']));
+  const silent = await connect(url);
+  silent.send(hello('silent'));
+  silent.send(snapshot('silent', ['silent:web:80']));
+  await until(() => store.node('alive')?.connected && store.node('silent')?.connected);
+  (silent.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  blockLoop(1200);
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal(store.node('alive')?.connected, true, 'the live agent was not blamed for the pause');
+  assert.equal(alive.ws.readyState, WebSocket.OPEN);
+  await until(() => store.node('silent')?.connected === false, 3000);
+  const paused = log.parsed().find((l) => l.msg === "aggregator was paused; the pause does not count as agents' silence");
+  assert.ok(paused && (paused.pausedMs as number) >= 1000, 'the pause is logged with its length');
+  assert.deepEqual(log.parsed().filter((l) => l.msg === 'agent missed heartbeats').map((l) => l.node), ['silent']);
+});
+
+test('a 5,000-service host registers under a 64 KiB max payload, in parts the store only ever sees whole', async (t) => {
+  const { store, url } = await startLink(t, { maxPayload: 65536 });
+  const services = Array.from({ length: 5000 }, (_, i) => instance({ id: `big:svc-${i}:80`, name: `svc-${i % 100}`, meta: { owner: 'team-a', tier: 'backend' } }));
+  const seen = new Set<number>();
+  store.onChange(() => seen.add(store.nodeInstances('big').length));
+  const uplink = new Uplink({
+    aggregator: url.replace(AGENT_WS_PATH, ''),
+    node: 'big',
+    engineId: () => 'engine-big',
+    logger: pino({ level: 'silent' }),
+    onWelcome: () => {},
+    snapshot: () => ({ type: 'snapshot', node: { name: 'big', address: '10.1.1.1', meta: {} }, services }),
+    delta: () => ({ upsert: services.map((s) => ({ ...s, tags: ['moved'] })), remove: [] }),
+    retryMinMs: 20,
+    retryMaxMs: 100,
+  });
+  uplink.start();
+  t.after(() => uplink.stop());
+  await until(() => store.nodeInstances('big').length === 5000 && store.node('big')?.connected, 10_000);
+  uplink.flush();
+  await until(() => store.instances('svc-99').every((i) => i.service.tags[0] === 'moved') && store.instances('svc-0')[0]?.service.tags[0] === 'moved', 10_000);
+  assert.deepEqual([...seen], [5000], 'no change ever showed part of the host');
+  assert.equal(uplink.stats.reconnects, 0, 'no frame was refused');
+});
+
+test('a frame over the max payload is refused with 1009, counted under 1009 and logged with the node name', async (t) => {
+  const log = capturedLogger();
+  const { link, url } = await startLink(t, { logger: log.logger });
+  const big = await connect(url);
+  big.send(hello('bulky'));
+  big.send(JSON.stringify(snapshot('bulky', [])).padEnd(100 * 1024));
+  assert.equal((await big.closed).code, CloseCode.tooBig);
+  assert.equal(link.stats.rejections.get(CloseCode.tooBig), 1);
+  const refused = log.parsed().filter((l) => l.msg === 'agent connection refused');
+  assert.deepEqual(refused.map((l) => [l.node, l.code, l.reason]), [['bulky', CloseCode.tooBig, 'message over the limit of 65536 bytes']]);
+});
+
+test('another engine claiming a live node name is refused with 4009 naming the holder; once the holder is gone it takes the name over', async (t) => {
+  const { store, link, url } = await startLink(t, { reapAfterMs: 10_000 });
+  const holder = await connect(url);
+  holder.send(hello('web-1', PROTOCOL_VERSION, 'ENGINE-A'));
+  holder.send(snapshot('web-1', ['web-1:a:80']));
+  await until(() => store.node('web-1')?.connected);
+
+  const other = await connect(url);
+  other.send(hello('web-1', PROTOCOL_VERSION, 'ENGINE-B'));
+  other.send(snapshot('web-1', ['web-1:b:80']));
+  assert.deepEqual(await other.closed, { code: CloseCode.nodeConflict, reason: 'node name "web-1" is registered by engine ENGINE-A from 127.0.0.1' });
+  assert.equal(link.stats.rejections.get(CloseCode.nodeConflict), 1);
+  assert.equal(holder.ws.readyState, WebSocket.OPEN, 'the holder keeps its connection');
+  assert.deepEqual(store.nodeInstances('web-1').map((i) => i.service.id), ['web-1:a:80']);
+
+  holder.ws.terminate();
+  await until(() => store.node('web-1')?.connected === false);
+  const successor = await connect(url);
+  successor.send(hello('web-1', PROTOCOL_VERSION, 'ENGINE-B'));
+  successor.send(snapshot('web-1', ['web-1:b:80']));
+  await until(() => store.node('web-1')?.connected && store.nodeInstances('web-1')[0]?.service.id === 'web-1:b:80');
+  assert.deepEqual(store.nodeInstances('web-1').map((i) => i.service.id), ['web-1:b:80']);
+});
+
+test('a store write that throws is logged and closes that connection with 1011 and a reason; other agents are served', async (t) => {
+  const log = capturedLogger();
+  const { store, url } = await startLink(t, { logger: log.logger });
+  const other = await connect(url);
+  other.send(hello('other'));
+  other.send(snapshot('other', ['other:web:80']));
+  const a = await connect(url);
+  a.send(hello('a'));
+  a.send(snapshot('a', ['a:web:80']));
+  await until(() => store.instances('web').length === 2);
+  const updateServices = store.updateServices.bind(store);
+  store.updateServices = (node, upsert, remove) => {
+    if (node === 'a') throw new Error('store failure on purpose');
+    updateServices(node, upsert, remove);
+  };
+  a.send({ type: 'delta', upsert: [], remove: ['a:web:80'] });
+  assert.deepEqual(await a.closed, { code: CloseCode.internalError, reason: 'aggregator failed to apply the delta' });
+  assert.ok(log.parsed().some((l) => l.msg === "applying the agent's delta failed" && l.node === 'a' && l.err === 'store failure on purpose'));
+  other.send({ type: 'delta', upsert: [], remove: ['other:web:80'] });
+  await until(() => store.nodeInstances('other').length === 0);
+  assert.equal(store.node('other')?.connected, true);
+});
+
+test('a 900 KB string, a 1 MB meta key and 100,000-deep nesting are refused with 4000 and a short reason; no log line carries them', async (t) => {
+  const log = capturedLogger();
+  const { store, url } = await startLink(t, { logger: log.logger, maxPayload: 2 * 1024 * 1024 });
+  const cases: Array<[unknown[], RegExp]> = [
+    [[hello('x'.repeat(900_000))], /^invalid message: node: Too big/],
+    [[hello('meta'), { ...snapshot('meta', []), node: { name: 'meta', address: '10.1.1.1', meta: { ['k'.repeat(1 << 20)]: 'v' } } }], /^invalid message: node\.meta\.kkkk/],
+    [['['.repeat(100_000) + ']'.repeat(100_000)], /^message nested deeper than 32 levels$/],
+    [[`{"type":"hello","x":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`], /^message nested deeper than 32 levels$/],
+  ];
+  for (const [frames, reason] of cases) {
+    const c = await connect(url);
+    for (const f of frames) c.send(f);
+    const closed = await c.closed;
+    assert.equal(closed.code, CloseCode.invalidMessage);
+    assert.match(closed.reason, reason);
+    assert.ok(Buffer.byteLength(closed.reason) <= 123);
+  }
+  assert.equal(log.parsed().filter((l) => l.msg === 'agent connection refused').length, cases.length);
+  const longest = Math.max(...log.lines.map((l) => l.length));
+  assert.ok(longest < 1024, `a log line of ${longest} characters`);
+  assert.equal(store.node('meta'), undefined);
+});
+
+test('2,000 WebSockets that never say hello are closed with 4008 at the hello timeout; a registered agent is not harmed', async (t) => {
+  const { store, link, url } = await startLink(t, { helloTimeoutMs: 1500, heartbeatMs: 100, suspectAfterMs: 1000, reapAfterMs: 10_000 });
+  const good = await connect(url);
+  good.send(hello('good'));
+  good.send(snapshot('good', ['good:web:80']));
+  await until(() => store.node('good')?.connected);
+  const codes: number[] = [];
+  const mute = Array.from({ length: 2000 }, () => {
+    const ws = new WebSocket(url);
+    ws.on('error', () => {});
+    ws.on('close', (code) => codes.push(code));
+    return ws;
+  });
+  t.after(() => mute.forEach((ws) => ws.terminate()));
+  await until(() => codes.length === mute.length, 15_000, () => `${codes.length} of ${mute.length} closed`);
+  assert.ok(codes.every((c) => c === CloseCode.helloTimeout), `close codes ${[...new Set(codes)].join(', ')}`);
+  assert.equal(link.stats.rejections.get(CloseCode.helloTimeout), mute.length);
+  assert.equal(store.node('good')?.connected, true);
+  assert.equal(good.ws.readyState, WebSocket.OPEN);
+  assert.equal(link.connectedAgents, 1);
 });
