@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { Uplink, agentUrl, backoff } from '../../agent/uplink.js';
+import { Uplink, agentUrl, backoff, type UplinkOptions } from '../../agent/uplink.js';
 import { ServiceState } from '../../agent/service-state.js';
 import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Welcome } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
@@ -14,12 +14,21 @@ import { until } from '../support/until.js';
 /** A real protocol peer on loopback: validates what the agent sends and records it. */
 const welcomeFrom = (maxPayload: number) => (remote: string) => ({ type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: remote, datacenter: 'dc1', maxPayload });
 
-async function peer(t: TestContext, welcome: (remote: string) => unknown = welcomeFrom(1 << 20)) {
+/** How the peer refuses, as the aggregator would: a close code sent on that message type. */
+interface Refusal {
+  on: AgentMessage['type'];
+  code: number;
+  reason: string;
+}
+
+async function peer(t: TestContext, welcome: (remote: string) => unknown = welcomeFrom(1 << 20), refuse?: Refusal) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: AGENT_WS_PATH });
   await once(wss, 'listening');
   const received: AgentMessage[] = [];
   const sockets: WebSocket[] = [];
   const headers: Array<string | undefined> = [];
+  /** performance.now() of each hello received. */
+  const hellos: number[] = [];
   const closes: Array<{ code: number; reason: string }> = [];
   /** While held, hellos are not answered: the agent stays connected but not live. */
   let gate: Promise<void> = Promise.resolve();
@@ -32,6 +41,8 @@ async function peer(t: TestContext, welcome: (remote: string) => unknown = welco
     ws.on('message', (data) => {
       const msg = AgentMessage.parse(JSON.parse(data.toString()));
       received.push(msg);
+      if (msg.type === 'hello') hellos.push(performance.now());
+      if (msg.type === refuse?.on) return ws.close(refuse.code, refuse.reason);
       if (msg.type === 'hello') void gate.then(() => ws.send(JSON.stringify(welcome(req.socket.remoteAddress ?? ''))));
     });
   });
@@ -39,10 +50,10 @@ async function peer(t: TestContext, welcome: (remote: string) => unknown = welco
     for (const ws of wss.clients) ws.terminate();
     wss.close();
   });
-  return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, received, sockets, headers, closes, hold, release: () => release() };
+  return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, received, sockets, headers, hellos, closes, hold, release: () => release() };
 }
 
-function link(t: TestContext, url: string, state: ServiceState, welcomes: Welcome[] = []) {
+function link(t: TestContext, url: string, state: ServiceState, welcomes: Welcome[] = [], over: Partial<UplinkOptions> = {}) {
   const uplink = new Uplink({
     aggregator: url,
     node: 'h1',
@@ -54,6 +65,7 @@ function link(t: TestContext, url: string, state: ServiceState, welcomes: Welcom
     delta: () => state.delta(),
     retryMinMs: 20,
     retryMaxMs: 100,
+    ...over,
   });
   uplink.start();
   t.after(() => uplink.stop());
@@ -149,4 +161,42 @@ test('agent URL and backoff', () => {
   assert.equal(backoff(0, 100, 1000, () => 0), 50);
   assert.equal(backoff(3, 100, 1000, () => 1), 800);
   assert.equal(backoff(30, 100, 1000, () => 1), 1000);
+});
+
+test('an agent whose snapshot is refused backs off exponentially, as from a failed connect', async (t) => {
+  const p = await peer(t, undefined, { on: 'snapshot', code: CloseCode.tooBig, reason: 'message over the limit of 100 bytes' });
+  const uplink = link(t, p.url, new ServiceState(), [], { retryMinMs: 20, retryMaxMs: 60_000 });
+  await until(() => p.hellos.length === 6, 5000);
+  const gaps = p.hellos.slice(1).map((at, i) => at - p.hellos[i]!);
+  // Attempt k waits at least half of min·2^k: 10, 20, 40, 80, 160 ms.
+  gaps.forEach((gap, k) => assert.ok(gap >= 10 * 2 ** k, `retry ${k} after ${Math.round(gap)} ms`));
+  assert.equal(uplink.stats.connected, false);
+});
+
+test('refused for a node name another engine holds (4009), the agent logs why and waits the conflict delay before retrying', async (t) => {
+  const reason = 'node name "h1" is registered by engine OTHER from 10.0.0.2';
+  const p = await peer(t, undefined, { on: 'hello', code: CloseCode.nodeConflict, reason });
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+  link(t, p.url, new ServiceState(), [], { logger, conflictRetryMs: 400 });
+  await until(() => p.hellos.length === 2, 5000);
+  assert.ok(p.hellos[1]! - p.hellos[0]! >= 400, `retried after ${Math.round(p.hellos[1]! - p.hellos[0]!)} ms`);
+  const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.code === CloseCode.nodeConflict);
+  assert.equal(logged?.reason, reason);
+  assert.equal(logged?.msg, 'aggregator refused the node name: another host holds it; retrying slowly');
+});
+
+test("a pause of the agent longer than its silence limit keeps the connection; an aggregator that goes silent is dropped", async (t) => {
+  const p = await peer(t);
+  const uplink = link(t, p.url, new ServiceState(), [], { pingMs: 50, silenceMs: 200 });
+  await until(() => uplink.live);
+  const end = performance.now() + 800;
+  while (performance.now() < end);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(p.sockets.length, 1, 'no reconnect');
+  assert.equal(uplink.stats.reconnects, 0);
+  // The peer stops reading: no pong, no ping, nothing.
+  (p.sockets[0] as unknown as { _socket: { pause(): void } })._socket.pause();
+  await until(() => uplink.stats.reconnects === 1, 2000);
+  await until(() => p.sockets.length === 2 && uplink.live);
 });
