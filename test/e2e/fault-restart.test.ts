@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import Consul from 'consul';
 import { testbedSkipReason, useTestbed } from '../testbed/index.js';
 import { useRestartableCluster } from './support/faults-cluster.js';
-import { catalogKeys, diffKeys, dnsPorts, dockerKeysOf, msUntil, runWeb, sameKeys } from './support/faults.js';
+import { catalogKeys, diffKeys, dnsPorts, dockerKeysOf, getJson, msUntil, runWeb, sameKeys } from './support/faults.js';
 
 const skip = await testbedSkipReason();
 
@@ -11,6 +11,8 @@ const skip = await testbedSkipReason();
 const COMPLETE_WITHIN_MS = 5000;
 /** How long the aggregator stays down while the engine restarts. */
 const OUTAGE_MS = 9000;
+/** The issue's outage for held watchers: long enough for the agents' backoff to reach its cap (4 s). */
+const WATCHER_OUTAGE_MS = 5000;
 
 interface WatchAnswer {
   at: number;
@@ -66,6 +68,38 @@ describe('fault: aggregator restart (SIGKILL, same ports), also while an engine 
     } finally {
       watch.end();
     }
+  });
+
+  it('watchers held across a 5 s aggregator outage get the complete catalog in their first answer', async (t) => {
+    const expected = await dockerPs();
+    assert.equal(expected.size, 3);
+    // What a Consul client holds when the aggregator goes away: the last index it saw per query.
+    const queries = ['/v1/health/service/web?passing', '/v1/catalog/service/api', '/v1/catalog/services', '/v1/catalog/nodes'];
+    const indexes = await Promise.all(queries.map(async (q) => (await getJson(http(), q)).index));
+
+    const killedAt = performance.now();
+    await restartable().killAggregator();
+    await new Promise((r) => setTimeout(r, Math.max(0, killedAt + WATCHER_OUTAGE_MS - performance.now())));
+    const servingAt = await restartable().startAggregator();
+    // As clients retrying with their old index would, at once: each is held until the catalog settles.
+    const answers = await Promise.all(
+      queries.map(async (q, i) => {
+        const answer = await getJson(http(), `${q}${q.includes('?') ? '&' : '?'}index=${indexes[i]}&wait=60s`, 60_000);
+        return { ...answer, ms: Math.round(performance.now() - servingAt) };
+      }),
+    );
+    t.diagnostic(`outage ${Math.round(servingAt - killedAt)} ms; first answers after serving (ms): ${answers.map((a, i) => `${queries[i]} ${a.ms}`).join(', ')}`);
+    const [web, api, services, nodes] = answers.map((a) => a.body) as [
+      Array<{ Node: { Node: string }; Service: { ID: string } }>,
+      Array<{ ServiceID: string }>,
+      Record<string, string[]>,
+      Array<{ Node: string }>,
+    ];
+    assert.deepEqual(web.map((e) => e.Service.ID).sort(), ['a:web-a:80', 'b:web-b:80']);
+    assert.deepEqual(api.map((e) => e.ServiceID), ['b:api-b:80']);
+    assert.deepEqual(Object.keys(services).sort(), ['api', 'web']);
+    assert.deepEqual(nodes.map((n) => n.Node).sort(), ['a', 'b']);
+    answers.forEach((a, i) => assert.ok(a.index > indexes[i]!, `${queries[i]}: X-Consul-Index ${a.index} not past ${indexes[i]}`));
   });
 
   it('an engine restarted while the aggregator is down: afterwards the catalog equals docker ps', async (t) => {

@@ -26,8 +26,8 @@ export function runWeb(host: Host, name: string, port: number, service = 'web', 
 }
 
 /** A JSON GET on the aggregator from the root namespace (it listens on 0.0.0.0, so loopback reaches it). */
-export async function getJson<T>(httpPort: number, path: string): Promise<{ body: T; index: number }> {
-  const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, { signal: AbortSignal.timeout(5000) });
+export async function getJson<T>(httpPort: number, path: string, timeoutMs = 5000): Promise<{ body: T; index: number }> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
   if (res.status !== 200) throw new Error(`GET ${path}: HTTP ${res.status} ${await res.text()}`);
   return { body: (await res.json()) as T, index: Number(res.headers.get('x-consul-index')) };
 }
