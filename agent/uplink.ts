@@ -1,10 +1,11 @@
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
 import { AGENT_WS_PATH, AggregatorMessage, PROTOCOL_VERSION, RECONNECT_MAX_MS, type AgentMessage, type Delta, type Snapshot, type Welcome } from '../shared/protocol.js';
-import { CloseCode } from '../shared/close-codes.js';
+import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { VERSION } from '../shared/version.js';
 import { parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
+import { truncateUtf8 } from '../shared/truncate.js';
 import { deltaFrames, snapshotFrames, type Frames } from './frame-split.js';
 
 export interface UplinkOptions {
@@ -230,7 +231,7 @@ export class Uplink {
 
   #protocolError(ws: WebSocket, error: string): void {
     this.#log.error({ url: this.#url, error }, 'protocol error from aggregator');
-    ws.close(CloseCode.invalidMessage, error.slice(0, 120));
+    ws.close(CloseCode.invalidMessage, truncateUtf8(error, MAX_CLOSE_REASON_BYTES));
   }
 
   #send(msg: AgentMessage): void {

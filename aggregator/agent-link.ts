@@ -4,9 +4,10 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Hello, type Welcome } from '../shared/protocol.js';
-import { CloseCode } from '../shared/close-codes.js';
+import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { frameBuffer, parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
+import { clipForLog, truncateUtf8 } from '../shared/truncate.js';
 import type { CatalogStore } from './catalog.js';
 import { MessageParts, type WholeMessage } from './message-parts.js';
 
@@ -354,9 +355,8 @@ export class AgentLink {
     session.closing = true;
     bump(this.stats.rejections, code);
     const engine = session.hello?.engineId;
-    this.#log.warn({ remote: session.remote, node: session.hello?.node, ...(engine ? { engine } : {}), code, reason }, 'agent connection refused');
-    // Close reasons are limited to 123 bytes by RFC 6455.
-    close(code, truncateUtf8(reason, 123));
+    this.#log.warn({ remote: session.remote, node: session.hello?.node, ...(engine ? { engine } : {}), code, reason: clipForLog(reason) }, 'agent connection refused');
+    close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
   }
 }
 
@@ -370,10 +370,4 @@ function digest(s: string): Buffer {
 
 function normalizeAddress(addr: string): string {
   return addr.startsWith('::ffff:') ? addr.slice('::ffff:'.length) : addr;
-}
-
-function truncateUtf8(s: string, maxBytes: number): string {
-  const buf = Buffer.from(s);
-  if (buf.length <= maxBytes) return s;
-  return buf.subarray(0, maxBytes).toString().replace(/\uFFFD$/, '');
 }

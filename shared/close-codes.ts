@@ -30,3 +30,6 @@ export const CloseCode = {
   internalError: 1011,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+/** A close reason holds at most this many bytes of UTF-8 (RFC 6455); ws throws on a longer one. */
+export const MAX_CLOSE_REASON_BYTES = 123;

@@ -1,5 +1,6 @@
 import type { RawData } from 'ws';
 import type * as z from 'zod/mini';
+import { clipForLog } from './truncate.js';
 
 export type ParsedFrame<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -10,10 +11,10 @@ export type ParsedFrame<T> = { ok: true; value: T } | { ok: false; error: string
  */
 export const MAX_FRAME_DEPTH = 32;
 
-/** Longest error text: a close reason holds 123 bytes, and a client's key can be a megabyte. */
-const MAX_ERROR_CHARS = 200;
-
-/** One WebSocket frame of the protocol, checked against `schema`; the error fits a close reason. */
+/**
+ * One WebSocket frame of the protocol, checked against `schema`. The error is clipped (a key in
+ * it can be a megabyte of client input) to fit a log line; a close reason cuts it shorter still.
+ */
 export function parseFrame<T>(schema: z.ZodMiniType<T>, data: RawData, isBinary: boolean): ParsedFrame<T> {
   if (isBinary) return { ok: false, error: 'binary frames are not part of the protocol' };
   const bytes = frameBuffer(data);
@@ -27,8 +28,7 @@ export function parseFrame<T>(schema: z.ZodMiniType<T>, data: RawData, isBinary:
   const result = schema.safeParse(json);
   if (!result.success) {
     const issue = result.error.issues[0];
-    const error = `invalid message: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`;
-    return { ok: false, error: error.length > MAX_ERROR_CHARS ? `${error.slice(0, MAX_ERROR_CHARS)}…` : error };
+    return { ok: false, error: clipForLog(`invalid message: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`) };
   }
   return { ok: true, value: result.data };
 }
