@@ -12,9 +12,11 @@ const skip = await testbedSkipReason();
 const TOKEN = 'fault-test-token-4f1c';
 const WRONG_TOKEN = 'not-the-token-9b2e';
 
-const hello = (node: string, protocol = PROTOCOL_VERSION) => JSON.stringify({ type: 'hello', protocol, node, agentVersion: 'test' });
-const snapshot = (node: string, services: unknown[] = []) =>
-  JSON.stringify({ type: 'snapshot', node: { name: node, address: '10.9.9.9', meta: {} }, services });
+const hello = (node: string, protocol = PROTOCOL_VERSION, engineId = `engine-${node.slice(0, 8)}`) => JSON.stringify({ type: 'hello', protocol, node, agentVersion: 'test', engineId });
+const snapshot = (node: string, services: unknown[] = [], meta: Record<string, string> = {}) =>
+  JSON.stringify({ type: 'snapshot', node: { name: node, address: '10.9.9.9', meta }, services });
+/** Longest aggregator log line allowed: a refusal names client input, never carries it whole. */
+const MAX_LOG_LINE = 2048;
 
 describe('fault: bad input on the agent channel is refused with a reason; the aggregator keeps serving', { skip }, () => {
   const bed = useTestbed({ hosts: ['a'] });
@@ -35,11 +37,15 @@ describe('fault: bad input on the agent channel is refused with a reason; the ag
   });
 
   const cases: Array<[string, Array<string | Buffer>, number, RegExp]> = [
-    ['wrong protocol version', [hello('x', PROTOCOL_VERSION + 98)], CloseCode.protocolVersion, /protocol version 99 not supported/],
+    ['wrong protocol version', [hello('x', 99)], CloseCode.protocolVersion, /protocol version 99 not supported/],
     ['malformed JSON', ['{"type": "hello", '], CloseCode.invalidMessage, /not valid JSON/],
     ['a schema-invalid message', [hello('x'), snapshot('x', [{ id: 7 }])], CloseCode.invalidMessage, /invalid message: services\.0\./],
     ['a 10 MiB message', [Buffer.alloc(10 * 1024 * 1024, 'a').toString()], CloseCode.tooBig, /message over the limit of 1048576 bytes/],
     ['a snapshot for another node', [hello('intruder'), snapshot('a')], CloseCode.wrongNode, /snapshot for node a on a connection for intruder/],
+    ['a 900 KB JSON string', [JSON.stringify('x'.repeat(900_000))], CloseCode.invalidMessage, /^invalid message: \(root\): /],
+    ['a 900 KB node name', [hello('n'.repeat(900_000))], CloseCode.invalidMessage, /^invalid message: node: Too big/],
+    ['a 1 MB meta key', [hello('m'), snapshot('m', [], { ['k'.repeat(1_000_000)]: 'v' })], CloseCode.invalidMessage, /^invalid message: node\.meta\.k+/],
+    ['a 100,000-deep JSON nesting', ['['.repeat(100_000) + ']'.repeat(100_000)], CloseCode.invalidMessage, /^message nested deeper than 32 levels$/],
   ];
   for (const [what, frames, code, reason] of cases) {
     it(`${what}: closed with ${code} and a reason`, async () => {
@@ -61,9 +67,12 @@ describe('fault: bad input on the agent channel is refused with a reason; the ag
 
     const logs = aggregator.logs;
     const refusedCodes = logs.filter((l) => l.msg === 'agent connection refused').map((l) => l.code as number).sort();
-    assert.deepEqual(refusedCodes, [CloseCode.invalidMessage, CloseCode.invalidMessage, CloseCode.protocolVersion, CloseCode.wrongNode].sort());
+    const invalid = cases.filter(([, , code]) => code === CloseCode.invalidMessage).length;
+    assert.deepEqual(refusedCodes, [...Array(invalid).fill(CloseCode.invalidMessage), CloseCode.protocolVersion, CloseCode.tooBig, CloseCode.wrongNode].sort());
     assert.ok(logs.filter((l) => l.msg === 'agent connection refused').every((l) => typeof l.reason === 'string' && l.reason !== ''));
     assert.equal(logs.filter((l) => l.msg === 'agent refused: missing or wrong token').length, 2);
+    const longest = Math.max(...logs.map((l) => JSON.stringify(l).length));
+    assert.ok(longest <= MAX_LOG_LINE, `a log line of ${longest} characters`);
     const text = logs.map((l) => JSON.stringify(l)).join('\n');
     assert.ok(!text.includes(TOKEN) && !text.includes(WRONG_TOKEN), 'no token in the logs');
   });
