@@ -21,3 +21,11 @@ export const snapshot = (node: string, ids: string[]) => ({
   services: ids.map((id) => instance({ id, name: 'web' })),
 });
 
+
+/** A peer that has said hello as `node` and sent a snapshot of `ids` (web instances). */
+export async function registered(url: string, node: string, ids = [`${node}:web:80`]) {
+  const peer = await connect(url);
+  peer.send(hello(node));
+  peer.send(snapshot(node, ids));
+  return peer;
+}

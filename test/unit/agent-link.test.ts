@@ -10,7 +10,7 @@ import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
 import { Uplink } from '../../agent/uplink.js';
 import { instance } from '../support/services.js';
-import { connect, hello, snapshot } from '../support/agent-peer.js';
+import { connect, hello, registered, snapshot } from '../support/agent-peer.js';
 import { until } from '../support/until.js';
 
 /** A logger whose JSON lines are kept, to check what the link logs (and how long its lines are). */
@@ -174,12 +174,8 @@ function blockLoop(ms: number): void {
 test('a pause of the aggregator longer than suspect-after cuts no agent whose connection is alive; a silent one is still cut', async (t) => {
   const log = capturedLogger();
   const { store, url } = await startLink(t, { heartbeatMs: 50, suspectAfterMs: 300, reapAfterMs: 10_000, logger: log.logger });
-  const alive = await connect(url);
-  alive.send(hello('alive'));
-  alive.send(snapshot('alive', ['alive:web:80']));
-  const silent = await connect(url);
-  silent.send(hello('silent'));
-  silent.send(snapshot('silent', ['silent:web:80']));
+  const alive = await registered(url, 'alive');
+  const silent = await registered(url, 'silent');
   await until(() => store.node('alive')?.connected && store.node('silent')?.connected);
   (silent.ws as unknown as { _socket: { pause(): void } })._socket.pause();
   blockLoop(1200);
@@ -256,12 +252,8 @@ test('another engine claiming a live node name is refused with 4009 naming the h
 test('a store write that throws is logged and closes that connection with 1011 and a reason; other agents are served', async (t) => {
   const log = capturedLogger();
   const { store, url } = await startLink(t, { logger: log.logger });
-  const other = await connect(url);
-  other.send(hello('other'));
-  other.send(snapshot('other', ['other:web:80']));
-  const a = await connect(url);
-  a.send(hello('a'));
-  a.send(snapshot('a', ['a:web:80']));
+  const other = await registered(url, 'other');
+  const a = await registered(url, 'a');
   await until(() => store.instances('web').length === 2);
   const updateServices = store.updateServices.bind(store);
   store.updateServices = (node, upsert, remove) => {
@@ -301,9 +293,7 @@ test('a 900 KB string, a 1 MB meta key and 100,000-deep nesting are refused with
 
 test('2,000 WebSockets that never say hello are closed with 4008 at the hello timeout; a registered agent is not harmed', async (t) => {
   const { store, link, url } = await startLink(t, { helloTimeoutMs: 1500, heartbeatMs: 100, suspectAfterMs: 1000, reapAfterMs: 10_000 });
-  const good = await connect(url);
-  good.send(hello('good'));
-  good.send(snapshot('good', ['good:web:80']));
+  const good = await registered(url, 'good');
   await until(() => store.node('good')?.connected);
   const codes: number[] = [];
   const mute = Array.from({ length: 2000 }, () => {
