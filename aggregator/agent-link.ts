@@ -142,8 +142,13 @@ export class AgentLink {
       if (code !== CloseCode.tooBig || reason !== undefined) return close(code, reason);
       this.#refuse(session, code, `message over the limit of ${this.#opts.maxPayload} bytes`, close);
     };
+    // Judged after the poll phase, like silence: after a pause of the aggregator, a hello that
+    // arrived in time is read before the timer can refuse it.
     const helloTimer = setTimeout(
-      () => this.#refuse(session, CloseCode.helloTimeout, 'no hello received in time'),
+      () =>
+        setImmediate(() => {
+          if (!session.hello) this.#refuse(session, CloseCode.helloTimeout, 'no hello received in time');
+        }),
       this.#opts.helloTimeoutMs ?? 5000,
     );
     ws.on('message', (data, isBinary) => {
