@@ -189,8 +189,8 @@ export class Uplink {
     this.#reconnects++;
     const delay = this.#retryDelay(code);
     const level = code === CloseCode.normal || code === CloseCode.goingAway || code === 1006 ? 'warn' : 'error';
-    const msg = code === CloseCode.nodeConflict ? 'aggregator refused the node name: another host holds it; retrying slowly' : 'aggregator connection closed; reconnecting';
-    this.#log[level]({ url: this.#url, node: this.#o.node, code, reason, retryMs: Math.round(delay) }, msg);
+    // One message for every close (tools grep for it); the aggregator's reason says what was wrong.
+    this.#log[level]({ url: this.#url, node: this.#o.node, code, reason, retryMs: Math.round(delay) }, 'aggregator connection closed; reconnecting');
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
   }
 

@@ -183,7 +183,8 @@ test('refused for a node name another engine holds (4009), the agent logs why an
   assert.ok(p.hellos[1]! - p.hellos[0]! >= 400, `retried after ${Math.round(p.hellos[1]! - p.hellos[0]!)} ms`);
   const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.code === CloseCode.nodeConflict);
   assert.equal(logged?.reason, reason);
-  assert.equal(logged?.msg, 'aggregator refused the node name: another host holds it; retrying slowly');
+  assert.equal(logged?.level, 50, 'logged as an error');
+  assert.ok((logged?.retryMs as number) >= 400);
 });
 
 test("a pause of the agent longer than its silence limit keeps the connection; an aggregator that goes silent is dropped", async (t) => {
