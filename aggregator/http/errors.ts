@@ -34,5 +34,8 @@ export const errors = {
     `Invalid check state "${state}": must be one of any, passing, warning, critical`),
   badFilter: coded('PORTOLAN_BAD_FILTER', 400, (why: string) =>
     `Failed to create boolean expression evaluator: ${why}`),
+  /** A valid filter past one of portolan's bounds (length, nesting, matches, regex size); Consul has none. */
+  filterTooComplex: coded('PORTOLAN_FILTER_TOO_COMPLEX', 400, (why: string) =>
+    `Failed to create boolean expression evaluator: ${why}`),
   notFound: coded('PORTOLAN_NOT_FOUND', 404, (path: string) => `Unknown endpoint: ${path}`),
 };

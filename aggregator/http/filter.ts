@@ -1,10 +1,22 @@
 import { errors } from './errors.js';
+import { RegexBudget, type StringTest } from './filter-regex.js';
 
 /**
  * Consul's `filter` query parameter: the go-bexpr language, evaluated against each entry
  * of an endpoint's JSON result. Selectors are checked against the endpoint's schema up
  * front, so a typo is a 400 naming the selector rather than an empty answer.
+ *
+ * Client input, so every cost is bounded before the first entry is read: the text's length,
+ * its nesting (the parser and the evaluator recurse once a level), its number of matches
+ * (each is tried on every entry) and its regular expressions' size (filter-regex.ts).
+ * Evaluation is then linear in the entries at a bounded cost each.
  */
+
+const MAX_FILTER_LENGTH = 4096;
+/** Parentheses and `not`s inside one another. */
+const MAX_NESTING = 32;
+/** go-bexpr's WithMaxMatches, which Consul leaves unlimited: a 4 kB filter holds ~450. */
+const MAX_MATCHES = 64;
 
 export type FieldKind =
   | 'string'
@@ -25,7 +37,8 @@ export type Schema = Readonly<Record<string, FieldKind>>;
 type MatchOp = '==' | '!=' | 'in' | 'not in' | 'contains' | 'not contains' | 'matches' | 'not matches' | 'is empty' | 'is not empty';
 
 type Node =
-  | { kind: 'and' | 'or'; left: Node; right: Node }
+  /** `a and b and c` as one node, so a long chain neither recurses nor nests. */
+  | { kind: 'and' | 'or'; operands: Node[] }
   | { kind: 'not'; operand: Node }
   | { kind: 'match'; op: MatchOp; path: string[]; value: string };
 
@@ -41,6 +54,9 @@ type Token =
   | { t: 'end' };
 
 const KEYWORDS = new Set(['and', 'or', 'not', 'in', 'is', 'empty', 'contains', 'matches']);
+
+/** A number, or a bare word (selector segment, keyword or unquoted value). */
+const WORD = /(-?\d+(?:\.\d+)?(?![\w-]))|([A-Za-z_][\w\-/]*)/y;
 
 function tokenize(text: string): Token[] {
   const out: Token[] = [];
@@ -66,10 +82,11 @@ function tokenize(text: string): Token[] {
       out.push({ t: 'string', v: text.slice(i + 1, end) });
       i = end + 1;
     } else {
-      const m = /^(-?\d+(?:\.\d+)?(?![\w-]))|^([A-Za-z_][\w\-/]*)/.exec(text.slice(i));
+      WORD.lastIndex = i;
+      const m = WORD.exec(text);
       if (!m) throw fail(`unexpected "${c}" at position ${i}`);
       out.push(m[1] !== undefined ? { t: 'number', v: m[1] } : { t: 'ident', v: m[2]! });
-      i += m[0].length;
+      i = WORD.lastIndex;
     }
   }
   out.push({ t: 'end' });
@@ -99,10 +116,16 @@ function fail(why: string): Error {
   return errors.badFilter(why);
 }
 
+function tooComplex(why: string): Error {
+  return errors.filterTooComplex(why);
+}
+
 // ---- parser ----
 
 class Parser {
   #pos = 0;
+  #depth = 0;
+  #matches = 0;
   constructor(readonly tokens: Token[]) {}
 
   parse(): Node {
@@ -137,25 +160,25 @@ class Parser {
     return this.#chain('and', () => this.#not());
   }
 
-  /** `operand (word operand)*`, grouped to the left. */
+  /** `operand (word operand)*`. */
   #chain(word: 'and' | 'or', operand: () => Node): Node {
-    let left = operand();
+    const operands = [operand()];
     while (this.#isWord(word)) {
       this.#pos++;
-      left = { kind: word, left, right: operand() };
+      operands.push(operand());
     }
-    return left;
+    return operands.length === 1 ? operands[0]! : { kind: word, operands };
   }
 
   #not(): Node {
     if (this.#isWord('not')) {
       this.#pos++;
-      return { kind: 'not', operand: this.#not() };
+      return { kind: 'not', operand: this.#nested(() => this.#not()) };
     }
     const tok = this.#peek();
     if (tok.t === 'op' && tok.v === '(') {
       this.#pos++;
-      const inner = this.#or();
+      const inner = this.#nested(() => this.#or());
       const close = this.#next();
       if (close.t !== 'op' || close.v !== ')') throw fail(`expected ")" but found ${describe(close)}`);
       return inner;
@@ -163,7 +186,15 @@ class Parser {
     return this.#match();
   }
 
+  #nested(parse: () => Node): Node {
+    if (++this.#depth > MAX_NESTING) throw tooComplex(`filter nests deeper than ${MAX_NESTING} levels of parentheses and "not"`);
+    const node = parse();
+    this.#depth--;
+    return node;
+  }
+
   #match(): Node {
+    if (++this.#matches > MAX_MATCHES) throw tooComplex(`Number of match expressions exceeds the limit (${MAX_MATCHES})`);
     const first = this.#peek();
     // `<value> [not] in <selector>`: the left side is a value, not a selector.
     if (first.t === 'string' || first.t === 'number' || this.#isWord('in', 1) || (this.#isWord('not', 1) && this.#isWord('in', 2))) {
@@ -263,22 +294,13 @@ function resolve(schema: Schema, path: readonly string[]): Terminal {
 
 // ---- evaluation ----
 
-/** Every value the path reaches; lists of objects fan out, missing keys reach nothing. */
-function reach(entry: unknown, path: readonly string[]): unknown[] {
-  let current: unknown[] = [entry];
-  for (const seg of path) {
-    const next: unknown[] = [];
-    for (const v of current) {
-      const items = Array.isArray(v) ? v : [v];
-      for (const item of items) {
-        if (item !== null && typeof item === 'object' && Object.hasOwn(item, seg)) {
-          next.push((item as Record<string, unknown>)[seg]);
-        }
-      }
-    }
-    current = next;
-  }
-  return current;
+/** True once `test` holds for a value the path reaches; lists of objects fan out, missing keys reach nothing. */
+function reaches(value: unknown, path: readonly string[], at: number, test: (v: unknown) => boolean): boolean {
+  if (at === path.length) return test(value);
+  if (Array.isArray(value)) return value.some((item) => reaches(item, path, at, test));
+  const key = path[at]!;
+  if (value === null || typeof value !== 'object' || !Object.hasOwn(value, key)) return false;
+  return reaches((value as Record<string, unknown>)[key], path, at + 1, test);
 }
 
 function coerce(terminal: Terminal, value: string, path: readonly string[]): string | number | boolean {
@@ -304,25 +326,27 @@ function isEmpty(v: unknown): boolean {
   return typeof v === 'object' && Object.keys(v).length === 0;
 }
 
-function holds(op: MatchOp, actual: unknown, expected: string | number | boolean, regex: RegExp | undefined): boolean {
+/** The positive operator's test of one reached value. */
+function holds(op: MatchOp, expected: string | number | boolean, regex: StringTest | undefined): (actual: unknown) => boolean {
+  const text = String(expected);
   switch (op) {
     case '==':
-      return actual === expected;
+      return (actual) => actual === expected;
     case 'in':
     case 'contains':
-      if (Array.isArray(actual)) return actual.includes(expected);
-      if (typeof actual === 'string') return actual.includes(String(expected));
-      return actual !== null && typeof actual === 'object' && Object.hasOwn(actual, String(expected));
+      return (actual) => {
+        if (Array.isArray(actual)) return actual.includes(text);
+        if (typeof actual === 'string') return actual.includes(text);
+        return actual !== null && typeof actual === 'object' && Object.hasOwn(actual, text);
+      };
     case 'matches':
-      return typeof actual === 'string' && regex!.test(actual);
-    case 'is empty':
-      return isEmpty(actual);
+      return (actual) => typeof actual === 'string' && regex!(actual);
     default:
-      return false;
+      return () => false;
   }
 }
 
-function compileMatch(node: Extract<Node, { kind: 'match' }>, schema: Schema): Predicate {
+function compileMatch(node: Extract<Node, { kind: 'match' }>, schema: Schema, regexes: RegexBudget): Predicate {
   const terminal = resolve(schema, node.path);
   if (!ALLOWED[terminal].includes(node.op)) {
     throw fail(`Invalid match operator "${node.op}" for selector "${node.path.join('.')}"`);
@@ -330,45 +354,43 @@ function compileMatch(node: Extract<Node, { kind: 'match' }>, schema: Schema): P
   const expected = coerce(terminal, node.value, node.path);
   const op = positive(node.op);
   const negated = op !== node.op;
-  let regex: RegExp | undefined;
-  if (op === 'matches') {
-    try {
-      regex = new RegExp(node.value, 'u');
-    } catch (err) {
-      throw fail(`invalid regular expression "${node.value}": ${(err as Error).message}`);
-    }
-  }
-  return (entry) => {
-    const values = reach(entry, node.path);
+  const { path } = node;
+  if (op === 'is empty') {
     // A missing field is empty (so `is empty` holds and every other match fails).
-    const any = op === 'is empty' && values.length === 0 ? true : values.some((v) => holds(op, v, expected, regex));
-    return negated ? !any : any;
-  };
+    return (entry) => {
+      let reached = false;
+      const empty = reaches(entry, path, 0, (v) => ((reached = true), isEmpty(v)));
+      return negated !== (empty || !reached);
+    };
+  }
+  const test = holds(op, expected, op === 'matches' ? regexes.compile(node.value) : undefined);
+  return (entry) => negated !== reaches(entry, path, 0, test);
 }
 
-function compileNode(node: Node, schema: Schema): Predicate {
+function compileNode(node: Node, schema: Schema, regexes: RegexBudget): Predicate {
   switch (node.kind) {
     case 'and': {
-      const [l, r] = [compileNode(node.left, schema), compileNode(node.right, schema)];
-      return (e) => l(e) && r(e);
+      const all = node.operands.map((n) => compileNode(n, schema, regexes));
+      return (e) => all.every((p) => p(e));
     }
     case 'or': {
-      const [l, r] = [compileNode(node.left, schema), compileNode(node.right, schema)];
-      return (e) => l(e) || r(e);
+      const any = node.operands.map((n) => compileNode(n, schema, regexes));
+      return (e) => any.some((p) => p(e));
     }
     case 'not': {
-      const inner = compileNode(node.operand, schema);
+      const inner = compileNode(node.operand, schema, regexes);
       return (e) => !inner(e);
     }
     case 'match':
-      return compileMatch(node, schema);
+      return compileMatch(node, schema, regexes);
   }
 }
 
-const MAX_FILTER_LENGTH = 4096;
-
-/** Parses and checks a filter expression; throws the coded 400 error when it is not valid. */
+/**
+ * Parses and checks a filter expression, compiling its regular expressions once for all the
+ * entries; throws the coded 400 error when it is not valid or past a bound.
+ */
 export function compileFilter(text: string, schema: Schema): Predicate {
-  if (text.length > MAX_FILTER_LENGTH) throw fail(`filter longer than ${MAX_FILTER_LENGTH} characters`);
-  return compileNode(new Parser(tokenize(text)).parse(), schema);
+  if (text.length > MAX_FILTER_LENGTH) throw tooComplex(`filter longer than ${MAX_FILTER_LENGTH} characters`);
+  return compileNode(new Parser(tokenize(text)).parse(), schema, new RegexBudget());
 }

@@ -77,24 +77,35 @@ export function parseQueryOptions(q: RawQuery): QueryOptions {
 
 const everything = (): boolean => true;
 
-/** Repeated `tag=`: an instance must carry every one (case-insensitive, as Consul compares). */
+/**
+ * Repeated `tag=`: an instance must carry every one (case-insensitive, as Consul compares).
+ * A URL can name thousands: each is checked once, and only against an instance with as many.
+ */
 export function tagFilter(q: RawQuery): (tags: readonly string[]) => boolean {
-  const wanted = all(q, 'tag').map((t) => t.toLowerCase());
+  const wanted = [...new Set(all(q, 'tag').map((t) => t.toLowerCase()))];
   if (wanted.length === 0) return everything;
   return (tags) => {
+    if (wanted.length > tags.length) return false;
     const have = new Set(tags.map((t) => t.toLowerCase()));
     return wanted.every((t) => have.has(t));
   };
 }
 
-/** Repeated `node-meta=key:value` (the value may be empty, split at the first colon as Consul does). */
+/**
+ * Repeated `node-meta=key:value` (the value may be empty, split at the first colon as Consul
+ * does); Consul keeps them in a map, so the last value given for a key is the one compared.
+ */
 export function nodeMetaFilter(q: RawQuery): (meta: Readonly<Record<string, string>>) => boolean {
-  const pairs = all(q, 'node-meta').map((raw) => {
-    const at = raw.indexOf(':');
-    const pair = at < 0 ? [raw, ''] : [raw.slice(0, at), raw.slice(at + 1)];
-    if (pair[0] === '') throw errors.invalidParam('node-meta', `"${raw}" is not of the form key:value`);
-    return pair as [string, string];
-  });
+  const pairs = [
+    ...new Map(
+      all(q, 'node-meta').map((raw) => {
+        const at = raw.indexOf(':');
+        const pair = at < 0 ? [raw, ''] : [raw.slice(0, at), raw.slice(at + 1)];
+        if (pair[0] === '') throw errors.invalidParam('node-meta', `"${raw}" is not of the form key:value`);
+        return pair as [string, string];
+      }),
+    ),
+  ];
   if (pairs.length === 0) return everything;
   return (meta) => pairs.every(([k, v]) => Object.hasOwn(meta, k) && meta[k] === v);
 }

@@ -52,4 +52,7 @@ test('tag and node-meta filters', () => {
   const meta = nodeMetaFilter({ "node-meta": ["rack:r1:top", "flag"] });
   assert.ok(meta({ rack: 'r1:top', flag: '' }), 'split at the first colon; no colon means an empty value');
   assert.ok(!meta({ rack: 'r1:top' }));
+  assert.ok(nodeMetaFilter({ 'node-meta': ['rack:r1', 'rack:r2'] })({ rack: 'r2' }), 'Consul keeps the last value of a key');
+  assert.ok(tagFilter({ tag: Array.from({ length: 5000 }, () => 'A') })(['a']), 'a repeated tag counts once');
+  assert.ok(!tagFilter({ tag: ['a', 'b'] })(['a', 'A']));
 });
