@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Packet } from 'dns2';
+import { testbedSkipReason, useTestbed } from '../testbed/index.js';
+import { buildQuery } from '../fixtures/dns/raw.js';
+import { useCluster } from './support/cluster.js';
+import { getJson, msUntil, runWeb } from './support/faults.js';
+import { clusterTarget, HostileProbe } from './support/hostile-probe.js';
+import { udpFlood } from './support/hostile-dns.js';
+import { registeredPeer } from './support/hostile-peer.js';
+import { instance } from '../support/services.js';
+
+const skip = await testbedSkipReason();
+
+const NXDOMAIN = 3;
+
+/** The /metrics text and how long the scrape took. */
+async function scrape(httpPort: number): Promise<{ text: string; ms: number }> {
+  const t0 = performance.now();
+  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  return { text, ms: Math.round(performance.now() - t0) };
+}
+
+const qtypeLabels = (metrics: string): Set<string> => new Set([...metrics.matchAll(/^portolan_dns_queries_total\{[^}]*qtype="([^"]*)"/gm)].map((m) => m[1]!));
+
+describe('fault: hostile DNS clients cannot grow the aggregator or slow its answers', { skip }, () => {
+  const bed = useTestbed({ hosts: ['a', 'b'] });
+  const cluster = useCluster(bed);
+  const target = () => clusterTarget(cluster(), 'web');
+
+  it('starts with web passing on both hosts', async () => {
+    await Promise.all([runWeb(bed().host('a'), 'web-a', 7680), runWeb(bed().host('b'), 'web-b', 7681)]);
+    const passing = async () => (await getJson<unknown[]>(cluster().httpPort, '/v1/health/service/web?passing')).body.length === 2;
+    await msUntil('web passing on both hosts', passing, performance.now(), 10_000);
+  });
+
+  it('50,000 EDNS-size variants (70 names × 715 sizes): all answered, RSS bounded; DNS p99 < 50 ms, no agent cut', async (t) => {
+    const names = Array.from({ length: 70 }, (_, i) => `v${i}`);
+    const peer = await registeredPeer(cluster().httpPort, 'variants', names.map((name) => instance({ id: name, name })));
+    t.after(() => peer.ws.close());
+    await msUntil('70 names registered', async () => (await getJson<object>(cluster().httpPort, '/v1/catalog/services')).body.hasOwnProperty('v69'), performance.now(), 5000);
+    const probe = await HostileProbe.start(t, target());
+    // UDP sizes 512 .. 1226 (all at most --dns-udp-max, so each may change the answer) on every
+    // name: 50,000 distinct (name, size) keys unless variants per name are bounded.
+    const flood = await udpFlood(cluster().dnsPort, 50_000, (i, id) => buildQuery(`${names[i % 70]}.service.consul`, Packet.TYPE.A, { id, ednsSize: 512 + Math.floor(i / 70) }));
+    t.diagnostic(`flood: ${flood.answered}/${flood.sent} answered in ${flood.elapsedMs} ms`);
+    // Bound: variants per name bounded; unbounded, 400k variants grew RSS by 345 MB (~0.9 kB
+    // each): 50,000 would be ~43 MB. 20 MB leaves room for garbage not yet collected.
+    await probe.assertHealthy({ rssGrowthMaxMb: 20, diagnostic: (s) => t.diagnostic(s) });
+    assert.ok(flood.answered >= flood.sent * 0.99, `${flood.answered} of ${flood.sent} queries answered`);
+    assert.equal(flood.rcodes.get(0), flood.answered, 'every answer NOERROR');
+  });
+
+  it('50,000 distinct non-existent names: all NXDOMAIN, RSS bounded; DNS p99 < 50 ms, no agent cut', async (t) => {
+    const probe = await HostileProbe.start(t, target());
+    const flood = await udpFlood(cluster().dnsPort, 50_000, (i, id) => buildQuery(`nx-${i}.service.consul`, Packet.TYPE.A, { id }));
+    // Bound: per-name state only for names that exist (or an LRU); 50,000 names each keeping a
+    // cached answer and a waiter entry cost ~40 MB. 20 MB leaves room for garbage not yet collected.
+    t.diagnostic(`flood: ${flood.answered}/${flood.sent} answered in ${flood.elapsedMs} ms, NXDOMAIN ${flood.rcodes.get(NXDOMAIN) ?? 0}`);
+    await probe.assertHealthy({ rssGrowthMaxMb: 20, diagnostic: (s) => t.diagnostic(s) });
+    assert.ok(flood.answered >= flood.sent * 0.99, `${flood.answered} of ${flood.sent} queries answered`);
+    assert.equal(flood.rcodes.get(NXDOMAIN), flood.answered, 'every answer NXDOMAIN');
+  });
+
+  it('65,536 qtypes: every one answered, /metrics keeps a fixed label set and stays small; DNS p99 < 50 ms, no agent cut', async (t) => {
+    const http = cluster().httpPort;
+    const before = await scrape(http);
+    const probe = await HostileProbe.start(t, target());
+    const flood = await udpFlood(cluster().dnsPort, 65_536, (qtype, id) => buildQuery('web.service.consul', qtype, { id }));
+    // Scrapes while DNS is probed: a scrape that stalls the loop shows in the DNS p99.
+    const scrapes = [];
+    for (let i = 0; i < 5; i++) scrapes.push(await scrape(http));
+    // Bound: the flood adds at most one series per (label set, rcode); a few MB covers the
+    // counters; unbounded labels cost ~2 kB a series in prom-client (193,887 series: +400 MB).
+    const after = scrapes.at(-1)!;
+    const labels = [...qtypeLabels(after.text)];
+    t.diagnostic(`flood: ${flood.answered}/${flood.sent} answered in ${flood.elapsedMs} ms; /metrics ${before.text.length} → ${after.text.length} bytes, scrapes ${scrapes.map((s) => s.ms).join(', ')} ms; ${labels.length} qtype labels: ${labels.slice(0, 40).join(' ')}`);
+    await probe.assertHealthy({ rssGrowthMaxMb: 40, diagnostic: (s) => t.diagnostic(s) });
+    assert.ok(flood.answered >= flood.sent * 0.99, `${flood.answered} of ${flood.sent} queries answered`);
+    // A fixed set: the known query types and `other` (a label per raw qtype made 65,536).
+    assert.ok(labels.length <= 64, `${labels.length} distinct qtype labels`);
+    assert.ok(after.text.length <= before.text.length + 16 * 1024, `/metrics grew from ${before.text.length} to ${after.text.length} bytes`);
+  });
+});

@@ -1,0 +1,108 @@
+import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Raw TCP clients of the aggregator's HTTP port, for attacks the fetch API cannot make (a
+ * request never finished, a response never read) and for timing thousands of answers with
+ * no per-response parsing in the way. All to 127.0.0.1.
+ */
+
+function open(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** Opens `count` connections, `inFlight` at a time, each sending `request` once connected. */
+async function openMany(port: number, count: number, request: string | undefined, inFlight = 200): Promise<Socket[]> {
+  const sockets: Socket[] = [];
+  for (let i = 0; i < count; i += inFlight) {
+    const batch = await Promise.all(Array.from({ length: Math.min(inFlight, count - i) }, () => open(port)));
+    for (const s of batch) {
+      s.on('error', () => undefined);
+      if (request !== undefined) s.write(request);
+    }
+    sockets.push(...batch);
+  }
+  return sockets;
+}
+
+const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+
+/**
+ * `count` requests for `path` held by the server (blocking queries), one connection each.
+ * `answeredAt` are the performance.now() of each one's first response bytes (undefined if none).
+ */
+export class HeldRequests {
+  readonly answeredAt: Array<number | undefined>;
+  readonly heads: string[] = [];
+
+  private constructor(readonly sockets: Socket[]) {
+    this.answeredAt = sockets.map(() => undefined);
+    sockets.forEach((s, i) =>
+      s.once('data', (d: Buffer) => {
+        this.answeredAt[i] = performance.now();
+        if (this.heads.length < 3) this.heads.push(d.subarray(0, 200).toString());
+      }),
+    );
+  }
+
+  static async open(port: number, path: string, count: number): Promise<HeldRequests> {
+    return new HeldRequests(await openMany(port, count, get(path)));
+  }
+
+  get answered(): number {
+    return this.answeredAt.filter((t) => t !== undefined).length;
+  }
+
+  close(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+}
+
+/**
+ * `count` connections that each ask for `path` and never read a byte of the answer: the
+ * client's receive buffer fills, then the kernel's send buffer, then whatever the server
+ * keeps for it. `closedByServer` counts those the server ended.
+ */
+export class NonReaders {
+  closedByServer = 0;
+  #closing = false;
+
+  private constructor(readonly sockets: Socket[]) {
+    for (const s of sockets) s.once('close', () => void (this.#closing || this.closedByServer++));
+  }
+
+  static async open(port: number, path: string, count: number): Promise<NonReaders> {
+    const sockets = await openMany(port, count, undefined, count);
+    for (const s of sockets) s.pause();
+    for (const s of sockets) s.write(get(path));
+    return new NonReaders(sockets);
+  }
+
+  close(): void {
+    this.#closing = true;
+    for (const s of this.sockets) s.destroy();
+  }
+}
+
+/**
+ * A slowloris: `count` connections sending one request's headers a byte every `everyMs`,
+ * never finishing them. Resolves, after at most `maxMs`, with how long each connection
+ * lived until the server closed it (undefined: still open when the time was up).
+ */
+export async function slowloris(port: number, count: number, o: { everyMs: number; maxMs: number }): Promise<Array<number | undefined>> {
+  const t0 = performance.now();
+  const sockets = await openMany(port, count, undefined);
+  const lived: Array<number | undefined> = sockets.map(() => undefined);
+  sockets.forEach((s, i) => s.once('close', () => (lived[i] = Math.round(performance.now() - t0))));
+  const bytes = `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n${'X-Slow: '.padEnd(10_000, 'z')}`;
+  for (let at = 0; performance.now() - t0 < o.maxMs && lived.some((l) => l === undefined); at++) {
+    for (const s of sockets) if (!s.destroyed && s.writable) s.write(bytes[at % bytes.length]!);
+    await sleep(o.everyMs);
+  }
+  for (const s of sockets) s.destroy();
+  return lived;
+}
