@@ -5,14 +5,18 @@ import { registerAgentEndpoints } from './agent-endpoints.js';
 import { sendJson, type ApiContext, type App, type BlockingEndpoint } from './endpoint.js';
 import { errors, HttpError } from './errors.js';
 import { EventHub } from './events.js';
+import type { DropReason } from './sse-writer.js';
 import { healthChecks, healthNode, healthService, healthState } from './health-endpoints.js';
 import { checkDatacenter, parseQueryOptions, type RawQuery } from './query-options.js';
+import { clipForLog } from '../../shared/truncate.js';
 
 export type { ApiContext } from './endpoint.js';
 
 export interface ConsulApiOptions extends ApiContext {
   /** Interval of SSE keep-alive comments; proxies drop streams idle for about a minute. */
   eventsHeartbeatMs?: number;
+  /** Cap on open /v1/portolan/events streams; more are answered 429. */
+  maxEventStreams?: number;
   /** Source of blocking-query jitter (tests pin it). */
   random?: () => number;
 }
@@ -22,6 +26,8 @@ export interface ConsulApi {
   readonly waiting: number;
   /** Open /v1/portolan/events streams. */
   readonly streams: number;
+  /** Event streams closed because their client stopped reading, by reason. */
+  readonly streamsDropped: ReadonlyMap<DropReason, number>;
 }
 
 const BLOCKING_ENDPOINTS: readonly BlockingEndpoint[] = [
@@ -40,13 +46,13 @@ const BLOCKING_ENDPOINTS: readonly BlockingEndpoint[] = [
  * on the aggregator's fastify instance; reads the catalog only through CatalogQuery.
  */
 export function registerConsulApi<L extends FastifyBaseLogger>(app: App<L>, options: ConsulApiOptions): ConsulApi {
-  const { eventsHeartbeatMs, random, ...ctx } = options;
+  const { eventsHeartbeatMs, maxEventStreams, random, ...ctx } = options;
   const blocker = new Blocker(ctx.query, random);
-  const hub = new EventHub(ctx, eventsHeartbeatMs);
+  const hub = new EventHub(ctx, { heartbeatMs: eventsHeartbeatMs, maxStreams: maxEventStreams });
 
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     const sent = errorReply(error, reply);
-    if (sent.statusCode >= 500 && !(error instanceof HttpError)) request.log.error({ err: error, url: request.url }, 'http request failed');
+    if (sent.statusCode >= 500 && !(error instanceof HttpError)) request.log.error({ err: error, url: clipForLog(request.url) }, 'http request failed');
     return sent;
   });
   app.setNotFoundHandler((request) => {
@@ -71,6 +77,9 @@ export function registerConsulApi<L extends FastifyBaseLogger>(app: App<L>, opti
     },
     get streams() {
       return hub.size;
+    },
+    get streamsDropped() {
+      return hub.dropped;
     },
   };
 }

@@ -1,12 +1,17 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
-import type { ChangeEvent, InstanceView, NodeView } from '../catalog.js';
+import type { ChangeEvent, InstanceView, NodeView, Topic } from '../catalog.js';
+import { errors } from './errors.js';
+import { DEFAULT_MAX_STREAMS } from './server-limits.js';
+import { SseWriter, type DropReason } from './sse-writer.js';
 import { healthEntryJson, nodeJson, type HealthEntryJson, type NodeJson } from './consul-json.js';
 import type { ApiContext } from './endpoint.js';
 
 /**
  * `GET /v1/portolan/events`: a Server-Sent Events stream of the catalog. The first event
- * (`catalog`) carries every node and every service's instances; each later one (`change`)
+ * (`catalog`: `{index, datacenter, nodes: EventNodeJson[], services: {name: EventEntryJson[]}}`)
+ * carries every node and every service's instances, written a node or an instance at a time
+ * as the client reads, never built whole; each later one (`change`)
  * carries the current state of what the change touched: a node (null once gone) or a
  * service's instances (empty once gone). Services are keyed by lower-case name, as the
  * store matches them. One store subscription serves every open stream. Beyond Consul's
@@ -23,13 +28,6 @@ export interface EventEntryJson extends HealthEntryJson {
   Container: { ID: string; Name: string; Image: string };
 }
 
-export interface CatalogEvent {
-  index: number;
-  datacenter: string;
-  nodes: EventNodeJson[];
-  services: Record<string, EventEntryJson[]>;
-}
-
 export interface ChangeEventJson {
   index: number;
   topics: readonly string[];
@@ -38,26 +36,49 @@ export interface ChangeEventJson {
 }
 
 const DEFAULT_HEARTBEAT_MS = 15_000;
-/** A client this far behind is not reading; drop it rather than buffer without bound. */
-const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/**
+ * Frames a stream may fall behind by before it is dropped. Frames are shared by every stream,
+ * so this bounds what one client that does not read can pin, not a copy per client.
+ */
+export const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+
+export interface EventHubOptions {
+  heartbeatMs?: number;
+  maxStreams?: number;
+}
+
+interface Client {
+  writer: SseWriter;
+  /** While the catalog is being written: the topics changed since it began, sent after it. */
+  missed: Set<Topic> | undefined;
+}
 
 export class EventHub {
   readonly #ctx: ApiContext;
   readonly #heartbeatMs: number;
-  readonly #clients = new Set<ServerResponse>();
+  readonly #maxStreams: number;
+  readonly #clients = new Map<ServerResponse, Client>();
+  readonly #dropped = new Map<DropReason, number>();
   #unsubscribe: (() => void) | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
 
-  constructor(ctx: ApiContext, heartbeatMs = DEFAULT_HEARTBEAT_MS) {
+  constructor(ctx: ApiContext, opts: EventHubOptions = {}) {
     this.#ctx = ctx;
-    this.#heartbeatMs = heartbeatMs;
+    this.#heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.#maxStreams = opts.maxStreams ?? DEFAULT_MAX_STREAMS;
   }
 
   get size(): number {
     return this.#clients.size;
   }
 
+  /** Streams closed because their client stopped reading, by reason. */
+  get dropped(): ReadonlyMap<DropReason, number> {
+    return this.#dropped;
+  }
+
   attach(reply: FastifyReply): void {
+    if (this.#clients.size >= this.#maxStreams) throw errors.tooManyStreams(this.#maxStreams);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -67,14 +88,20 @@ export class EventHub {
       // nginx buffers responses unless told not to.
       'X-Accel-Buffering': 'no',
     });
-    this.#clients.add(res);
+    const writer = new SseWriter(res, MAX_QUEUED_BYTES, (reason, queuedBytes) => {
+      this.#dropped.set(reason, (this.#dropped.get(reason) ?? 0) + 1);
+      reply.log.warn({ client: res.socket?.remoteAddress, reason, queuedBytes }, 'event stream dropped: its client is not reading');
+    });
+    const client: Client = { writer, missed: new Set() };
+    this.#clients.set(res, client);
     res.once('close', () => this.#detach(res));
     this.#start();
-    this.#write(res, frame('catalog', this.#ctx.query.index, this.#snapshot()));
+    writer.send(this.#catalogPieces());
+    writer.send(this.#catchUp(client));
   }
 
   closeAll(): void {
-    for (const res of this.#clients) {
+    for (const res of this.#clients.keys()) {
       res.end();
       // The stream's connection would otherwise idle on as keep-alive and hold the server open.
       res.socket?.end();
@@ -90,8 +117,8 @@ export class EventHub {
 
   #start(): void {
     if (this.#unsubscribe) return;
-    this.#unsubscribe = this.#ctx.query.onChange((change) => this.#broadcast(frame('change', change.index, this.#delta(change))));
-    this.#heartbeat = setInterval(() => this.#broadcast(': keep-alive\n\n'), this.#heartbeatMs);
+    this.#unsubscribe = this.#ctx.query.onChange((change) => this.#broadcast(change));
+    this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
     this.#heartbeat.unref();
   }
 
@@ -102,25 +129,60 @@ export class EventHub {
     this.#heartbeat = undefined;
   }
 
-  #broadcast(text: string): void {
-    for (const res of this.#clients) this.#write(res, text);
-  }
-
-  #write(res: ServerResponse, text: string): void {
-    if (res.writableLength > MAX_BUFFERED_BYTES) {
-      res.destroy();
-      return;
+  /** Renders the change once for every stream; one still in its catalog only notes the topics. */
+  #broadcast(change: ChangeEvent): void {
+    let text: string | undefined;
+    let bytes = 0;
+    for (const client of this.#clients.values()) {
+      if (client.missed) {
+        for (const t of change.topics) client.missed.add(t);
+        continue;
+      }
+      if (text === undefined) {
+        text = frame('change', change.index, this.#delta(change));
+        bytes = Buffer.byteLength(text);
+      }
+      client.writer.send([text], bytes);
     }
-    res.write(text);
   }
 
-  #snapshot(): CatalogEvent {
+  /** Keep-alive for idle streams; a stream the socket took nothing from since the last beat is stalled. */
+  #beat(): void {
+    for (const { writer } of this.#clients.values()) {
+      if (writer.idle) writer.send([': keep-alive\n\n']);
+      else writer.checkStalled();
+    }
+  }
+
+  /**
+   * The `catalog` event as pieces: one node or one instance at a time, read from the store as
+   * the socket takes them. Changes made meanwhile reach the client in the catch-up frame.
+   */
+  *#catalogPieces(): Generator<string> {
     const { query, datacenter } = this.#ctx;
-    const services: Record<string, EventEntryJson[]> = {};
-    for (const name of query.serviceNames().keys()) {
-      services[name.toLowerCase()] = query.instances(name).map((i) => eventEntryJson(i, datacenter));
+    yield `id: ${query.index}\nevent: catalog\ndata: {"index":${query.index},"datacenter":${JSON.stringify(datacenter)},"nodes":[`;
+    yield* joined(query.nodes(), (n) => JSON.stringify(eventNodeJson(n, datacenter)));
+    yield '],"services":{';
+    let first = true;
+    for (const name of [...query.serviceNames().keys()]) {
+      const instances = query.instances(name);
+      // Gone since the stream began: the catch-up frame removes it.
+      if (instances.length === 0) continue;
+      yield `${first ? '' : ','}${JSON.stringify(name.toLowerCase())}:[`;
+      yield* joined(instances, (i) => JSON.stringify(eventEntryJson(i, datacenter)));
+      yield ']';
+      first = false;
     }
-    return { index: query.index, datacenter, nodes: query.nodes().map((n) => eventNodeJson(n, datacenter)), services };
+    yield '}}\n\n';
+  }
+
+  /** Runs once the catalog is written: what changed while it was, then live changes. */
+  *#catchUp(client: Client): Generator<string> {
+    const missed = client.missed;
+    client.missed = undefined;
+    if (!missed?.size) return;
+    const index = this.#ctx.query.index;
+    yield frame('change', index, this.#delta({ index, topics: [...missed] }));
   }
 
   #delta(change: ChangeEvent): ChangeEventJson {
@@ -147,6 +209,10 @@ function eventNodeJson(node: NodeView, datacenter: string): EventNodeJson {
 function eventEntryJson(inst: InstanceView, datacenter: string): EventEntryJson {
   const { containerId, containerName, image } = inst.service;
   return { ...healthEntryJson(inst, datacenter), Container: { ID: containerId, Name: containerName, Image: image } };
+}
+
+function* joined<T>(items: readonly T[], json: (item: T) => string): Generator<string> {
+  for (let i = 0; i < items.length; i++) yield i === 0 ? json(items[i]!) : `,${json(items[i]!)}`;
 }
 
 function frame(event: string, id: number, data: unknown): string {

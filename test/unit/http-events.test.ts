@@ -1,8 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MAX_QUEUED_BYTES } from '../../aggregator/http/events.js';
 import { instance, nodeReg } from '../support/services.js';
-import { listening, startApi } from './http-support.js';
+import { until } from '../support/until.js';
+import { listening, startApi, type TestApi } from './http-support.js';
 
 interface SseEvent {
   id?: string;
@@ -11,32 +15,48 @@ interface SseEvent {
   comment?: string;
 }
 
-/** A minimal SSE reader over node:http: collects events and comments as they arrive. */
-function openStream(url: string) {
+/**
+ * A minimal SSE reader over node:http: collects events and comments as they arrive. With
+ * `paused` it reads nothing until resume(), so the aggregator meets a full socket.
+ */
+function openStream(url: string, { paused = false } = {}) {
   const events: SseEvent[] = [];
   const waiters: (() => void)[] = [];
-  let buffer = '';
+  // The unfinished block's parts: a catalog of megabytes arrives in many chunks.
+  let parts: string[] = [];
   let res: http.IncomingMessage | undefined;
+  const emit = (block: string) => {
+    const ev: SseEvent = {};
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) ev.comment = line.slice(1).trim();
+      else {
+        const at = line.indexOf(': ');
+        ev[line.slice(0, at) as 'id' | 'event' | 'data'] = line.slice(at + 2);
+      }
+    }
+    events.push(ev);
+    waiters.splice(0).forEach((w) => w());
+  };
   const req = http.get(url, { agent: false }, (r) => {
     res = r;
     r.setEncoding('utf8');
+    if (paused) r.pause();
     r.on('data', (chunk: string) => {
-      buffer += chunk;
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const ev: SseEvent = {};
-        for (const line of block.split('\n')) {
-          if (line.startsWith(':')) ev.comment = line.slice(1).trim();
-          else {
-            const at = line.indexOf(': ');
-            ev[line.slice(0, at) as 'id' | 'event' | 'data'] = line.slice(at + 2);
-          }
-        }
-        events.push(ev);
-        waiters.splice(0).forEach((w) => w());
+      let start = 0;
+      if (parts.at(-1)?.endsWith('\n') && chunk.startsWith('\n')) {
+        parts[parts.length - 1] = parts.at(-1)!.slice(0, -1);
+        start = 1;
+        emit(parts.join(''));
+        parts = [];
       }
+      let end: number;
+      while ((end = chunk.indexOf('\n\n', start)) >= 0) {
+        parts.push(chunk.slice(start, end));
+        emit(parts.join(''));
+        parts = [];
+        start = end + 2;
+      }
+      if (start < chunk.length) parts.push(chunk.slice(start));
     });
   });
   req.on('error', () => {});
@@ -45,7 +65,11 @@ function openStream(url: string) {
     events,
     ended,
     headers: () => res?.headers,
-    async next(pred: (e: SseEvent) => boolean = (e) => e.event !== undefined): Promise<SseEvent> {
+    resume() {
+      paused = false;
+      res?.resume();
+    },
+    async next(pred: (e: SseEvent) => boolean = (e) => e.event !== undefined, timeoutMs = 3000): Promise<SseEvent> {
       for (;;) {
         const found = events.find(pred);
         if (found) {
@@ -54,13 +78,44 @@ function openStream(url: string) {
         }
         await new Promise<void>((resolve, reject) => {
           waiters.push(resolve);
-          setTimeout(() => reject(new Error('no event in time')), 3000).unref();
+          setTimeout(() => reject(new Error('no event in time')), timeoutMs).unref();
         });
       }
     },
     close: () => req.destroy(),
   };
 }
+
+/** Bytes of meta on each instance below: large frames without a large fleet. */
+const PAD_BYTES = 4096;
+
+/** `perNode` instances of `service` on each of `nodes` hosts, each carrying PAD_BYTES of meta. */
+function fill(store: TestApi['store'], nodes: number, perNode: number, service = 'web', pad = 'x'): void {
+  for (let n = 0; n < nodes; n++) {
+    const host = `host-${n}`;
+    const services = Array.from({ length: perNode }, (_, i) => instance({ id: `${host}:${service}:${i}`, name: service, meta: { pad: pad.repeat(PAD_BYTES) } }));
+    store.replaceNode(nodeReg(host, `10.0.${n >> 8}.${n & 255}`), services);
+  }
+}
+
+/** The aggregator's side of every accepted connection, to see what it buffers for each client. */
+function serverSockets(server: http.Server): Socket[] {
+  const sockets: Socket[] = [];
+  server.on('connection', (s: Socket) => sockets.push(s));
+  return sockets;
+}
+
+/** Largest `writableLength` seen on any of the sockets, sampled every few ms for `ms`. */
+async function largestBuffered(sockets: readonly Socket[], ms: number): Promise<number> {
+  let most = 0;
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(5)) {
+    for (const s of sockets) most = Math.max(most, s.writableLength);
+  }
+  return most;
+}
+
+/** What the aggregator may hold for a client that reads nothing: a write piece and the socket's high-water mark, with room. */
+const HELD_BOUND = 256 * 1024;
 
 test('the stream starts with the full catalog, then sends what each change touched', async (t) => {
   const api = await listening(t);
@@ -121,4 +176,142 @@ test('closing the server ends open streams at once', async (t) => {
   await api.close();
   await Promise.all(streams.map((s) => s.ended));
   assert.ok(Date.now() - started < 2000);
+});
+
+/** Catalog plus changes, applied as the UI's model does: a change replaces what it names, null / [] removes it. */
+function replay(events: readonly SseEvent[]) {
+  const nodes = new Map<string, unknown>();
+  const services = new Map<string, { Service: { ID: string } }[]>();
+  for (const e of events) {
+    const body = JSON.parse(e.data!);
+    if (e.event === 'catalog') {
+      nodes.clear();
+      services.clear();
+      for (const n of body.nodes) nodes.set(n.Node, n);
+      for (const [k, v] of Object.entries(body.services)) services.set(k, v as { Service: { ID: string } }[]);
+    } else {
+      for (const [k, v] of Object.entries(body.nodes)) (v ? nodes.set(k, v) : nodes.delete(k));
+      for (const [k, v] of Object.entries(body.services) as [string, { Service: { ID: string } }[]][]) (v.length ? services.set(k, v) : services.delete(k));
+    }
+  }
+  return {
+    nodes: [...nodes.keys()].sort(),
+    services: Object.fromEntries([...services].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, v.map((x) => x.Service.ID).sort()])),
+  };
+}
+
+test('the catalog is written in pieces as the client reads: one that reads nothing costs the aggregator a piece, not the frame', async (t) => {
+  const api = await startApi();
+  const sockets = serverSockets(api.app.server);
+  t.after(() => api.close());
+  await api.listen();
+  fill(api.store, 50, 100); // 5,000 instances, a catalog of about 22 MB
+  const stream = openStream(`${api.base}/v1/portolan/events`, { paused: true });
+  t.after(() => stream.close());
+  await until(() => sockets.some((s) => s.writableNeedDrain), 5000, 'the socket of the client that does not read fills');
+
+  const held = await largestBuffered(sockets, 300);
+  assert.ok(held <= HELD_BOUND, `aggregator buffered ${held} bytes for a client that reads nothing`);
+  assert.equal(stream.events.length, 0);
+
+  stream.resume();
+  const first = await stream.next(undefined, 10_000);
+  assert.equal(first.event, 'catalog');
+  const catalog = JSON.parse(first.data!);
+  assert.equal(catalog.nodes.length, 50);
+  assert.equal(catalog.services.web.length, 5000);
+  assert.equal(catalog.services.web[4999].Service.Meta.pad.length, PAD_BYTES);
+});
+
+test('changes made while the catalog is being written reach the client after it, and the client ends up with the store', async (t) => {
+  const api = await listening(t);
+  fill(api.store, 20, 100);
+  const stream = openStream(`${api.base}/v1/portolan/events`, { paused: true });
+  t.after(() => stream.close());
+  await until(() => api.api.streams === 1);
+  // host-0 is long written, host-19 not yet, when these land: the catch-up frame must cover both.
+  api.store.removeNode('host-0');
+  api.store.replaceNode(nodeReg('host-19'), [instance({ id: 'host-19:db:1', name: 'db' })]);
+  api.store.replaceNode(nodeReg('host-new', '10.9.9.9'), [instance({ id: 'host-new:Cache:1', name: 'Cache' })]);
+  stream.resume();
+  const catalog = await stream.next((e) => e.event === 'catalog', 10_000);
+
+  const catchUp = await stream.next((e) => e.event === 'change');
+  assert.equal(JSON.parse(catchUp.data!).index, api.store.index, 'one catch-up frame, at the newest index');
+
+  const store = {
+    nodes: api.store.nodes().map((n) => n.name).sort(),
+    services: Object.fromEntries(
+      [...api.store.serviceNames().keys()].map((n) => [n.toLowerCase(), api.store.instances(n).map((i) => i.service.id).sort()] as const).sort(([a], [b]) => (a < b ? -1 : 1)),
+    ),
+  };
+  assert.ok(!store.nodes.includes('host-0') && store.nodes.includes('host-new'));
+  assert.deepEqual(replay([catalog, catchUp]), store);
+});
+
+test('a client that falls more than MAX_QUEUED_BYTES of changes behind is dropped and counted; the others keep streaming', async (t) => {
+  const api = await startApi();
+  const sockets = serverSockets(api.app.server);
+  t.after(() => api.close());
+  await api.listen();
+  fill(api.store, 1, 200, 'big'); // each change of "big" is a frame of about 2 MB
+  const reader = openStream(`${api.base}/v1/portolan/events`);
+  const idle = openStream(`${api.base}/v1/portolan/events`, { paused: true });
+  t.after(() => [reader, idle].forEach((s) => s.close()));
+  await reader.next();
+  await until(() => api.api.streams === 2);
+
+  let held = 0;
+  let sent = 0;
+  for (let round = 0; sent < 100 * 2 ** 20 && api.api.streams === 2; round++) {
+    fill(api.store, 1, 200, 'big', String(round % 10));
+    sent += Buffer.byteLength((await reader.next((e) => e.event === 'change', 10_000)).data!);
+    held = Math.max(held, ...sockets.map((s) => s.writableLength));
+  }
+  // A client that reads nothing never sees its end (data is still in flight); the aggregator's side is closed.
+  await until(() => api.api.streams === 1);
+  assert.equal(sockets.filter((s) => s.destroyed).length, 1);
+  assert.equal(api.api.streamsDropped.get('behind'), 1);
+  assert.ok(held <= HELD_BOUND, `aggregator buffered ${held} bytes in a socket`);
+  // Dropped once MAX_QUEUED_BYTES behind, past what the kernel's socket buffers took (some MB).
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  assert.ok(sent >= MAX_QUEUED_BYTES && sent <= MAX_QUEUED_BYTES + 32 * 2 ** 20, `dropped after ${mib(sent)} of changes`);
+
+  fill(api.store, 1, 1, 'big');
+  const last = JSON.parse((await reader.next((e) => e.event === 'change')).data!);
+  assert.equal(last.services.big.length, 1, 'the reading client still gets every change');
+});
+
+test('a client whose socket takes nothing from one heartbeat to the next is dropped as stalled; one that reads is not', async (t) => {
+  const api = await listening(t, { eventsHeartbeatMs: 100 });
+  fill(api.store, 50, 100);
+  const reader = openStream(`${api.base}/v1/portolan/events`);
+  const stalled = openStream(`${api.base}/v1/portolan/events`, { paused: true });
+  t.after(() => [reader, stalled].forEach((s) => s.close()));
+
+  const catalog = JSON.parse((await reader.next(undefined, 10_000)).data!);
+  assert.equal(catalog.services.web.length, 5000);
+  await until(() => api.api.streams === 1);
+  assert.equal(api.api.streamsDropped.get('stalled'), 1);
+  await reader.next((e) => e.comment === 'keep-alive');
+  await sleep(300);
+  assert.equal(api.api.streams, 1, 'the reading client is still streaming');
+});
+
+test('streams past the cap are answered 429 with a message; a closed stream frees its place', async (t) => {
+  const api = await listening(t, { maxEventStreams: 2 });
+  const streams = [openStream(`${api.base}/v1/portolan/events`), openStream(`${api.base}/v1/portolan/events`)];
+  t.after(() => streams.forEach((s) => s.close()));
+  await Promise.all(streams.map((s) => s.next()));
+
+  const refused = await fetch(`${api.base}/v1/portolan/events`);
+  assert.equal(refused.status, 429);
+  assert.equal(refused.headers.get('x-portolan-error'), 'PORTOLAN_TOO_MANY_STREAMS');
+  assert.match(await refused.text(), /^Too many event streams: 2 are open/);
+
+  streams[0]!.close();
+  await until(() => api.api.streams === 1);
+  const third = openStream(`${api.base}/v1/portolan/events`);
+  t.after(() => third.close());
+  assert.equal((await third.next()).event, 'catalog');
 });

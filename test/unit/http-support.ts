@@ -16,7 +16,7 @@ export interface TestApi {
 
 /** A real MemoryStore behind the real Consul API on a fresh fastify instance. */
 export async function startApi(
-  opts: { eventsHeartbeatMs?: number; startIndex?: number; settleQuietMs?: number } = {},
+  opts: { eventsHeartbeatMs?: number; maxEventStreams?: number; startIndex?: number; settleQuietMs?: number } = {},
 ): Promise<TestApi> {
   // Settled at once unless a test is about settling: most tests start from an empty catalog.
   const store = new MemoryStore({ startIndex: opts.startIndex ?? 100, now: () => 0, settleQuietMs: opts.settleQuietMs ?? 0 });
@@ -27,6 +27,7 @@ export async function startApi(
     nodeName: 'portolan-aggregator',
     version: '0.1.0',
     eventsHeartbeatMs: opts.eventsHeartbeatMs,
+    maxEventStreams: opts.maxEventStreams,
   });
   await app.ready();
   const t: TestApi = {

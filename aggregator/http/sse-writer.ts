@@ -1,0 +1,121 @@
+import type { ServerResponse } from 'node:http';
+
+/**
+ * One client's Server-Sent Events connection. Output is written in pieces only as fast as the
+ * socket drains (`write()` false → wait for 'drain'), so what the aggregator holds for a client
+ * is one piece in the socket plus the frames queued behind it, and the frames are the strings
+ * every stream shares, not a copy each. A client that falls behind by more than
+ * `maxQueuedBytes` of frames, or whose socket takes nothing between two stall checks, is
+ * dropped: it is not reading, and a browser's EventSource reconnects to a fresh catalog.
+ */
+
+/** Characters per socket write: large enough to batch small pieces, small enough that a copy is cheap. */
+const PIECE_CHARS = 32 * 1024;
+
+export type DropReason = 'behind' | 'stalled';
+
+interface Queued {
+  pieces: Iterable<string>;
+  bytes: number;
+}
+
+export class SseWriter {
+  readonly #res: ServerResponse;
+  readonly #maxQueuedBytes: number;
+  readonly #onDrop: (reason: DropReason, queuedBytes: number) => void;
+  readonly #queue: Queued[] = [];
+  #queuedBytes = 0;
+  #current: Iterator<string> | undefined;
+  #waitingForDrain = false;
+  /** Set by a stall check that found the socket full, cleared by the next 'drain'. */
+  #stallSeen = false;
+
+  constructor(res: ServerResponse, maxQueuedBytes: number, onDrop: (reason: DropReason, queuedBytes: number) => void) {
+    this.#res = res;
+    this.#maxQueuedBytes = maxQueuedBytes;
+    this.#onDrop = onDrop;
+    res.on('drain', () => {
+      this.#waitingForDrain = false;
+      this.#stallSeen = false;
+      this.#pump();
+    });
+  }
+
+  /** Nothing queued or being written. */
+  get idle(): boolean {
+    return this.#current === undefined && this.#queue.length === 0;
+  }
+
+  /**
+   * Queues lazily produced text (a generator runs only when the socket takes its first piece).
+   * `bytes` is what it holds in memory while queued: 0 for a generator, a frame's UTF-8 size.
+   */
+  send(pieces: Iterable<string>, bytes = 0): void {
+    if (this.#closed()) return;
+    if (!this.idle && this.#queuedBytes + this.#res.writableLength + bytes > this.#maxQueuedBytes) {
+      this.#drop('behind');
+      return;
+    }
+    this.#queue.push({ pieces, bytes });
+    this.#queuedBytes += bytes;
+    if (!this.#waitingForDrain) this.#pump();
+  }
+
+  /** A socket still full since the previous check has taken nothing for a whole interval. */
+  checkStalled(): void {
+    if (!this.#waitingForDrain || this.#closed()) return;
+    if (this.#stallSeen) this.#drop('stalled');
+    else this.#stallSeen = true;
+  }
+
+  #pump(): void {
+    while (!this.#closed()) {
+      if (!this.#current) {
+        const next = this.#queue.shift();
+        if (!next) return;
+        this.#queuedBytes -= next.bytes;
+        this.#current = batched(next.pieces)[Symbol.iterator]();
+      }
+      const piece = this.#current.next();
+      if (piece.done) {
+        this.#current = undefined;
+      } else if (!this.#res.write(piece.value)) {
+        this.#waitingForDrain = true;
+        return;
+      }
+    }
+  }
+
+  #drop(reason: DropReason): void {
+    const queued = this.#queuedBytes + this.#res.writableLength;
+    this.#queue.length = 0;
+    this.#queuedBytes = 0;
+    this.#current = undefined;
+    this.#res.destroy();
+    this.#onDrop(reason, queued);
+  }
+
+  #closed(): boolean {
+    return this.#res.destroyed || this.#res.writableEnded;
+  }
+}
+
+/** Joins small pieces and splits large ones into writes of about PIECE_CHARS. */
+function* batched(pieces: Iterable<string>): Generator<string> {
+  let buffer = '';
+  for (const piece of pieces) {
+    buffer += piece;
+    while (buffer.length >= PIECE_CHARS) {
+      const cut = surrogateSafeCut(buffer, PIECE_CHARS);
+      yield buffer.slice(0, cut);
+      buffer = buffer.slice(cut);
+    }
+  }
+  if (buffer) yield buffer;
+}
+
+/** `at`, or one less when that would split a surrogate pair (written apart, each half becomes U+FFFD). */
+function surrogateSafeCut(s: string, at: number): number {
+  const unit = s.charCodeAt(at - 1);
+  return unit >= 0xd800 && unit <= 0xdbff ? at - 1 : at;
+}
