@@ -7,7 +7,8 @@ import type { AnswerObserver } from './dns/responder.js';
 export interface MetricsSources {
   query: CatalogQuery;
   link: { readonly connectedAgents: number; readonly stats: LinkStats };
-  api: { readonly waiting: number; readonly streams: number };
+  api: { readonly waiting: number; readonly streams: number; readonly streamsDropped: ReadonlyMap<string, number> };
+  connections: { readonly refused: number };
 }
 
 /**
@@ -29,6 +30,16 @@ export class AggregatorMetrics {
     gauge(registers, 'portolan_catalog_services', 'Distinct service names', () => sources.query.serviceNames().size);
     gauge(registers, 'portolan_http_blocking_watchers', 'Blocking queries waiting for a change', () => sources.api.waiting);
     gauge(registers, 'portolan_http_event_streams', 'Open /v1/portolan/events streams', () => sources.api.streams);
+    mirroredCounter(registers, 'portolan_http_event_streams_dropped_total', 'Event streams closed because their client was not reading, by reason', 'reason', () => sources.api.streamsDropped);
+    new Counter({
+      name: 'portolan_http_connections_refused_total',
+      help: 'HTTP connections refused at the --http-max-conns cap',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.connections.refused);
+      },
+    });
     new Gauge({
       name: 'portolan_catalog_instances',
       help: 'Service instances by aggregated health',

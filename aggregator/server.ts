@@ -1,5 +1,5 @@
 import Fastify, { LogController } from 'fastify';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import { VERSION } from '../shared/version.js';
 import { AgentLink } from './agent-link.js';
 import { MemoryStore } from './memory-store.js';
@@ -10,6 +10,8 @@ import { startDnsServer } from './dns/server.js';
 import type { UdpMode } from './dns/udp.js';
 import { AggregatorMetrics } from './metrics.js';
 import type { CatalogStore } from './catalog.js';
+import { DEFAULT_MAX_CONNECTIONS, limitConnections, serverTimeouts } from './http/server-limits.js';
+import { clipForLog } from '../shared/truncate.js';
 
 export interface AggregatorOptions {
   http: { host: string; port: number };
@@ -26,6 +28,10 @@ export interface AggregatorOptions {
   dnsUdp?: UdpMode;
   token?: string;
   maxPayload: number;
+  /** Cap on open HTTP connections, agents' included (default DEFAULT_MAX_CONNECTIONS). */
+  httpMaxConns?: number;
+  /** Cap on open /v1/portolan/events streams (default DEFAULT_MAX_STREAMS). */
+  maxEventStreams?: number;
   heartbeatMs: number;
   suspectAfterMs: number;
   reapAfterMs: number;
@@ -48,14 +54,20 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   }
   const link = new AgentLink({ store, datacenter: opts.datacenter, logger, ...pick(opts) });
   // With TLS the raw server is an https.Server; routes and hooks are the same either way.
+  const httpLogger = logger.child({ component: 'http' }, { serializers: { err: clippedErr } });
   const app = Fastify({
-    loggerInstance: logger.child({ component: 'http' }),
+    loggerInstance: httpLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    ...(opts.tls ? { https: opts.tls } : {}),
+    ...serverTimeouts(opts.tls),
   }) as unknown as App<Logger>;
-  const api = registerConsulApi(app, { query: store, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION });
+  const connections = limitConnections(app.server, {
+    maxConnections: opts.httpMaxConns ?? DEFAULT_MAX_CONNECTIONS,
+    tls: opts.tls !== undefined,
+    logger: httpLogger,
+  });
+  const api = registerConsulApi(app, { query: store, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION, maxEventStreams: opts.maxEventStreams });
   registerUi(app);
-  const metrics = new AggregatorMetrics({ query: store, link, api });
+  const metrics = new AggregatorMetrics({ query: store, link, api, connections });
   registerMetrics(app, metrics);
   app.server.on('upgrade', (req, socket, head) => {
     if (!link.handleUpgrade(req, socket, head)) {
@@ -103,6 +115,16 @@ function registerMetrics(app: App<Logger>, metrics: AggregatorMetrics): void {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
+}
+
+/**
+ * Errors as pino writes them, minus what a client can make huge: the message (fastify puts
+ * the URL in some) is clipped and a bad request's raw bytes (`rawPacket`) left out.
+ */
+function clippedErr(err: Error): unknown {
+  const { rawPacket: _, ...out } = pino.stdSerializers.err(err) as ReturnType<typeof pino.stdSerializers.err> & { rawPacket?: unknown };
+  const message = clipForLog(out.message);
+  return { ...out, message, stack: out.stack.replace(out.message, message) };
 }
 
 function pick(o: AggregatorOptions) {

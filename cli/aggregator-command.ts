@@ -3,6 +3,7 @@ import type { AggregatorOptions } from '../aggregator/server.js';
 import type { UdpMode } from '../aggregator/dns/udp.js';
 import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { tokenFlag } from './common-flags.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_STREAMS } from '../aggregator/http/server-limits.js';
 
 export const aggregatorFlags: FlagSpec[] = [
   { name: 'http', kind: 'string', env: 'PORTOLAN_HTTP', default: '0.0.0.0:8500', help: 'HTTP API and agent WebSocket listen address' },
@@ -20,6 +21,8 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'tls-cert', kind: 'string', env: 'PORTOLAN_TLS_CERT', help: 'PEM certificate file: serve HTTPS and WSS (with --tls-key)' },
   { name: 'tls-key', kind: 'string', env: 'PORTOLAN_TLS_KEY', help: 'PEM private key file for --tls-cert' },
   { name: 'max-payload', kind: 'integer', env: 'PORTOLAN_MAX_PAYLOAD', default: '1048576', help: 'largest agent message in bytes' },
+  { name: 'http-max-conns', kind: 'integer', env: 'PORTOLAN_HTTP_MAX_CONNS', default: String(DEFAULT_MAX_CONNECTIONS), help: 'open HTTP connections (agents, watchers, streams) past which new ones are refused' },
+  { name: 'max-event-streams', kind: 'integer', env: 'PORTOLAN_MAX_EVENT_STREAMS', default: String(DEFAULT_MAX_STREAMS), help: 'open /v1/portolan/events streams (UI tabs) past which new ones get 429' },
   { name: 'heartbeat', kind: 'duration', env: 'PORTOLAN_HEARTBEAT', default: '1s', help: 'agent ping interval' },
   { name: 'suspect-after', kind: 'duration', env: 'PORTOLAN_SUSPECT_AFTER', default: '3s', help: "silence after which an agent's node turns critical" },
   { name: 'reap-after', kind: 'duration', env: 'PORTOLAN_REAP_AFTER', default: '60s', help: 'time a lost node stays (critical) before it is removed' },
@@ -42,6 +45,8 @@ export function aggregatorOptions(v: Record<string, FlagValue>): AggregatorOptio
     dnsUdp: v['dns-udp'] as UdpMode,
     token: v.token as string | undefined,
     maxPayload: v['max-payload'] as number,
+    httpMaxConns: v['http-max-conns'] as number,
+    maxEventStreams: v['max-event-streams'] as number,
     heartbeatMs: v.heartbeat as number,
     suspectAfterMs: v['suspect-after'] as number,
     reapAfterMs: v['reap-after'] as number,

@@ -48,6 +48,8 @@ test('aggregator defaults match the documented ones', () => {
   assert.equal(o.suspectAfterMs, 3000);
   assert.equal(o.reapAfterMs, 60_000);
   assert.equal(o.udpMaxSize, 1232);
+  assert.equal(o.httpMaxConns, 16_384);
+  assert.equal(o.maxEventStreams, 100);
   assert.equal(o.tls, undefined);
   assert.throws(() => aggregatorOptions(parseFlags(aggregatorFlags, ['--tls-cert', '/nonexistent.pem'], {}).values), /--tls-cert and --tls-key go together/);
 });
