@@ -43,29 +43,43 @@ const RR_FIXED = 10;
 const SRV_FIXED = 6;
 const OPT_LENGTH = 11;
 
-/** Records already encoded, by content: after a change only the records that changed cost dns2 time. */
+/**
+ * Records already encoded, by content: after a change only the records that changed cost
+ * dns2 time. Only catalog records belong here (see encodeRecord).
+ */
 const encodedRecords = new Map<string, EncodedRr>();
 const MAX_ENCODED_RECORDS = 100_000;
 
+type RecordEncoder = (rr: Rr) => EncodedRr;
+
+/**
+ * Encodes a record that comes from the catalog, remembering it: the same records recur in
+ * every answer rebuilt after a change. Records that do not (an `.addr` answer owned by
+ * whatever name the client asked) go through encodeOnce, or a client could fill the memo.
+ */
 export function encodeRecord(rr: Rr): EncodedRr {
   const key = JSON.stringify(rr);
   let encoded = encodedRecords.get(key);
   if (!encoded) {
-    const bytes = Packet.Resource.encode({ ...rr } as Resource, new Packet.Writer());
-    const target = rr.type === QTYPE.SRV ? rr.target : undefined;
-    encoded = { name: rr.name, bytes, ownerLength: nameWireLength(rr.name), target };
+    encoded = encodeOnce(rr);
     if (encodedRecords.size >= MAX_ENCODED_RECORDS) encodedRecords.delete(encodedRecords.keys().next().value!);
     encodedRecords.set(key, encoded);
   }
   return encoded;
 }
 
+export function encodeOnce(rr: Rr): EncodedRr {
+  const bytes = Packet.Resource.encode({ ...rr } as Resource, new Packet.Writer());
+  const target = rr.type === QTYPE.SRV ? rr.target : undefined;
+  return { name: rr.name, bytes, ownerLength: nameWireLength(rr.name), target };
+}
+
 /** A group encoded on first use: a truncated answer never pays for the groups it drops. */
 export type LazyGroup = () => EncodedGroup;
 
-export function lazyGroup(group: RecordGroup): LazyGroup {
+export function lazyGroup(group: RecordGroup, encode: RecordEncoder = encodeRecord): LazyGroup {
   let encoded: EncodedGroup | undefined;
-  return () => (encoded ??= { answers: group.answers.map(encodeRecord), additionals: group.additionals.map(encodeRecord) });
+  return () => (encoded ??= { answers: group.answers.map(encode), additionals: group.additionals.map(encode) });
 }
 
 /** Where each kept record goes: at `offset`, its owner replaced by a pointer to `pointTo` if set. */
@@ -163,12 +177,18 @@ function writeOpt(out: Buffer, off: number, udpSize: number, extendedRcode: numb
   out.writeUInt16BE(0, off + 9);
 }
 
+/** Written by hand: dns2 writes names bit by bit, which cost more than the rest of an NXDOMAIN. */
 function questionBytes(qname: string, qtype: number): Buffer {
-  const name = Packet.Name.encode(qname);
-  const out = Buffer.alloc(name.length + 4);
-  name.copy(out);
-  out.writeUInt16BE(qtype, name.length);
-  out.writeUInt16BE(QCLASS.IN, name.length + 2);
+  const nameLength = nameWireLength(qname);
+  const out = Buffer.alloc(nameLength + 4);
+  let off = 0;
+  for (const label of qname.split('.')) {
+    if (!label) continue;
+    out[off] = label.length;
+    off += 1 + out.write(label, off + 1, 'latin1');
+  }
+  out.writeUInt16BE(qtype, nameLength);
+  out.writeUInt16BE(QCLASS.IN, nameLength + 2);
   return out;
 }
 

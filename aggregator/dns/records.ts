@@ -38,6 +38,28 @@ const SOA_TIMERS = { refresh: 3600, retry: 600, expiration: 86400, minimum: 0 };
 /** Meta key the agent stores SERVICE_DNS_TTL under (registrator lower-cases SERVICE_* keys). */
 const DNS_TTL_META = 'dns_ttl';
 
+/** The question types that route() and buildAnswer() tell apart. */
+const DISTINCT_QTYPES: ReadonlySet<number> = new Set([
+  QTYPE.A,
+  QTYPE.NS,
+  QTYPE.CNAME,
+  QTYPE.SOA,
+  QTYPE.TXT,
+  QTYPE.AAAA,
+  QTYPE.SRV,
+  QTYPE.AXFR,
+  QTYPE.IXFR,
+  QTYPE.ANY,
+]);
+
+/**
+ * `qtype` where it changes the answer, else 0: every other type (MX, PTR, any of the 65,536)
+ * gets the same answer for a name, so one cached answer serves them all.
+ */
+export function answerType(qtype: number): number {
+  return DISTINCT_QTYPES.has(qtype) ? qtype : 0;
+}
+
 /** Builds the records for one question, the way Consul's agent/dns.go answers it. */
 export function buildAnswer(routed: Route, qname: string, qtype: number, ctx: AnswerContext): AnswerSet {
   if (routed.kind === 'outside') {

@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import type { CatalogQuery } from '../catalog.js';
-import { encodeRecord, encodeResponse, lazyGroup, type LazyGroup } from './encoder.js';
+import { encodeOnce, encodeRecord, encodeResponse, lazyGroup, type LazyGroup } from './encoder.js';
 import { ACCEPT, DROP, guardHeader } from './header-guard.js';
 import { labelsOf, parseQuestion, type ParsedQuestion } from './question.js';
 import type { Recursor, Reply } from './recursor.js';
-import { buildAnswer } from './records.js';
-import { ResponseCache, type CachedAnswer } from './response-cache.js';
+import { answerType, buildAnswer } from './records.js';
+import { ResponseCache, type CacheLimits, type CacheStats, type CachedAnswer } from './response-cache.js';
 import { route, type Zones } from './router.js';
 import { CLASSIC_UDP_SIZE, FLAG, HEADER_LEN, MAX_MESSAGE, QCLASS, RCODE, errorResponse } from './wire.js';
 
@@ -20,8 +20,8 @@ export interface ResponderOptions {
   /** Cap on the EDNS0 UDP size a client may ask for. */
   udpMaxSize: number;
   logger: Logger;
-  /** Distinct names kept in the response cache. */
-  cacheNames?: number;
+  /** Bounds of the response cache (defaultCacheLimits). */
+  cache?: CacheLimits;
   /** Told of every answer sent (for metrics); `startedMs` is performance.now() at arrival. */
   observe?: AnswerObserver;
 }
@@ -47,22 +47,27 @@ export class Responder {
 
   constructor(opts: ResponderOptions) {
     this.#opts = opts;
-    this.#cache = new ResponseCache(opts.query, opts.cacheNames ?? 50_000);
+    this.#cache = new ResponseCache(opts.query, opts.cache);
     this.#ra = opts.recursor !== undefined;
+  }
+
+  get cacheStats(): CacheStats {
+    return this.#cache.stats;
   }
 
   /**
    * Answers one message and never throws. Returns false when the message is dropped
    * unanswered; otherwise `reply` is called exactly once, now or later (recursion).
    * `msg` is only lent for the call (batched UDP reuses its receive buffers): nothing
-   * here may keep it.
+   * here may keep it. With `relay` false (its connection has as many queries in flight as
+   * it may) a query for the recursor is REFUSED at once instead of waiting upstream.
    */
-  handle(msg: Buffer, transport: Transport, send: Reply): boolean {
+  handle(msg: Buffer, transport: Transport, send: Reply, relay = true): boolean {
     const verdict = guardHeader(msg);
     if (verdict === DROP) return false;
     const reply = this.#observed(send);
     try {
-      if (verdict === ACCEPT) this.#answer(msg, transport, reply);
+      if (verdict === ACCEPT) this.#answer(msg, transport, reply, relay);
       else reply(errorResponse(msg, verdict, this.#ra));
     } catch (err) {
       // Transports' replies never throw, so nothing has been sent for this message yet.
@@ -82,25 +87,43 @@ export class Responder {
     };
   }
 
-  #answer(msg: Buffer, transport: Transport, reply: Reply): void {
+  #answer(msg: Buffer, transport: Transport, reply: Reply, relay: boolean): void {
     const q = parseQuestion(msg);
     if (!q) return reply(errorResponse(msg, RCODE.FORMERR, this.#ra));
     if (q.qclass !== QCLASS.IN && q.qclass !== QCLASS.ANY) return reply(errorResponse(msg, RCODE.REFUSED, this.#ra, q.end));
     if (q.edns && q.edns.version !== 0) return reply(this.#badVersion(msg, q));
-    const limit = this.#sizeLimit(q, transport);
-    const key = ResponseCache.variantKey(q.qtype, limit, q.edns !== undefined);
-    const entry = this.#cache.get(q.key, key) ?? this.#build(q, transport, limit, key);
-    if (entry.forward) return this.#forward(msg, q, transport, reply);
-    reply(patch(ResponseCache.next(entry), msg, q.end));
+    const entry = transport === 'tcp' ? this.#entry(q, MAX_MESSAGE, false) : this.#udpEntry(q);
+    if (!entry.forward) return reply(patch(ResponseCache.next(entry), msg, q.end, this.#ednsSize(q)));
+    if (relay) return this.#forward(msg, q, transport, reply);
+    reply(errorResponse(msg, RCODE.REFUSED, this.#ra, q.end));
   }
 
-  #sizeLimit(q: ParsedQuestion, transport: Transport): number {
-    if (transport === 'tcp') return MAX_MESSAGE;
-    if (!q.edns) return CLASSIC_UDP_SIZE;
-    return Math.min(Math.max(q.edns.size, CLASSIC_UDP_SIZE), this.#opts.udpMaxSize);
+  /**
+   * The UDP size only changes the answer through truncation, so the cache is keyed by
+   * what the answer's bytes depend on, never by the raw EDNS size: an answer that fits
+   * is served to every size it fits, the largest size (the cap, or 512 without EDNS) has
+   * its own entry, and smaller ones take the size class at or below them.
+   */
+  #udpEntry(q: ParsedQuestion): CachedAnswer {
+    const top = q.edns ? this.#opts.udpMaxSize : CLASSIC_UDP_SIZE;
+    const full = this.#entry(q, top, true);
+    const limit = this.#ednsSize(q) ?? CLASSIC_UDP_SIZE;
+    if (limit === top || full.forward || (!full.truncated && full.largest <= limit)) return full;
+    return this.#entry(q, sizeClass(limit), true);
   }
 
-  #build(q: ParsedQuestion, transport: Transport, limit: number, key: number): CachedAnswer {
+  #entry(q: ParsedQuestion, limit: number, udp: boolean): CachedAnswer {
+    // TCP is keyed as limit 0: it never sets TC, so it must not share a UDP answer cut at 64 KiB.
+    const key = ResponseCache.variantKey(answerType(q.qtype), udp ? limit : 0, q.edns !== undefined);
+    return this.#cache.get(q.key, key) ?? this.#build(q, limit, udp, key);
+  }
+
+  /** The UDP size the OPT record carries back: the client's, within 512 and the cap. */
+  #ednsSize(q: ParsedQuestion): number | undefined {
+    return q.edns ? Math.min(Math.max(q.edns.size, CLASSIC_UDP_SIZE), this.#opts.udpMaxSize) : undefined;
+  }
+
+  #build(q: ParsedQuestion, limit: number, udp: boolean, key: number): CachedAnswer {
     const { query, zones, serviceTtl, nodeTtl, recursor } = this.#opts;
     const labels = labelsOf(q.key);
     const qname = labels.join('.');
@@ -117,18 +140,25 @@ export class Responder {
       rcode: set.rcode,
       ra: this.#ra,
       limit,
-      markTruncation: transport === 'udp',
-      ednsSize: q.edns ? Math.min(Math.max(q.edns.size, CLASSIC_UDP_SIZE), this.#opts.udpMaxSize) : undefined,
+      markTruncation: udp,
+      // Patched per query (see patch): the client's size must not split the cache.
+      ednsSize: q.edns ? this.#opts.udpMaxSize : undefined,
     };
-    const groups = set.groups.map(lazyGroup);
-    const authority = set.authority.map(encodeRecord);
+    // Answers that do not come from the catalog (.addr, SOA, NS) are owned by names the
+    // client chose: their records are not worth remembering across answers.
+    const encode = set.topic === undefined ? encodeOnce : encodeRecord;
+    const groups = set.groups.map((g) => lazyGroup(g, encode));
+    const authority = set.authority.map(encode);
     const entry: CachedAnswer = {
       topic: set.topic,
       index: set.topic === undefined ? 0 : query.topicIndex(set.topic),
+      rcode: set.rcode,
       forward: set.forward,
-      variants: new Array<Buffer | undefined>(set.groups.length > 1 ? VARIANTS : 1),
+      variants: new Array<Buffer | undefined>(set.forward ? 0 : set.groups.length > 1 ? VARIANTS : 1),
       cursor: 0,
       render: () => encodeResponse(shuffled(groups), authority, opts),
+      largest: 0,
+      truncated: false,
     };
     this.#cache.set(q.key, key, entry);
     return entry;
@@ -154,7 +184,7 @@ export class Responder {
       markTruncation: true,
       ednsSize: this.#opts.udpMaxSize,
     });
-    return patch(encoded, msg, q.end);
+    return patch(encoded, msg, q.end, undefined);
   }
 
   #logError(err: unknown): void {
@@ -169,8 +199,11 @@ export class Responder {
   }
 }
 
-/** A copy of the cached response carrying this query's ID, RD/CD bits and question bytes. */
-function patch(cached: Buffer, msg: Buffer, questionEnd: number): Buffer {
+/**
+ * A copy of the cached response carrying this query's ID, RD/CD bits, question bytes and,
+ * with EDNS, its UDP size in the OPT record (always the last 11 bytes, size at offset 3).
+ */
+function patch(cached: Buffer, msg: Buffer, questionEnd: number, ednsSize: number | undefined): Buffer {
   const out = Buffer.allocUnsafe(cached.length);
   // TypedArray#set and a byte loop: Buffer#copy's native call costs more than these few bytes.
   out.set(cached);
@@ -179,7 +212,20 @@ function patch(cached: Buffer, msg: Buffer, questionEnd: number): Buffer {
   out[2] = (cached[2]! & ~FLAG.RD) | (msg[2]! & FLAG.RD);
   out[3] = (cached[3]! & ~FLAG.CD) | (msg[3]! & FLAG.CD);
   for (let i = HEADER_LEN; i < questionEnd; i++) out[i] = msg[i]!;
+  if (ednsSize !== undefined) {
+    out[out.length - 8] = ednsSize >> 8;
+    out[out.length - 7] = ednsSize & 0xff;
+  }
   return out;
+}
+
+/**
+ * UDP size classes: 512 · 2^(k/4), each about 19 % above the last, so the sizes up to
+ * 65,535 fall in 29 classes. A truncated answer is cut at the class at or below the
+ * client's size: it loses under a fifth of the room, and says TC either way.
+ */
+function sizeClass(limit: number): number {
+  return Math.floor(CLASSIC_UDP_SIZE * 2 ** (Math.floor(4 * Math.log2(limit / CLASSIC_UDP_SIZE)) / 4));
 }
 
 function shuffled(groups: readonly LazyGroup[]): LazyGroup[] {
