@@ -1,5 +1,5 @@
 import { createSocket, type Socket } from 'node:dgram';
-import { connect, isIPv6 } from 'node:net';
+import { connect, isIPv6, type Socket as TcpSocket } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { FramedReader, frame } from './tcp-framing.js';
 import { FLAG, HEADER_LEN, MAX_MESSAGE, RCODE, errorResponse } from './wire.js';
@@ -18,8 +18,10 @@ export interface RecursorOptions {
   /** `host:port` (IPv6 as `[addr]:port`). */
   address: string;
   timeoutMs: number;
-  /** Queries in flight over UDP at once; beyond that, SERVFAIL at once. */
+  /** Queries in flight over UDP at once; beyond that, REFUSED at once. */
   maxPending: number;
+  /** Upstream TCP connections (one per query relayed over TCP) open at once; beyond that, REFUSED at once. */
+  maxTcp: number;
 }
 
 /**
@@ -27,7 +29,9 @@ export interface RecursorOptions {
  * UDP queries go out on one socket under a fresh random ID (so two clients' IDs cannot
  * collide and the upstream's answers cannot be spoofed by guessing the client's ID);
  * TCP queries get their own upstream TCP connection, as they may need a large answer.
- * The upstream's answer is relayed as is, with RA set. Silence → SERVFAIL.
+ * The upstream's answer is relayed as is, with RA set. Silence → SERVFAIL. Work in flight
+ * is bounded; past a bound the query is REFUSED at once (CoreDNS's `max_concurrent`: the
+ * server declined to try, so the client moves on rather than waiting), never queued.
  */
 export class Recursor {
   readonly #host: string;
@@ -35,6 +39,7 @@ export class Recursor {
   readonly #opts: RecursorOptions;
   readonly #socket: Socket;
   readonly #pending = new Map<number, Pending>();
+  readonly #tcp = new Set<TcpSocket>();
 
   constructor(opts: RecursorOptions) {
     const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(opts.address);
@@ -54,7 +59,7 @@ export class Recursor {
   }
 
   forwardUdp(query: Buffer, questionEnd: number, reply: Reply): void {
-    if (this.#pending.size >= this.#opts.maxPending) return reply(servfail(query, questionEnd));
+    if (this.#pending.size >= this.#opts.maxPending) return reply(refused(query, questionEnd));
     let id = randomInt(0x10000);
     while (this.#pending.has(id)) id = (id + 1) & 0xffff;
     const timer = setTimeout(() => {
@@ -68,18 +73,22 @@ export class Recursor {
   }
 
   forwardTcp(query: Buffer, questionEnd: number, reply: Reply): void {
+    if (this.#tcp.size >= this.#opts.maxTcp) return reply(refused(query, questionEnd));
     const socket = connect({ host: this.#host, port: this.#port });
-    const fail = (): void => {
+    this.#tcp.add(socket);
+    socket.once('close', () => this.#tcp.delete(socket));
+    // Exactly one reply, whatever else the upstream sends or does after the first.
+    let done = false;
+    const finish = (response: Buffer): void => {
+      if (done) return;
+      done = true;
       socket.destroy();
-      reply(servfail(query, questionEnd));
+      reply(response);
     };
+    const fail = (): void => finish(servfail(query, questionEnd));
     socket.setTimeout(this.#opts.timeoutMs, fail);
     socket.on('error', fail);
-    const reader = new FramedReader(MAX_MESSAGE, (msg) => {
-      socket.removeListener('error', fail);
-      socket.destroy();
-      reply(withRa(msg));
-    }, fail);
+    const reader = new FramedReader(MAX_MESSAGE, (msg) => finish(withRa(msg)), fail);
     socket.on('data', (chunk) => reader.push(chunk));
     socket.write(frame(query));
   }
@@ -87,6 +96,7 @@ export class Recursor {
   close(): void {
     for (const p of this.#pending.values()) clearTimeout(p.timer);
     this.#pending.clear();
+    for (const socket of this.#tcp) socket.destroy();
     this.#socket.close();
   }
 
@@ -115,4 +125,8 @@ function withRa(msg: Buffer): Buffer {
 
 function servfail(query: Buffer, questionEnd: number): Buffer {
   return errorResponse(query, RCODE.SERVFAIL, true, questionEnd);
+}
+
+function refused(query: Buffer, questionEnd: number): Buffer {
+  return errorResponse(query, RCODE.REFUSED, true, questionEnd);
 }

@@ -41,12 +41,18 @@ export interface RunningDnsServer {
 
 const RECURSOR_TIMEOUT_MS = 2000;
 const RECURSOR_MAX_PENDING = 1024;
+const RECURSOR_MAX_TCP = 128;
 const PORT_ATTEMPTS = 5;
 
 /** Consul-compatible DNS over UDP and TCP on one port, answering from the catalog. */
 export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDnsServer> {
   const recursor = opts.recursor
-    ? new Recursor({ address: opts.recursor, timeoutMs: opts.recursorTimeoutMs ?? RECURSOR_TIMEOUT_MS, maxPending: RECURSOR_MAX_PENDING })
+    ? new Recursor({
+        address: opts.recursor,
+        timeoutMs: opts.recursorTimeoutMs ?? RECURSOR_TIMEOUT_MS,
+        maxPending: RECURSOR_MAX_PENDING,
+        maxTcp: RECURSOR_MAX_TCP,
+      })
     : undefined;
   await recursor?.start();
   const responder = new Responder({

@@ -15,6 +15,11 @@ export interface TcpLimits {
   maxQueryBytes: number;
   /** Unsent response bytes allowed for a client that does not read; beyond, it is dropped. */
   maxBacklogBytes: number;
+  /**
+   * Pipelined queries of one connection waiting for the recursor; one more is REFUSED at
+   * once (answers from the catalog are never waited for, so they are never refused).
+   */
+  maxInFlight: number;
 }
 
 export const defaultTcpLimits: TcpLimits = {
@@ -22,7 +27,8 @@ export const defaultTcpLimits: TcpLimits = {
   idleMs: 10_000,
   messageMs: 2_000,
   maxQueryBytes: 4096,
-  maxBacklogBytes: 1 << 20,
+  maxBacklogBytes: 256 << 10,
+  maxInFlight: 16,
 };
 
 export interface TcpListener {
@@ -31,7 +37,11 @@ export interface TcpListener {
   close(): Promise<void>;
 }
 
-/** The TCP side: length-prefixed, pipelined queries (RFC 7766), every resource bounded. */
+/**
+ * The TCP side: length-prefixed, pipelined queries (RFC 7766), every resource bounded.
+ * A connection costs at most maxBacklogBytes of unsent answers and maxInFlight relayed
+ * queries; while its answers wait unread, its queries are not read either.
+ */
 export async function listenTcp(responder: Responder, host: string, port: number, limits: TcpLimits, logger: Logger): Promise<TcpListener> {
   const open = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true }, (socket) => {
@@ -66,8 +76,12 @@ function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits
   const reply = (response: Buffer): void => {
     inFlight--;
     if (socket.destroyed) return;
-    socket.write(frame(response));
+    const flowing = socket.write(frame(response));
     if (socket.writableLength > limits.maxBacklogBytes) return close();
+    if (!flowing && !socket.isPaused()) {
+      socket.pause();
+      socket.once('drain', () => socket.resume());
+    }
     finishIfDone();
   };
   const reader = new FramedReader(
@@ -75,7 +89,7 @@ function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits
     (msg) => {
       inFlight++;
       // The responder may keep the message (recursion) after the reader reuses its buffer.
-      if (responder.handle(Buffer.from(msg), 'tcp', reply)) return;
+      if (responder.handle(Buffer.from(msg), 'tcp', reply, inFlight <= limits.maxInFlight)) return;
       // Not a query at all (a response, a runt): the stream is garbage.
       inFlight--;
       close();

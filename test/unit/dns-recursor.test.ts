@@ -1,6 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { Packet } from 'dns2';
+import { Recursor } from '../../aggregator/dns/recursor.js';
+import { RCODE } from '../../aggregator/dns/wire.js';
+import { buildQuery, framed, tcpExchange, unframe } from '../fixtures/dns/raw.js';
 import { dig } from '../support/dig.js';
 import { startDnsmasq, type Dnsmasq } from '../fixtures/dns/dnsmasq.js';
 import { startTestDns, type TestDns } from '../fixtures/dns/harness.js';
@@ -54,5 +59,65 @@ test('a silent recursor gives SERVFAIL after the timeout', async () => {
   } finally {
     await other.server.close();
     silent.close();
+  }
+});
+
+/** An upstream that accepts TCP connections and never answers. */
+async function silentTcp(): Promise<{ port: number; close(): void }> {
+  const held = new Set<Socket>();
+  const server = createServer((s) => held.add(s.on('close', () => held.delete(s))));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => {
+      for (const s of held) s.destroy();
+      server.close();
+    },
+  };
+}
+
+const rcodeOf = (reply: Buffer | undefined): number | undefined => reply && reply[3]! & 0x0f;
+
+test('past its bounds the recursor REFUSES at once: UDP queries in flight, upstream TCP connections', async () => {
+  const upstream = await silentTcp();
+  const recursor = new Recursor({ address: `127.0.0.1:${upstream.port}`, timeoutMs: 5000, maxPending: 2, maxTcp: 3 });
+  await recursor.start();
+  try {
+    const replies: Array<{ via: string; rcode: number }> = [];
+    const query = buildQuery('www.example.test', Packet.TYPE.A);
+    const questionEnd = query.length;
+    for (let i = 0; i < 5; i++) recursor.forwardTcp(Buffer.from(query), questionEnd, (r) => replies.push({ via: 'tcp', rcode: rcodeOf(r)! }));
+    for (let i = 0; i < 4; i++) recursor.forwardUdp(Buffer.from(query), questionEnd, (r) => replies.push({ via: 'udp', rcode: rcodeOf(r)! }));
+    // Synchronously: nothing past the bounds waits for the silent upstream.
+    assert.deepEqual(replies, [
+      { via: 'tcp', rcode: RCODE.REFUSED },
+      { via: 'tcp', rcode: RCODE.REFUSED },
+      { via: 'udp', rcode: RCODE.REFUSED },
+      { via: 'udp', rcode: RCODE.REFUSED },
+    ]);
+  } finally {
+    recursor.close();
+    upstream.close();
+  }
+});
+
+test('TCP pipelining: past maxInFlight relayed queries on one connection the rest are REFUSED at once; catalog names still answered', async () => {
+  const upstream = await silentTcp();
+  const maxInFlight = 4;
+  const other = await startTestDns({ recursor: `127.0.0.1:${upstream.port}`, recursorTimeoutMs: 5000, tcp: { maxInFlight } });
+  other.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
+  try {
+    const relayed = Array.from({ length: 10 }, (_, i) => framed(buildQuery(`q${i}.example.test`, Packet.TYPE.A, { id: i })));
+    const local = framed(buildQuery('web.service.consul', Packet.TYPE.A, { id: 100 }));
+    // The upstream never answers: within the exchange only what was not relayed comes back.
+    const { data } = await tcpExchange(other.port, [Buffer.concat([...relayed, local])], { timeoutMs: 1000 });
+    const replies = unframe(data).map((r) => ({ id: r.readUInt16BE(0), rcode: rcodeOf(r) }));
+    assert.deepEqual(
+      replies.sort((a, b) => a.id - b.id),
+      [...Array.from({ length: 10 - maxInFlight }, (_, i) => ({ id: maxInFlight + i, rcode: RCODE.REFUSED })), { id: 100, rcode: RCODE.NOERROR }],
+    );
+  } finally {
+    await other.server.close();
+    upstream.close();
   }
 });
