@@ -1,6 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
 import { Packet } from 'dns2';
+import { Registry } from 'prom-client';
+import { DnsAnswerStats } from '../../aggregator/dns-answer-stats.js';
 import { instance, nodeReg } from '../support/services.js';
 import { dig, type DigRecord } from '../support/dig.js';
 import { startTestDns, type TestDns } from '../fixtures/dns/harness.js';
@@ -257,5 +261,92 @@ describe('catalog changes', () => {
     assert.deepEqual(sorted((await dig(dns.port, 'host-new.node.consul', 'A')).answer), ['A 192.0.2.99']);
     dns.store.replaceNode(nodeReg('host-new', '192.0.2.98'), []);
     assert.deepEqual(sorted((await dig(dns.port, 'host-new.node.consul', 'A')).answer), ['A 192.0.2.98']);
+  });
+});
+
+/**
+ * Sends every query once over one UDP socket, `window` unanswered at most, and resends
+ * what got no reply (loopback may drop a burst under load); resolves with the replies by ID.
+ */
+async function udpAll(port: number, queries: readonly Buffer[], window = 128): Promise<Map<number, Buffer>> {
+  const socket = createSocket('udp4');
+  const replies = new Map<number, Buffer>();
+  socket.on('message', (reply) => replies.set(reply.readUInt16BE(0), reply));
+  try {
+    for (let start = 0; start < queries.length; start += window) {
+      const batch = queries.slice(start, start + window);
+      for (let attempt = 0; attempt < 4 && batch.some((q) => !replies.has(q.readUInt16BE(0))); attempt++) {
+        for (const q of batch) if (!replies.has(q.readUInt16BE(0))) socket.send(q, port, '127.0.0.1');
+        const deadline = performance.now() + 300;
+        while (performance.now() < deadline && batch.some((q) => !replies.has(q.readUInt16BE(0)))) await new Promise((r) => setTimeout(r, 2));
+      }
+    }
+  } finally {
+    socket.close();
+  }
+  return replies;
+}
+
+/** dns2 turns qtype 0 into ANY: the type is written into the question by hand. */
+function withQtype(query: Buffer, qtype: number): Buffer {
+  query.writeUInt16BE(qtype, query.length - 4);
+  return query;
+}
+
+describe('bounded whatever clients ask', () => {
+  test('/metrics after 65,536 distinct qtypes has at most 15 × 16 DNS query series, labelled only from a fixed set', async () => {
+    const registry = new Registry();
+    const metered = await startTestDns({ observe: new DnsAnswerStats([registry]).record });
+    try {
+      metered.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
+      const queries = Array.from({ length: 0x10000 }, (_, qtype) => withQtype(buildQuery('web.service.consul', Packet.TYPE.A, { id: qtype }), qtype));
+      const replies = await udpAll(metered.port, queries);
+      assert.equal(replies.size, 0x10000, 'every qtype answered');
+      for (const [qtype, reply] of replies) assert.equal(reply.readUInt16BE(queries[qtype]!.length - 4), qtype, `question of qtype ${qtype} echoed`);
+      const series = (await registry.metrics()).split('\n').filter((line) => line.startsWith('portolan_dns_queries_total{'));
+      assert.ok(series.length <= 15 * 16, `${series.length} series`);
+      const labels = new Set(series.map((line) => /qtype="([^"]*)"/.exec(line)![1]));
+      assert.ok(labels.has('other') && labels.has('A') && labels.size <= 15, [...labels].join(' '));
+      const total = series.reduce((n, line) => n + Number(line.split(' ').at(-1)), 0);
+      assert.equal(total, 0x10000, 'each answer counted once');
+    } finally {
+      await metered.server.close();
+    }
+  });
+
+  test('types the names do not answer (MX, PTR, TYPE999, TYPE0) all get NODATA with the SOA, echoing their own type', async () => {
+    for (const qtype of [Packet.TYPE.MX, 12, 999, 0]) {
+      const query = withQtype(buildQuery('web.service.consul', Packet.TYPE.A), qtype);
+      const reply = Packet.parse((await udpQuery(dns.port, query))!);
+      assert.equal(reply.header.rcode, 0, `qtype ${qtype}`);
+      assert.equal(reply.questions[0]!.type, qtype);
+      assert.deepEqual([reply.answers.length, reply.authorities[0]?.type], [0, Packet.TYPE.SOA]);
+    }
+  });
+
+  test('a TCP client that never reads its answers is dropped; others are still answered', async () => {
+    const limited = await startTestDns({ tcp: { idleMs: 500, maxBacklogBytes: 64 << 10 } });
+    try {
+      limited.store.replaceNode(
+        nodeReg('h', '10.9.0.1'),
+        Array.from({ length: 200 }, (_, i) => instance({ id: `m:${i}`, name: 'many', address: `10.9.${i >> 8}.${(i & 255) + 1}`, port: 40000 + i })),
+      );
+      const query = framed(buildQuery('many.service.consul', Packet.TYPE.SRV));
+      const answerBytes = (await tcpExchange(limited.port, [query], { end: true })).data.length;
+      const count = 4000;
+      const hog = connect({ host: '127.0.0.1', port: limited.port });
+      hog.pause();
+      hog.on('error', () => undefined);
+      hog.write(Buffer.concat(Array.from({ length: count }, () => query)));
+      // Past the idle timeout the hog reads what it was sent, until the server's close.
+      await new Promise((r) => setTimeout(r, 1000));
+      let received = 0;
+      await new Promise<void>((resolve) => hog.on('data', (d: Buffer) => (received += d.length)).on('close', () => resolve()).resume());
+      assert.ok(received < (count * answerBytes) / 2, `${received} of ${count * answerBytes} bytes of answers were sent before the drop`);
+      const after = await tcpExchange(limited.port, [framed(buildQuery('many.service.consul', Packet.TYPE.A))], { end: true });
+      assert.equal(unframe(after.data).length, 1);
+    } finally {
+      await limited.server.close();
+    }
   });
 });
