@@ -14,7 +14,7 @@ export async function connect(url: string, headers: Record<string, string> = {},
 }
 
 /** A hello; the engine ID defaults to one per node name (the same host reconnecting). */
-export const hello = (node: string, protocol = PROTOCOL_VERSION, engineId = `engine-${node}`) => ({ type: 'hello', protocol, node, agentVersion: 't', engineId });
+export const hello = (node: string, protocol = PROTOCOL_VERSION, engineId = `engine-${node.slice(0, 32)}`) => ({ type: 'hello', protocol, node, agentVersion: 't', engineId });
 export const snapshot = (node: string, ids: string[]) => ({
   type: 'snapshot',
   node: { name: node, address: '10.1.1.1', meta: {} },
