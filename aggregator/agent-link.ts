@@ -320,8 +320,12 @@ export class AgentLink {
     this.#reapTimers.delete(name);
   }
 
+  /**
+   * Only connections that said hello are pinged and judged for silence: one that has not is the
+   * hello timer's to judge, and 2,000 that never will cost no pings meanwhile.
+   */
   #ping(): void {
-    for (const s of this.#sessions) s.ws.ping();
+    for (const s of this.#sessions) if (s.hello) s.ws.ping();
   }
 
   /** A store write with no connection left to close: a failure is only logged. */
@@ -347,7 +351,7 @@ export class AgentLink {
   #cutSilent(): void {
     const deadline = this.#clock.now() - this.#opts.suspectAfterMs;
     for (const s of this.#sessions) {
-      if (s.closing || s.lastHeard >= deadline) continue;
+      if (s.closing || !s.hello || s.lastHeard >= deadline) continue;
       s.closing = true;
       this.#log.warn({ node: s.hello?.node, remote: s.remote }, 'agent missed heartbeats');
       s.ws.terminate();
