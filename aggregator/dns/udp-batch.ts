@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Responder } from './responder.js';
 
 /** The native addon built from native/udp_batch.c by `npm run build:native`. */
-interface BatchSocketAddon {
+export interface BatchSocketAddon {
   BATCH: number;
   SLOT: number;
   BatchSocket: new (
@@ -16,16 +16,20 @@ interface BatchSocketAddon {
     arena: Buffer,
     lengths: Int32Array,
     onBatch: (count: number) => void,
+    /** Receiving failed (a system error like Node's: code, errno, syscall); polling stopped until resume(). */
+    onError: (err: NodeJS.ErrnoException) => void,
   ) => BatchSocket;
 }
 
-interface BatchSocket {
+export interface BatchSocket {
   port(): number;
   /** Sends replies[i] (where it is a Buffer) to the sender of packet i of the batch in hand. */
   reply(replies: ReadonlyArray<Buffer | undefined>, count: number): void;
   /** A copy of packet i's source address, for an answer that comes after the batch. */
   peer(i: number): Buffer;
   sendTo(response: Buffer, peer: Buffer): void;
+  /** Polls again after onError stopped it. */
+  resume(): void;
   close(): void;
 }
 
@@ -36,6 +40,9 @@ export interface UdpListener {
 }
 
 const ADDON = join('build', 'Release', 'udp_batch.node');
+
+/** Pauses before polling again after a receive error: doubling from the first to the last. */
+const RETRY_MS = { first: 100, max: 5000 };
 
 /**
  * The addon, or why it cannot be used. It lives in the package root's build/ whether this
@@ -97,14 +104,31 @@ export function listenUdpBatched(responder: Responder, family: 4 | 6, host: stri
       logger.debug({ err }, 'dns: udp send failed');
     }
   };
-  const socket: BatchSocket = new BatchSocket(family, host, port, arena, lengths, (count) => {
+  // A receive error that persists would fail again at once: retry after a growing pause, and
+  // log once per run of failures, not once per retry.
+  let retryMs = 0;
+  let retry: NodeJS.Timeout | undefined;
+  const onError = (err: NodeJS.ErrnoException): void => {
+    if (retryMs === 0) logger.error({ err }, 'dns: udp receive failed; retrying until it works');
+    retryMs = Math.min(Math.max(retryMs * 2, RETRY_MS.first), RETRY_MS.max);
+    retry = setTimeout(() => socket.resume(), retryMs);
+  };
+  const onBatch = (count: number): void => {
+    if (retryMs !== 0) {
+      retryMs = 0;
+      logger.info('dns: udp receiving again');
+    }
     for (let i = 0; i < count; i++) if (lengths[i]! >= 0) answer(i);
     socket.reply(replies, count);
     replies.fill(undefined, 0, count);
-  });
+  };
+  const socket: BatchSocket = new BatchSocket(family, host, port, arena, lengths, onBatch, onError);
   return {
     kind: 'batch',
     port: socket.port(),
-    close: async () => socket.close(),
+    close: async () => {
+      clearTimeout(retry);
+      socket.close();
+    },
   };
 }

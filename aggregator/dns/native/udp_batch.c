@@ -20,9 +20,11 @@ typedef struct {
   uv_poll_t poll;
   int fd;
   int closed;
+  int poll_inited;     // the handle is libuv's until uv_close calls back: free s only then
   napi_env env;
-  napi_ref self;       // the JS object, kept alive while polling
+  napi_ref self;       // the JS object, kept alive while open
   napi_ref on_batch;   // function(count)
+  napi_ref on_error;   // function(err): receiving failed and stopped until resume()
   napi_ref arena_ref;  // Buffer, BATCH * SLOT bytes: received packets
   napi_ref lens_ref;   // Int32Array(BATCH): their lengths, -1 when truncated
   napi_async_context async;
@@ -43,15 +45,27 @@ typedef struct {
     }                                                                 \
   } while (0)
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
-  napi_value msg, code, error;
-  char text[128];
-  snprintf(text, sizeof text, "%s %s", syscall, uv_err_name(-err));
-  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &code);
+// An error shaped like Node's own system errors ("bind EADDRINUSE 0.0.0.0:53", code
+// 'EADDRINUSE', errno -98, syscall 'bind'), so callers can test err.code and logs name the
+// cause. `err` is a positive errno; libuv's codes, which Node's errno property holds, are
+// their negations.
+static napi_value errno_error(napi_env env, int err, const char *syscall, const char *where) {
+  const char *name = uv_err_name(-err);
+  char text[192];
+  snprintf(text, sizeof text, where ? "%s %s %s" : "%s %s", syscall, name, where);
+  napi_value code, msg, error, errno_value, syscall_value;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
   napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
   napi_create_error(env, code, msg, &error);
-  napi_set_named_property(env, error, "code", code);
-  napi_throw(env, error);
+  napi_create_int32(env, -err, &errno_value);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value);
+  napi_set_named_property(env, error, "errno", errno_value);
+  napi_set_named_property(env, error, "syscall", syscall_value);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *where) {
+  napi_throw(env, errno_error(env, err, syscall, where));
   return NULL;
 }
 
@@ -64,6 +78,51 @@ static batch_socket *unwrap(napi_env env, napi_value obj) {
   return s;
 }
 
+static void on_closed(uv_handle_t *handle) {
+  free(handle->data);
+}
+
+// Gives back what construct took, whichever step it reached: the JS references, the fd (at
+// once, so the port is free again when close() returns), and the memory (once libuv has let
+// go of the handle). uv_close comes before close(fd): it takes the fd out of epoll while that
+// number cannot yet belong to another socket.
+static void release(napi_env env, batch_socket *s) {
+  s->closed = 1;
+  napi_ref *refs[] = {&s->self, &s->on_batch, &s->on_error, &s->arena_ref, &s->lens_ref};
+  for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
+    if (*refs[i]) napi_delete_reference(env, *refs[i]);
+  }
+  if (s->async) napi_async_destroy(env, s->async);
+  if (s->poll_inited) uv_close((uv_handle_t *)&s->poll, on_closed);
+  close(s->fd);
+  if (!s->poll_inited) free(s);
+}
+
+// Calls a JS callback from a libuv callback. make_callback runs the microtask and nextTick
+// queues afterwards, as for any I/O callback; a throw is an uncaught exception, as there.
+static void call_js(batch_socket *s, napi_ref fn_ref, napi_value arg) {
+  napi_env env = s->env;
+  napi_value self, fn, result;
+  napi_get_reference_value(env, s->self, &self);
+  napi_get_reference_value(env, fn_ref, &fn);
+  if (napi_make_callback(env, s->async, self, fn, 1, &arg, &result) == napi_pending_exception) {
+    napi_value ex;
+    napi_get_and_clear_last_exception(env, &ex);
+    napi_fatal_exception(env, ex);
+  }
+}
+
+// Receiving failed with something other than "nothing to read". The socket may stay
+// readable, and polling it again would retry the same failure in a busy loop: stop, and let
+// JS resume() after a pause of its choosing.
+static void fail(batch_socket *s, int err, const char *syscall) {
+  uv_poll_stop(&s->poll);
+  napi_handle_scope scope;
+  napi_open_handle_scope(s->env, &scope);
+  call_js(s, s->on_error, errno_error(s->env, err, syscall, NULL));
+  napi_close_handle_scope(s->env, scope);
+}
+
 static void reset_in(batch_socket *s, int i) {
   s->in_iov[i].iov_base = s->arena + (size_t)i * SLOT;
   s->in_iov[i].iov_len = SLOT;
@@ -74,46 +133,102 @@ static void reset_in(batch_socket *s, int i) {
   s->in[i].msg_hdr.msg_iovlen = 1;
 }
 
+// The pending error that made poll report POLLERR (reading it clears it), else `fallback`.
+static int socket_error(int fd, int fallback) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0) return fallback;
+  return err;
+}
+
 static void on_readable(uv_poll_t *handle, int status, int events) {
+  (void)events;
   batch_socket *s = (batch_socket *)handle->data;
-  if (status < 0 || s->closed) return;
+  if (s->closed) return;
+  // libuv has already stopped polling and says only UV_EBADF; the socket knows the cause.
+  if (status < 0) {
+    fail(s, socket_error(s->fd, -status), "poll");
+    return;
+  }
   napi_env env = s->env;
   // A bounded number of rounds per wake-up, so a flood cannot starve the event loop.
   for (int round = 0; round < 4 && !s->closed; round++) {
     for (int i = 0; i < BATCH; i++) reset_in(s, i);
     int n = recvmmsg(s->fd, s->in, BATCH, MSG_DONTWAIT, NULL);
-    if (n <= 0) return;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0) {
+      fail(s, errno, "recvmmsg");
+      return;
+    }
     for (int i = 0; i < n; i++) {
       s->lens[i] = (s->in[i].msg_hdr.msg_flags & MSG_TRUNC) ? -1 : (int32_t)s->in[i].msg_len;
     }
     napi_handle_scope scope;
     napi_open_handle_scope(env, &scope);
-    napi_value self, fn, count, result;
-    napi_get_reference_value(env, s->self, &self);
-    napi_get_reference_value(env, s->on_batch, &fn);
+    napi_value count;
     napi_create_int32(env, n, &count);
-    // make_callback runs the microtask and nextTick queues afterwards, as for any I/O callback.
-    if (napi_make_callback(env, s->async, self, fn, 1, &count, &result) == napi_pending_exception) {
-      napi_value ex;
-      napi_get_and_clear_last_exception(env, &ex);
-      napi_fatal_exception(env, ex);
-    }
+    call_js(s, s->on_batch, count);
     napi_close_handle_scope(env, scope);
     if (n < BATCH) return;
   }
 }
 
-// new BatchSocket(family: 4|6, address: string, port: number, arena: Buffer, lens: Int32Array, onBatch)
+static int is_function(napi_env env, napi_value v) {
+  napi_valuetype type;
+  return napi_typeof(env, v, &type) == napi_ok && type == napi_function;
+}
+
+// Fills addr from family, address and port; 0 when the address is no IP literal of that family.
+static int parse_address(int family, const char *address, int port, struct sockaddr_storage *addr, socklen_t *len) {
+  memset(addr, 0, sizeof *addr);
+  if (family == 6) {
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *a6;
+    return inet_pton(AF_INET6, address, &a6->sin6_addr) == 1;
+  }
+  struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+  a4->sin_family = AF_INET;
+  a4->sin_port = htons((uint16_t)port);
+  *len = sizeof *a4;
+  return inet_pton(AF_INET, address, &a4->sin_addr) == 1;
+}
+
+// After bind every failure must release the socket: TRY records which call failed and jumps there.
+#define TRY(call)          \
+  do {                     \
+    if ((call) != napi_ok) { \
+      failed = #call;      \
+      goto fail;           \
+    }                      \
+  } while (0)
+
+// new BatchSocket(family: 4|6, address: string, port: number, arena: Buffer, lens: Int32Array,
+//                 onBatch(count), onError(err))
 static napi_value construct(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], self;
+  size_t argc = 7;
+  napi_value argv[7], self;
   CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  // Every argument is checked before the socket exists, so a bad one costs no fd.
+  if (argc < 7 || !is_function(env, argv[5]) || !is_function(env, argv[6])) {
+    napi_throw_type_error(env, NULL, "udp_batch: onBatch and onError must be functions");
+    return NULL;
+  }
   int32_t family, port;
   char address[INET6_ADDRSTRLEN + 1];
-  size_t address_len;
   CHECK(napi_get_value_int32(env, argv[0], &family));
-  CHECK(napi_get_value_string_utf8(env, argv[1], address, sizeof address, &address_len));
+  CHECK(napi_get_value_string_utf8(env, argv[1], address, sizeof address, NULL));
   CHECK(napi_get_value_int32(env, argv[2], &port));
+  if (family != 4 && family != 6) {
+    napi_throw_range_error(env, NULL, "udp_batch: family must be 4 or 6");
+    return NULL;
+  }
+  if (port < 0 || port > 65535) {  // htons would silently bind the port modulo 65536
+    napi_throw_range_error(env, "ERR_SOCKET_BAD_PORT", "udp_batch: port must be 0-65535");
+    return NULL;
+  }
   void *arena;
   size_t arena_len;
   CHECK(napi_get_buffer_info(env, argv[3], &arena, &arena_len));
@@ -125,50 +240,59 @@ static napi_value construct(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "udp_batch: arena or lens too small");
     return NULL;
   }
-
   struct sockaddr_storage addr;
   socklen_t addr_len;
-  memset(&addr, 0, sizeof addr);
-  if (family == 6) {
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, address, &a6->sin6_addr) != 1) return throw_errno(env, -EINVAL, "inet_pton");
-    addr_len = sizeof *a6;
-  } else {
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, address, &a4->sin_addr) != 1) return throw_errno(env, -EINVAL, "inet_pton");
-    addr_len = sizeof *a4;
-  }
-  int fd = socket(addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(env, -errno, "socket");
-  if (bind(fd, (struct sockaddr *)&addr, addr_len) < 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, -err, "bind");
-  }
+  // A longer string is cut to fit the buffer; no IP literal is that long, so what is left fails too.
+  if (!parse_address(family, address, port, &addr, &addr_len)) return throw_errno(env, EINVAL, "inet_pton", address);
+  char where[INET6_ADDRSTRLEN + 8];
+  snprintf(where, sizeof where, "%s:%d", address, port);  // as Node writes it, brackets or not
 
   batch_socket *s = calloc(1, sizeof *s);
-  s->fd = fd;
+  if (s == NULL) return throw_errno(env, ENOMEM, "calloc", NULL);
+  s->fd = socket(addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s->fd < 0) {
+    int err = errno;
+    free(s);
+    return throw_errno(env, err, "socket", NULL);
+  }
+  if (bind(s->fd, (struct sockaddr *)&addr, addr_len) < 0) {
+    int err = errno;
+    release(env, s);
+    return throw_errno(env, err, "bind", where);
+  }
   s->env = env;
   s->arena = arena;
   s->lens = lens;
+  const char *failed = NULL;
   uv_loop_t *loop;
-  CHECK(napi_get_uv_event_loop(env, &loop));
   napi_value resource_name;
-  CHECK(napi_create_string_utf8(env, "portolan:udp-batch", NAPI_AUTO_LENGTH, &resource_name));
-  CHECK(napi_async_init(env, self, resource_name, &s->async));
-  CHECK(napi_create_reference(env, argv[3], 1, &s->arena_ref));
-  CHECK(napi_create_reference(env, argv[4], 1, &s->lens_ref));
-  CHECK(napi_create_reference(env, argv[5], 1, &s->on_batch));
-  CHECK(napi_wrap(env, self, s, NULL, NULL, NULL));
-  CHECK(napi_create_reference(env, self, 1, &s->self));
-  uv_poll_init(loop, &s->poll, fd);
-  s->poll.data = s;
-  uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  TRY(napi_get_uv_event_loop(env, &loop));
+  TRY(napi_create_string_utf8(env, "portolan:udp-batch", NAPI_AUTO_LENGTH, &resource_name));
+  TRY(napi_async_init(env, self, resource_name, &s->async));
+  TRY(napi_create_reference(env, argv[3], 1, &s->arena_ref));
+  TRY(napi_create_reference(env, argv[4], 1, &s->lens_ref));
+  TRY(napi_create_reference(env, argv[5], 1, &s->on_batch));
+  TRY(napi_create_reference(env, argv[6], 1, &s->on_error));
+  TRY(napi_create_reference(env, self, 1, &s->self));
+  int rc = uv_poll_init(loop, &s->poll, s->fd);
+  if (rc == 0) {
+    s->poll.data = s;
+    s->poll_inited = 1;
+    rc = uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  }
+  if (rc != 0) {
+    release(env, s);
+    return throw_errno(env, -rc, "uv_poll", NULL);
+  }
+  // Last, so that a wrapped object is always a working socket.
+  TRY(napi_wrap(env, self, s, NULL, NULL, NULL));
   return self;
+fail:
+  release(env, s);
+  char text[160];
+  snprintf(text, sizeof text, "udp_batch: N-API call failed: %s", failed);
+  napi_throw_error(env, NULL, text);
+  return NULL;
 }
 
 static napi_value port(napi_env env, napi_callback_info info) {
@@ -178,7 +302,7 @@ static napi_value port(napi_env env, napi_callback_info info) {
   if (!s) return NULL;
   struct sockaddr_storage addr;
   socklen_t len = sizeof addr;
-  if (getsockname(s->fd, (struct sockaddr *)&addr, &len) < 0) return throw_errno(env, -errno, "getsockname");
+  if (getsockname(s->fd, (struct sockaddr *)&addr, &len) < 0) return throw_errno(env, errno, "getsockname", NULL);
   int p = addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port)
                                      : ntohs(((struct sockaddr_in *)&addr)->sin_port);
   CHECK(napi_create_int32(env, p, &result));
@@ -186,16 +310,21 @@ static napi_value port(napi_env env, napi_callback_info info) {
 }
 
 // Sends `count` messages. What the kernel has no buffer space for is dropped, as a UDP
-// server's replies are under overload (the client retries).
+// server's replies are under overload (the client retries). Each pass sends some, skips one
+// or gives up, except for a few retries after a signal: the loop always ends.
 static void send_all(batch_socket *s, int count) {
-  int done = 0;
+  int done = 0, interrupted = 0;
   while (done < count) {
     int n = sendmmsg(s->fd, s->out + done, count - done, 0);
     if (n > 0) {
       done += n;
+    } else if (n == 0) {
+      return;  // nothing taken and no error to tell why: retrying could only spin
+    } else if (errno == EINTR && interrupted++ < 3) {
+      continue;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
       return;
-    } else if (errno != EINTR) {
+    } else {
       done++;  // this destination is unusable (ICMP unreachable, bad port): skip it alone
     }
   }
@@ -275,10 +404,15 @@ static napi_value send_to(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void on_closed(uv_handle_t *handle) {
-  batch_socket *s = (batch_socket *)handle->data;
-  close(s->fd);
-  free(s);
+// resume(): polls again after onError stopped it.
+static napi_value resume(napi_env env, napi_callback_info info) {
+  napi_value self;
+  CHECK(napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
+  batch_socket *s = unwrap(env, self);
+  if (!s) return NULL;
+  int rc = uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  if (rc != 0) return throw_errno(env, -rc, "uv_poll", NULL);
+  return NULL;
 }
 
 static napi_value close_socket(napi_env env, napi_callback_info info) {
@@ -286,14 +420,7 @@ static napi_value close_socket(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
   batch_socket *s = NULL;
   if (napi_remove_wrap(env, self, (void **)&s) != napi_ok || s == NULL) return NULL;
-  s->closed = 1;
-  uv_poll_stop(&s->poll);
-  napi_async_destroy(env, s->async);
-  napi_delete_reference(env, s->self);
-  napi_delete_reference(env, s->on_batch);
-  napi_delete_reference(env, s->arena_ref);
-  napi_delete_reference(env, s->lens_ref);
-  uv_close((uv_handle_t *)&s->poll, on_closed);
+  release(env, s);
   return NULL;
 }
 
@@ -303,6 +430,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"reply", NULL, reply, NULL, NULL, NULL, napi_default, NULL},
       {"peer", NULL, peer, NULL, NULL, NULL, napi_default, NULL},
       {"sendTo", NULL, send_to, NULL, NULL, NULL, napi_default, NULL},
+      {"resume", NULL, resume, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, close_socket, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value cls, batch, slot;
