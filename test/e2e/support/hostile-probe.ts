@@ -84,7 +84,7 @@ export class HostileProbe {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     t.after(() => void (child.exitCode === null && child.kill()));
-    const [ready] = (await once(child, 'message')) as [unknown];
+    const [ready] = (await once(child, 'message', { signal: AbortSignal.timeout(10_000) })) as [unknown];
     assert.equal(ready, 'ready');
     const logsFrom = { aggregator: target.aggregator.logs.length, agents: target.agents.map((a) => a.logs.length) };
     return new HostileProbe(target, child, ids, logsFrom);
