@@ -48,8 +48,11 @@ export interface InstanceView {
 
 /**
  * What a change touched, as string topics, so a change wakes only the watchers of what
- * it touched: `service/<lower-case name>`, `node/<name>`, `services` (the set of names or
- * their tags), `nodes` (the node list), `checks` (any health state).
+ * it touched: `service/<lower-case name>` (its instances and their nodes), `node/<name>`
+ * (the node and its instances), `services` (any service definition, the set of names),
+ * `nodes` (the node list and any node's address or meta), `checks` (any check's state or
+ * output, and the service names and tags checks carry). An endpoint watches every topic
+ * its body reads, so no change alters a body without moving its X-Consul-Index.
  */
 export type Topic = string;
 

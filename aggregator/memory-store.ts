@@ -287,7 +287,15 @@ export class MemoryStore implements CatalogStore {
     state.checkIndexes = checkKeys.map((key, i) =>
       prev && prev.checkKeys[i] === key ? (prev.checkIndexes[i] ?? index) : index,
     );
-    if (!prev || !sameKeys(prev.checkKeys, checkKeys)) touched.add(topics.checks);
+    // Checks also carry their service's name and tags (ServiceName, ServiceTags, the default check's Name).
+    if (
+      !prev ||
+      !sameKeys(prev.checkKeys, checkKeys) ||
+      prev.view.service.name !== service.name ||
+      !sameKeys(prev.view.service.tags, service.tags)
+    ) {
+      touched.add(topics.checks);
+    }
     state.definitionKey = definitionKey;
     state.checkKeys = checkKeys;
     node.services.set(service.id, state);

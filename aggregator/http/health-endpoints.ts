@@ -65,7 +65,8 @@ export const healthNode = endpoint({
 export const healthState = endpoint({
   url: '/v1/health/state/:state',
   params: ['state'],
-  topics: () => [topics.checks],
+  // Every check (their service names and tags included), of the nodes ?node-meta selects.
+  topics: () => [topics.checks, topics.nodes],
   prepare(ctx, p, q) {
     const state = required(p.state, 'check state');
     if (!STATES.has(state)) throw errors.invalidState(state);
