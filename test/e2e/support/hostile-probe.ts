@@ -62,20 +62,19 @@ export function percentile(values: readonly number[], p: number): number {
  * started it, also when the test fails before `assertHealthy`.
  */
 export class HostileProbe {
-  #logBytes = 0;
-  readonly #countBytes = (chunk: Buffer): void => void (this.#logBytes += chunk.length);
-
   private constructor(
     private readonly target: ProbeTarget,
     private readonly child: ChildProcess,
     private readonly passingIds: readonly string[],
     private readonly logsFrom: { aggregator: number; agents: number[] },
-  ) {
-    target.aggregator.child.stdout!.on('data', this.#countBytes);
-    target.aggregator.child.stderr!.on('data', this.#countBytes);
-  }
+    private readonly logBytes: ByteCount,
+  ) {}
 
   static async start(t: TestContext, target: ProbeTarget): Promise<HostileProbe> {
+    // Marked before the first await: a line the attack caused cannot slip in before the mark.
+    const logsFrom = { aggregator: target.aggregator.logs.length, agents: target.agents.map((a) => a.logs.length) };
+    const logBytes = countOutput(target.aggregator);
+    t.after(() => logBytes.stop());
     const { body } = await getJson<Array<{ Service: { ID: string } }>>(target.httpPort, `/v1/health/service/${target.service}?passing`);
     const ids = body.map((e) => e.Service.ID);
     assert.ok(ids.length > 0, `${target.service} has passing instances before the attack`);
@@ -86,8 +85,7 @@ export class HostileProbe {
     t.after(() => void (child.exitCode === null && child.kill()));
     const [ready] = (await once(child, 'message', { signal: AbortSignal.timeout(10_000) })) as [unknown];
     assert.equal(ready, 'ready');
-    const logsFrom = { aggregator: target.aggregator.logs.length, agents: target.agents.map((a) => a.logs.length) };
-    return new HostileProbe(target, child, ids, logsFrom);
+    return new HostileProbe(target, child, ids, logsFrom, logBytes);
   }
 
   /** Stops measuring `afterMs` from now and returns what was seen. */
@@ -97,8 +95,7 @@ export class HostileProbe {
     this.child.send('stop');
     const [r] = await reported;
     await once(this.child, 'exit').catch(() => undefined);
-    this.target.aggregator.child.stdout!.off('data', this.#countBytes);
-    this.target.aggregator.child.stderr!.off('data', this.#countBytes);
+    this.logBytes.stop();
     return {
       dnsP50Ms: round(percentile(r.dns.latenciesMs, 50)),
       dnsP99Ms: round(percentile(r.dns.latenciesMs, 99)),
@@ -106,7 +103,7 @@ export class HostileProbe {
       httpP99Ms: round(percentile(r.http.latenciesMs, 99)),
       http: r.http,
       rss: { firstMb: round(r.rss.firstMb), maxMb: round(r.rss.maxMb), lastMb: round(r.rss.lastMb) },
-      aggregatorLogBytes: this.#logBytes,
+      aggregatorLogBytes: this.logBytes.bytes,
       cuts: this.#cuts(),
       passingAtStart: this.passingIds.length,
     };
@@ -139,6 +136,24 @@ export class HostileProbe {
     const agents = this.target.agents.flatMap((a, i) => a.logs.slice(this.logsFrom.agents[i]).filter((l) => AGENT_CUTS.includes(String(l.msg))));
     return [...aggregator, ...agents].map((l) => JSON.stringify(l).slice(0, 300));
   }
+}
+
+interface ByteCount {
+  readonly bytes: number;
+  stop(): void;
+}
+
+/** Counts the bytes a CLI process writes to stdout and stderr from now until stopped. */
+function countOutput(p: CliProcess): ByteCount {
+  const count = { bytes: 0, stop };
+  const add = (chunk: Buffer): void => void (count.bytes += chunk.length);
+  p.child.stdout!.on('data', add);
+  p.child.stderr!.on('data', add);
+  function stop(): void {
+    p.child.stdout!.off('data', add);
+    p.child.stderr!.off('data', add);
+  }
+  return count;
 }
 
 function round(x: number): number {
