@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:https';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -93,3 +94,18 @@ function httpsGet(url: string, ca: string | undefined): Promise<string> {
     }).on('error', reject);
   });
 }
+
+test('a bad request reaches the log clipped: no line carries its raw bytes or more than a few hundred of them', async (t) => {
+  const lines: string[] = [];
+  const agg = await startAggregator(base, pino({ level: 'trace' }, { write: (line: string) => void lines.push(line) }));
+  t.after(() => agg.close());
+  const junk = 'é'.repeat(6000);
+  const socket = net.connect(agg.httpPort, '127.0.0.1');
+  socket.on('error', () => {});
+  socket.end(`GET /v1/catalog/nodes HTTP/1.1\r\nHost: x\r\nBad Header ${junk}\r\n\r\n`);
+  await until(() => lines.some((l) => l.includes('client error')));
+  const logged = lines.find((l) => l.includes('client error'))!;
+  assert.ok(!logged.includes('rawPacket'), 'the raw packet is not logged');
+  assert.ok(Buffer.byteLength(logged) < 4096, `client error line of ${Buffer.byteLength(logged)} bytes`);
+  assert.ok(lines.every((l) => !l.includes('é'.repeat(200))), 'no line carries the junk');
+});
