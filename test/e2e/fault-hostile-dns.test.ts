@@ -7,20 +7,13 @@ import { useCluster } from './support/cluster.js';
 import { getJson, msUntil, runWeb } from './support/faults.js';
 import { clusterTarget, HostileProbe } from './support/hostile-probe.js';
 import { udpFlood } from './support/hostile-dns.js';
+import { scrapeMetrics } from './support/hostile-http.js';
 import { registeredPeer } from './support/hostile-peer.js';
 import { instance } from '../support/services.js';
 
 const skip = await testbedSkipReason();
 
 const NXDOMAIN = 3;
-
-/** The /metrics text and how long the scrape took. */
-async function scrape(httpPort: number): Promise<{ text: string; ms: number }> {
-  const t0 = performance.now();
-  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(10_000) });
-  const text = await res.text();
-  return { text, ms: Math.round(performance.now() - t0) };
-}
 
 const qtypeLabels = (metrics: string): Set<string> => new Set([...metrics.matchAll(/^portolan_dns_queries_total\{[^}]*qtype="([^"]*)"/gm)].map((m) => m[1]!));
 
@@ -65,12 +58,12 @@ describe('fault: hostile DNS clients cannot grow the aggregator or slow its answ
 
   it('65,536 qtypes: every one answered, /metrics keeps a fixed label set and stays small; DNS p99 < 50 ms, no agent cut', async (t) => {
     const http = cluster().httpPort;
-    const before = await scrape(http);
+    const before = await scrapeMetrics(http);
     const probe = await HostileProbe.start(t, target());
     const flood = await udpFlood(cluster().dnsPort, 65_536, (qtype, id) => buildQuery('web.service.consul', qtype, { id }));
     // Scrapes while DNS is probed: a scrape that stalls the loop shows in the DNS p99.
     const scrapes = [];
-    for (let i = 0; i < 5; i++) scrapes.push(await scrape(http));
+    for (let i = 0; i < 5; i++) scrapes.push(await scrapeMetrics(http));
     // Bound: the flood adds at most one series per (label set, rcode); a few MB covers the
     // counters; unbounded labels cost ~2 kB a series in prom-client (193,887 series: +400 MB).
     const after = scrapes.at(-1)!;

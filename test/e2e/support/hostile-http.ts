@@ -65,15 +65,10 @@ export class HeldRequests {
 /**
  * `count` connections that each ask for `path` and never read a byte of the answer: the
  * client's receive buffer fills, then the kernel's send buffer, then whatever the server
- * keeps for it. `closedByServer` counts those the server ended.
+ * keeps for it.
  */
 export class NonReaders {
-  closedByServer = 0;
-  #closing = false;
-
-  private constructor(readonly sockets: Socket[]) {
-    for (const s of sockets) s.once('close', () => void (this.#closing || this.closedByServer++));
-  }
+  private constructor(readonly sockets: Socket[]) {}
 
   static async open(port: number, path: string, count: number): Promise<NonReaders> {
     const sockets = await openMany(port, count, undefined, count);
@@ -83,7 +78,6 @@ export class NonReaders {
   }
 
   close(): void {
-    this.#closing = true;
     for (const s of this.sockets) s.destroy();
   }
 }
@@ -105,4 +99,19 @@ export async function slowloris(port: number, count: number, o: { everyMs: numbe
   }
   for (const s of sockets) s.destroy();
   return lived;
+}
+
+/** The aggregator's /metrics text and how long the scrape took. */
+export async function scrapeMetrics(port: number): Promise<{ text: string; ms: number }> {
+  const t0 = performance.now();
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  return { text, ms: Math.round(performance.now() - t0) };
+}
+
+/** The value of an unlabelled metric, or the sum over a labelled one's series. */
+export function metricValue(text: string, name: string): number {
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
+  return sum;
 }
