@@ -7,27 +7,14 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { startAggregator, type AggregatorOptions } from '../../aggregator/server.js';
+import { startAggregator } from '../../aggregator/server.js';
 import { AGENT_WS_PATH } from '../../shared/protocol.js';
 import { connect, hello, snapshot } from '../support/agent-peer.js';
 import { dig } from '../support/dig.js';
+import { loopbackAggregator } from '../support/aggregator-options.js';
 import { until } from '../support/until.js';
 
-const base: AggregatorOptions = {
-  http: { host: '127.0.0.1', port: 0 },
-  dns: { host: '127.0.0.1', port: 0 },
-  domain: 'consul',
-  altDomains: [],
-  datacenter: 'dc1',
-  nodeName: 'agg',
-  serviceTtl: 0,
-  nodeTtl: 0,
-  udpMaxSize: 1232,
-  maxPayload: 1 << 20,
-  heartbeatMs: 1000,
-  suspectAfterMs: 3000,
-  reapAfterMs: 60_000,
-};
+const base = loopbackAggregator;
 
 function metricValue(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));

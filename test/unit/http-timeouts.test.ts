@@ -3,27 +3,14 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import Fastify from 'fastify';
 import { pino } from 'pino';
-import { startAggregator, type AggregatorOptions } from '../../aggregator/server.js';
+import { startAggregator } from '../../aggregator/server.js';
 import { registerConsulApi } from '../../aggregator/http/consul-api.js';
 import { HTTP_TIMEOUTS, limitConnections, serverTimeouts, type HttpTimeouts } from '../../aggregator/http/server-limits.js';
 import { MemoryStore } from '../../aggregator/memory-store.js';
+import { loopbackAggregator } from '../support/aggregator-options.js';
 import { until } from '../support/until.js';
 
-const base: AggregatorOptions = {
-  http: { host: '127.0.0.1', port: 0 },
-  dns: { host: '127.0.0.1', port: 0 },
-  domain: 'consul',
-  altDomains: [],
-  datacenter: 'dc1',
-  nodeName: 'agg',
-  serviceTtl: 0,
-  nodeTtl: 0,
-  udpMaxSize: 1232,
-  maxPayload: 1 << 20,
-  heartbeatMs: 1000,
-  suspectAfterMs: 3000,
-  reapAfterMs: 60_000,
-};
+const base = loopbackAggregator;
 
 /** A raw client connection: when it closed (ms after open) and what the server sent it. */
 function rawSocket(port: number) {
