@@ -129,11 +129,20 @@ export class MemoryStore implements CatalogStore {
       .sort((a, b) => compareStrings(a.service.id, b.service.id));
   }
 
+  /** Topics someone waits on: an entry lives only while it has a waiter. */
+  get waitedTopics(): number {
+    return this.#waiters.size;
+  }
+
   waitForChange(watch: readonly Topic[], index: number, signal: AbortSignal): Promise<void> {
     if (signal.aborted || watch.some((t) => this.topicIndex(t) > index)) return Promise.resolve();
     return new Promise((resolve) => {
       const wake = (): void => {
-        for (const t of watch) this.#waiters.get(t)?.delete(wake);
+        // A topic nobody waits on keeps no entry: names watched once (or never existing) leave nothing behind.
+        for (const t of watch) {
+          const set = this.#waiters.get(t);
+          if (set?.delete(wake) && set.size === 0) this.#waiters.delete(t);
+        }
         signal.removeEventListener('abort', wake);
         resolve();
       };

@@ -1,8 +1,8 @@
 import type { FastifyBaseLogger, FastifyError, FastifyReply } from 'fastify';
-import { Blocker } from './blocking.js';
+import { Blocker, shareKey } from './blocking.js';
 import { catalogNode, catalogNodes, catalogService, catalogServices } from './catalog-endpoints.js';
 import { registerAgentEndpoints } from './agent-endpoints.js';
-import { sendJson, type ApiContext, type App, type BlockingEndpoint } from './endpoint.js';
+import type { ApiContext, App, BlockingEndpoint } from './endpoint.js';
 import { errors, HttpError } from './errors.js';
 import { EventHub } from './events.js';
 import type { DropReason } from './sse-writer.js';
@@ -85,23 +85,13 @@ export function registerConsulApi<L extends FastifyBaseLogger>(app: App<L>, opti
 }
 
 function registerBlocking<L extends FastifyBaseLogger>(app: App<L>, ctx: ApiContext, blocker: Blocker, e: BlockingEndpoint): void {
-  app.get(e.url, async (request, reply) => {
+  app.get(e.url, (request, reply) => {
     const q = request.query as RawQuery;
-    const opts = parseQueryOptions(q);
-    checkDatacenter(q, ctx.datacenter);
-    const params = request.params as Record<string, string>;
-    const render = e.prepare(ctx, params, q);
-    const watch = e.topics(params);
-    await blocker.block(watch, opts, reply.raw);
-    if (reply.raw.destroyed) return reply.hijack();
-    if (blocker.closing) reply.header('Connection', 'close');
-    reply.headers({
-      'X-Consul-Effective-Consistency': opts.consistency,
-      'X-Consul-Index': String(blocker.indexOf(watch)),
-      'X-Consul-KnownLeader': 'true',
-      'X-Consul-LastContact': '0',
+    blocker.serve(reply, parseQueryOptions(q), shareKey(request.url), () => {
+      checkDatacenter(q, ctx.datacenter);
+      const params = request.params as Record<string, string>;
+      return { render: e.prepare(ctx, params, q), watch: e.topics(params) };
     });
-    return sendJson(reply, render(), opts.pretty);
   });
 }
 

@@ -43,7 +43,10 @@ export function required(value: string, what: string): string {
  * serialise ourselves so fastify never turns a bare string or null into text/plain.
  */
 export function sendJson(reply: FastifyReply, body: unknown, pretty = false): FastifyReply {
-  return reply
-    .type('application/json')
-    .send(JSON.stringify(body, null, pretty ? 4 : undefined));
+  return reply.type('application/json').send(jsonText(body, pretty));
+}
+
+/** Consul's JSON: compact, or indented by 4 with ?pretty. */
+export function jsonText(body: unknown, pretty: boolean): string {
+  return JSON.stringify(body, null, pretty ? 4 : undefined);
 }

@@ -1,6 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import Fastify from 'fastify';
+import { topics } from '../../aggregator/catalog.js';
+import { Blocker, shareKey } from '../../aggregator/http/blocking.js';
+import { parseQueryOptions, type RawQuery } from '../../aggregator/http/query-options.js';
+import { MemoryStore } from '../../aggregator/memory-store.js';
 import { instance, nodeReg } from '../support/services.js';
 import { listening, settledWithin } from './http-support.js';
 import { until } from '../support/until.js';
@@ -151,4 +156,105 @@ test('after a restart, a watcher holding an index from the earlier process waits
   const answer = await watch;
   assert.equal(answer.body.length, 2, 'answered with the complete catalog, not a partial one');
   assert.ok(answer.index > 50);
+});
+
+/**
+ * A real Blocker over a real store behind one route (/web: the ports of service web), counting
+ * how often it defines (validates) a query and renders an answer.
+ */
+async function countingRoute(t: { after(fn: () => unknown): void }) {
+  const store = new MemoryStore({ startIndex: 100, now: () => 0, settleQuietMs: 0 });
+  const blocker = new Blocker(store);
+  const counts = { defined: 0, rendered: 0 };
+  const app = Fastify();
+  app.get('/web', (request, reply) => {
+    blocker.serve(reply, parseQueryOptions(request.query as RawQuery), shareKey(request.url), () => {
+      counts.defined++;
+      return {
+        watch: [topics.service('web')],
+        render: () => {
+          counts.rendered++;
+          return store.instances('web').map((i) => i.service.port);
+        },
+      };
+    });
+  });
+  app.addHook('preClose', async () => blocker.releaseAll());
+  t.after(() => app.close());
+  await app.ready();
+  return { store, blocker, counts, app };
+}
+
+test('2,000 watchers of one query are validated once and rendered once per change, and all get that answer', async (t) => {
+  const { store, blocker, counts, app } = await countingRoute(t);
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web', port: 80 })]);
+  const index = blocker.indexOf([topics.service('web')]);
+  const watchers = Array.from({ length: 2000 }, (_, i) => app.inject(`/web?wait=${60 + i}s&index=${index}`));
+  const pretty = app.inject(`/web?index=${index}&pretty`);
+  await until(() => blocker.waiting === 2001);
+  assert.equal(counts.defined, 2, 'one definition per distinct query (with and without ?pretty)');
+  assert.equal(blocker.queries, 2);
+  store.updateServices('a', [instance({ id: 'a:web:81', name: 'web', port: 81 })], []);
+  const answers = await Promise.all(watchers);
+  assert.equal(counts.rendered, 2, 'one render per distinct query');
+  assert.ok(answers.every((r) => r.statusCode === 200 && r.body === '[80,81]'));
+  assert.equal(new Set(answers.map((r) => r.headers['x-consul-index'])).size, 1);
+  assert.equal((await pretty).body, '[\n    80,\n    81\n]');
+  assert.equal(blocker.queries, 0, 'nothing is kept once every watcher is answered');
+});
+
+test('woken watchers are answered in slices: the event loop turns between them', async (t) => {
+  const { store, blocker, app } = await countingRoute(t);
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  const index = blocker.indexOf([topics.service('web')]);
+  const watchers = Array.from({ length: 2000 }, () => app.inject(`/web?index=${index}&wait=1m`));
+  await until(() => blocker.waiting === 2000);
+  let turns = 0;
+  let answering = true;
+  const all = Promise.all(watchers).then(() => (answering = false));
+  const tick = (): void => {
+    turns++;
+    if (answering) setImmediate(tick);
+  };
+  store.updateServices('a', [instance({ id: 'a:web:81', name: 'web' })], []);
+  setImmediate(tick);
+  await all;
+  // Written in one pass, the 2,000 answers would let the loop turn once at most.
+  assert.ok(turns >= 3, `the loop turned ${turns} times while 2,000 watchers were answered`);
+});
+
+test('watchers that leave take their query and the store\'s waiter entry with them, for names that never existed', async (t) => {
+  const api = await listening(t);
+  const { index } = await get(`${api.base}/v1/health/service/nope-0`);
+  const clients = Array.from({ length: 300 }, (_, i) => {
+    const req = http.get(`${api.base}/v1/health/service/nope-${i}?index=${index}&wait=10m`, { agent: false });
+    req.on('error', () => {});
+    return req;
+  });
+  await until(() => api.api.waiting === 300);
+  assert.equal(api.store.waitedTopics, 300);
+  for (const c of clients) c.destroy();
+  await until(() => api.api.waiting === 0);
+  await until(() => api.store.waitedTopics === 0, 2000, 'no waiter entry left in the store');
+});
+
+test('50,000 waits on distinct names leave no entry in the store once aborted', () => {
+  const store = new MemoryStore({ startIndex: 100, now: () => 0, settleQuietMs: 0 });
+  const aborts = Array.from({ length: 50_000 }, (_, i) => {
+    const abort = new AbortController();
+    void store.waitForChange([topics.service(`nope-${i}`), topics.nodes], store.index, abort.signal);
+    return abort;
+  });
+  assert.equal(store.waitedTopics, 50_001);
+  for (const a of aborts) a.abort();
+  assert.equal(store.waitedTopics, 0);
+});
+
+test('requests differing only in index and wait share a key; any other parameter separates them', () => {
+  assert.equal(shareKey('/v1/health/service/web?index=5&wait=10s&passing'), shareKey('/v1/health/service/web?index=9&wait=1m&passing'));
+  assert.equal(shareKey('/v1/health/service/web?index=5'), shareKey('/v1/health/service/web?index=6'));
+  assert.notEqual(shareKey('/v1/health/service/web?index=5'), shareKey('/v1/health/service/web?index=5&pretty'));
+  assert.notEqual(shareKey('/v1/health/service/web?index=5&stale'), shareKey('/v1/health/service/web?index=5'));
+  assert.notEqual(shareKey('/v1/health/service/web?indexes=1'), shareKey('/v1/health/service/web?indexes=2'));
+  assert.notEqual(shareKey('/v1/health/service/web'), shareKey('/v1/health/service/db'));
 });
