@@ -92,8 +92,9 @@ export class Responder {
     if (!q) return reply(errorResponse(msg, RCODE.FORMERR, this.#ra));
     if (q.qclass !== QCLASS.IN && q.qclass !== QCLASS.ANY) return reply(errorResponse(msg, RCODE.REFUSED, this.#ra, q.end));
     if (q.edns && q.edns.version !== 0) return reply(this.#badVersion(msg, q));
-    const entry = transport === 'tcp' ? this.#entry(q, MAX_MESSAGE, false) : this.#udpEntry(q);
-    if (!entry.forward) return reply(patch(ResponseCache.next(entry), msg, q.end, this.#ednsSize(q)));
+    const ednsSize = this.#ednsSize(q);
+    const entry = transport === 'tcp' ? this.#entry(q, MAX_MESSAGE, false) : this.#udpEntry(q, ednsSize ?? CLASSIC_UDP_SIZE);
+    if (!entry.forward) return reply(patch(ResponseCache.next(entry), msg, q.end, ednsSize));
     if (relay) return this.#forward(msg, q, transport, reply);
     reply(errorResponse(msg, RCODE.REFUSED, this.#ra, q.end));
   }
@@ -104,10 +105,9 @@ export class Responder {
    * is served to every size it fits, the largest size (the cap, or 512 without EDNS) has
    * its own entry, and smaller ones take the size class at or below them.
    */
-  #udpEntry(q: ParsedQuestion): CachedAnswer {
+  #udpEntry(q: ParsedQuestion, limit: number): CachedAnswer {
     const top = q.edns ? this.#opts.udpMaxSize : CLASSIC_UDP_SIZE;
     const full = this.#entry(q, top, true);
-    const limit = this.#ednsSize(q) ?? CLASSIC_UDP_SIZE;
     if (limit === top || full.forward || (!full.truncated && full.largest <= limit)) return full;
     return this.#entry(q, sizeClass(limit), true);
   }

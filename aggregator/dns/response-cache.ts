@@ -141,7 +141,7 @@ function answerBytes(entry: CachedAnswer): number {
 interface NamedAnswers {
   answers: Map<number, CachedAnswer>;
   bytes: number;
-  /** The table's insertion count when this name was last put at the young end. */
+  /** The table's count of names added when this one was last put at the young end. */
   stamp: number;
 }
 
@@ -151,7 +151,8 @@ class NameTable {
   readonly #maxNames: number;
   readonly #maxBytes: number;
   #bytes = 0;
-  #stamp = 0;
+  /** Names added so far: only a new name ages the others, so hits alone move nothing. */
+  #added = 0;
 
   constructor(maxNames: number, maxBytes: number) {
     this.#maxNames = maxNames;
@@ -168,12 +169,13 @@ class NameTable {
     return this.#names.has(name);
   }
 
-  /** A hit in the older half moves the name to the young end. */
+  /** A hit on a name older than half the table moves it to the young end. */
   get(name: string): NamedAnswers | undefined {
     const named = this.#names.get(name);
-    if (named && this.#stamp - named.stamp > this.#names.size >> 1) {
+    if (named && this.#added - named.stamp > this.#names.size >> 1) {
       this.#names.delete(name);
-      this.#insert(name, named);
+      named.stamp = this.#added;
+      this.#names.set(name, named);
     }
     return named;
   }
@@ -188,7 +190,8 @@ class NameTable {
   }
 
   put(name: string, named: NamedAnswers): void {
-    this.#insert(name, named);
+    named.stamp = ++this.#added;
+    this.#names.set(name, named);
     this.#bytes += named.bytes;
     this.#evict();
   }
@@ -215,10 +218,5 @@ class NameTable {
       this.#names.delete(oldest);
       this.#bytes -= evicted.bytes;
     }
-  }
-
-  #insert(name: string, named: NamedAnswers): void {
-    named.stamp = ++this.#stamp;
-    this.#names.set(name, named);
   }
 }
