@@ -8,7 +8,7 @@ import { getJson, msUntil, runWeb } from './support/faults.js';
 import { clusterTarget, HostileProbe } from './support/hostile-probe.js';
 import { udpFlood } from './support/hostile-dns.js';
 import { scrapeMetrics } from './support/hostile-http.js';
-import { registeredPeer } from './support/hostile-peer.js';
+import { leave, registeredPeer } from './support/hostile-peer.js';
 import { instance } from '../support/services.js';
 
 const skip = await testbedSkipReason();
@@ -31,7 +31,7 @@ describe('fault: hostile DNS clients cannot grow the aggregator or slow its answ
   it('50,000 EDNS-size variants (70 names × 715 sizes): all answered, RSS bounded; DNS p99 < 50 ms, no agent cut', async (t) => {
     const names = Array.from({ length: 70 }, (_, i) => `v${i}`);
     const peer = await registeredPeer(cluster().httpPort, 'variants', names.map((name) => instance({ id: name, name })));
-    t.after(() => peer.ws.close());
+    t.after(() => leave(peer));
     await msUntil('70 names registered', async () => (await getJson<object>(cluster().httpPort, '/v1/catalog/services')).body.hasOwnProperty('v69'), performance.now(), 5000);
     const probe = await HostileProbe.start(t, target());
     // UDP sizes 512 .. 1226 (all at most --dns-udp-max, so each may change the answer) on every

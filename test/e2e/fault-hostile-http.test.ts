@@ -8,7 +8,7 @@ import { useCluster } from './support/cluster.js';
 import { getJson, msUntil, runWeb } from './support/faults.js';
 import { clusterTarget, HostileProbe, percentile } from './support/hostile-probe.js';
 import { HeldRequests, metricValue, NonReaders, scrapeMetrics, slowloris } from './support/hostile-http.js';
-import { registeredPeer } from './support/hostile-peer.js';
+import { leave, registeredPeer } from './support/hostile-peer.js';
 
 const skip = await testbedSkipReason();
 
@@ -64,7 +64,7 @@ describe('fault: hostile HTTP clients and a big host cannot stall the aggregator
       assert.equal(held.answered, WATCHERS, 'every held query answered');
       assert.ok(p99 <= WAKE_P99_MAX_MS, `wake-up p99 ${p99} ms ≤ ${WAKE_P99_MAX_MS} ms`);
     } finally {
-      peer.ws.close();
+      await leave(peer);
     }
   });
 

@@ -16,3 +16,9 @@ export async function registeredPeer(httpPort: number, node: string, services: S
   peer.send({ type: 'snapshot', node: { name: node, address: '10.1.1.1', meta: {} }, services });
   return peer;
 }
+
+/** Says goodbye (the node leaves at once, as a host shut down cleanly) and waits for the close. */
+export async function leave(peer: Peer): Promise<void> {
+  peer.send({ type: 'goodbye' });
+  await peer.closed;
+}
