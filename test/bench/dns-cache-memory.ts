@@ -9,13 +9,12 @@
  * are read after a full GC before and after it, with the responder still referenced.
  */
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { Packet } from 'dns2';
 import { MemoryStore } from '../../aggregator/memory-store.js';
-import { Responder } from '../../aggregator/dns/responder.js';
+import type { Responder } from '../../aggregator/dns/responder.js';
 import type { CacheStats } from '../../aggregator/dns/response-cache.js';
-import { makeZones } from '../../aggregator/dns/router.js';
 import { instance, nodeReg } from '../support/services.js';
+import { testResponder } from '../fixtures/dns/harness.js';
 import { buildQuery } from '../fixtures/dns/raw.js';
 import { mb, report, type Figure } from './support/report.js';
 
@@ -73,15 +72,7 @@ function usage(): Usage {
 }
 
 function run(store: MemoryStore, make: Scenario, count: number): { before: Usage; after: Usage; answered: number; ms: number; cache: CacheStats } {
-  const responder = new Responder({
-    query: store,
-    zones: makeZones('consul', [], 'dc1'),
-    serviceTtl: 0,
-    nodeTtl: 0,
-    recursor: undefined,
-    udpMaxSize: 1232,
-    logger: pino({ level: 'silent' }),
-  });
+  const responder = testResponder(store);
   live = undefined;
   let answered = 0;
   const reply = (): void => void answered++;

@@ -1,13 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packet } from 'dns2';
-import { pino } from 'pino';
 import { topics } from '../../aggregator/catalog.js';
 import { MemoryStore } from '../../aggregator/memory-store.js';
-import { Responder } from '../../aggregator/dns/responder.js';
+import type { Responder } from '../../aggregator/dns/responder.js';
 import { ResponseCache, defaultCacheLimits, type CacheLimits, type CachedAnswer } from '../../aggregator/dns/response-cache.js';
-import { makeZones } from '../../aggregator/dns/router.js';
 import { RCODE } from '../../aggregator/dns/wire.js';
+import { testResponder } from '../fixtures/dns/harness.js';
 import { buildQuery } from '../fixtures/dns/raw.js';
 import { instance, nodeReg } from '../support/services.js';
 
@@ -133,15 +132,7 @@ function responder(): Responder {
     if (n === 0) services.push(instance({ id: 'n0:small', name: 'small', address: '10.2.0.1' }));
     store.replaceNode(nodeReg(`n${n}`, `10.200.${n}.1`), services);
   }
-  return new Responder({
-    query: store,
-    zones: makeZones('consul', [], 'dc1'),
-    serviceTtl: 0,
-    nodeTtl: 0,
-    recursor: undefined,
-    udpMaxSize: 1232,
-    logger: pino({ level: 'silent' }),
-  });
+  return testResponder(store);
 }
 
 function ask(r: Responder, query: Buffer): Buffer {
