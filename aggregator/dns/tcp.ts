@@ -5,7 +5,12 @@ import type { Responder } from './responder.js';
 import { FramedReader, frame } from './tcp-framing.js';
 
 export interface TcpLimits {
-  /** Connections open at once; more are closed as they arrive. */
+  /**
+   * Connections open at once. One more takes the place of the connection idle the
+   * longest (RFC 7766 §6.2.3: a server reclaims idle connections), or is closed as it
+   * arrives when every connection has a query under way; so clients that send a query
+   * now and then cannot keep the slots from everyone else.
+   */
   maxConnections: number;
   /** A connection with no traffic for this long is closed (RFC 7766 §6.2.3). */
   idleMs: number;
@@ -43,28 +48,46 @@ export interface TcpListener {
  * queries; while its answers wait unread, its queries are not read either.
  */
 export async function listenTcp(responder: Responder, host: string, port: number, limits: TcpLimits, logger: Logger): Promise<TcpListener> {
-  const open = new Set<Socket>();
+  const open = new Map<Socket, Connection>();
   const server = createServer({ allowHalfOpen: true }, (socket) => {
-    open.add(socket);
+    if (open.size >= limits.maxConnections && !closeIdlest(open.values())) return socket.destroy();
+    open.set(socket, serveConnection(socket, responder, limits));
     socket.on('close', () => open.delete(socket));
-    serveConnection(socket, responder, limits);
   });
-  server.maxConnections = limits.maxConnections;
   await bound(server, (ready) => server.listen(port, host, ready), (err) => logger.warn({ err }, 'dns: tcp server error'));
   return {
     port: (server.address() as AddressInfo).port,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
-        for (const socket of open) socket.destroy();
+        for (const socket of open.keys()) socket.destroy();
       }),
   };
 }
 
-function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits): void {
+interface Connection {
+  /** performance.now() when it last received or answered anything; undefined while a query is under way. */
+  idleSince(): number | undefined;
+  close(): void;
+}
+
+/** Closes the connection idle the longest, if any is idle; says whether one was. */
+function closeIdlest(connections: Iterable<Connection>): boolean {
+  let idlest: Connection | undefined;
+  let since = Infinity;
+  for (const c of connections) {
+    const at = c.idleSince();
+    if (at !== undefined && at < since) [idlest, since] = [c, at];
+  }
+  idlest?.close();
+  return idlest !== undefined;
+}
+
+function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits): Connection {
   let inFlight = 0;
   let peerEnded = false;
   let messageTimer: NodeJS.Timeout | undefined;
+  let lastActive = performance.now();
   const close = (): void => {
     clearTimeout(messageTimer);
     reader.stop();
@@ -75,6 +98,7 @@ function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits
   };
   const reply = (response: Buffer): void => {
     inFlight--;
+    lastActive = performance.now();
     if (socket.destroyed) return;
     const flowing = socket.write(frame(response));
     if (socket.writableLength > limits.maxBacklogBytes) return close();
@@ -99,6 +123,7 @@ function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits
   socket.setNoDelay(true);
   socket.setTimeout(limits.idleMs, close);
   socket.on('data', (chunk: Buffer) => {
+    lastActive = performance.now();
     reader.push(chunk);
     if (!reader.partial) {
       clearTimeout(messageTimer);
@@ -115,4 +140,5 @@ function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits
   });
   socket.on('error', close);
   socket.on('close', () => clearTimeout(messageTimer));
+  return { idleSince: () => (inFlight > 0 || reader.partial ? undefined : lastActive), close };
 }

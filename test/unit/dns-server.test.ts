@@ -324,6 +324,30 @@ describe('bounded whatever clients ask', () => {
     }
   });
 
+  test('at the TCP connection limit a new client takes the place of the one idle the longest; one mid-message is kept', async () => {
+    const limited = await startTestDns({ tcp: { maxConnections: 3 } });
+    try {
+      const held = [];
+      for (let i = 0; i < 3; i++) {
+        const socket = connect({ host: '127.0.0.1', port: limited.port }).on('error', () => undefined);
+        const closed = new Promise<boolean>((resolve) => socket.on('close', () => resolve(true)));
+        await new Promise((resolve) => socket.once('connect', resolve));
+        await new Promise((r) => setTimeout(r, 20));
+        held.push({ socket, closed });
+      }
+      // The oldest has sent the first byte of a length prefix: a query under way.
+      held[0]!.socket.write(Buffer.from([0]));
+      await new Promise((r) => setTimeout(r, 50));
+      const newcomer = await tcpExchange(limited.port, [framed(buildQuery('web.service.consul', Packet.TYPE.A))], { end: true });
+      assert.equal(unframe(newcomer.data).length, 1, 'the newcomer is answered');
+      const within = (p: Promise<boolean>): Promise<boolean> => Promise.race([p, new Promise<boolean>((r) => setTimeout(() => r(false), 500))]);
+      assert.deepEqual(await Promise.all(held.map((h) => within(h.closed))), [false, true, false], 'the second (idle longest) was closed');
+      for (const h of held) h.socket.destroy();
+    } finally {
+      await limited.server.close();
+    }
+  });
+
   test('a TCP client that never reads its answers is dropped; others are still answered', async () => {
     const limited = await startTestDns({ tcp: { idleMs: 500, maxBacklogBytes: 64 << 10 } });
     try {
