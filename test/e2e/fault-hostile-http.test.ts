@@ -58,9 +58,10 @@ describe('fault: hostile HTTP clients and a big host cannot stall the aggregator
       const p99 = Math.round(percentile(wakeMs, 99));
       t.diagnostic(`${held.answered}/${WATCHERS} woken: p50 ${p50} ms, p99 ${p99} ms, max ${Math.round(Math.max(...wakeMs))} ms`);
       held.close();
-      // Bound: each held query is a socket and a request (a few kB); the answer is rendered once
-      // and shared. 5,000 × 8 kB = 40 MB; unfixed each watcher rendered its own (+77 MB).
-      await probe.assertHealthy({ rssGrowthMaxMb: 40, diagnostic: (s) => t.diagnostic(s) });
+      // Bound: a held query is a socket and a request; bare node:http holding 5,000 of them grew
+      // its RSS by 63-64 MB on the 2-core test machine (~13 kB each). The answer, rendered once
+      // and shared, adds little: 90 MB.
+      await probe.assertHealthy({ rssGrowthMaxMb: 90, diagnostic: (s) => t.diagnostic(s) });
       assert.equal(held.answered, WATCHERS, 'every held query answered');
       assert.ok(p99 <= WAKE_P99_MAX_MS, `wake-up p99 ${p99} ms ≤ ${WAKE_P99_MAX_MS} ms`);
     } finally {
