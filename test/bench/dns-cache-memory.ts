@@ -2,7 +2,8 @@
  * DNS response-cache memory under hostile query mixes, in-process (no sockets: the
  * responder is driven directly, so what grows is the cache, not socket buffers).
  *
- *   node --expose-gc --import tsx test/bench/dns-cache-memory.ts [--queries 50000]
+ *   npm run bench:dns-cache-memory -- [--smoke] [--queries 50000]
+ *   (= node --expose-gc --import tsx test/bench/dns-cache-memory.ts …)
  *
  * Each scenario gets a fresh responder over the same catalog (70 services of 30 instances,
  * so SRV and A answers are truncated at every UDP size); the heap, external memory and RSS
@@ -18,8 +19,9 @@ import { testResponder } from '../fixtures/dns/harness.js';
 import { buildQuery } from '../fixtures/dns/raw.js';
 import { mb, report, type Figure } from './support/report.js';
 
-const { values } = parseArgs({ options: { queries: { type: 'string', default: '50000' } } });
-const QUERIES = Number(values.queries);
+const { values } = parseArgs({ options: { queries: { type: 'string' }, smoke: { type: 'boolean', default: false } } });
+const { smoke } = values;
+const QUERIES = Number(values.queries ?? (smoke ? 2000 : 50_000));
 const SERVICES = 70;
 const INSTANCES = 30;
 
@@ -88,7 +90,7 @@ const store = catalog();
 const results: Record<string, unknown> = {};
 const figures: Figure[] = [];
 for (const [label, make] of Object.entries(scenarios)) {
-  const count = label.includes('65,536') ? 65_536 : QUERIES;
+  const count = label.includes('65,536') && !smoke ? 65_536 : QUERIES;
   const r = run(store, make, count);
   results[label] = { count, ...r };
   const grew = (k: keyof Usage): string => mb(r.after[k] - r.before[k]);
@@ -99,6 +101,6 @@ for (const [label, make] of Object.entries(scenarios)) {
   });
   if (r.answered !== count) throw new Error(`${label}: ${r.answered} of ${count} answered`);
 }
-await report('dns-cache-memory', 'DNS response cache: memory under hostile query mixes', figures, { results }, [
+await report('dns-cache-memory', `bench:dns-cache-memory DNS response cache under hostile query mixes${smoke ? ' [smoke]' : ''}`, figures, { results }, [
   'in-process: queries are handed to the responder directly; heap and external measured after a full GC',
 ]);

@@ -13,8 +13,8 @@ const skipTestbed = await testbedSkipReason();
  * benchmarks keep working: it must exit 0, print its summary table and write its JSON.
  * The figures of a smoke run are not judged: they are too small to mean anything.
  */
-async function smoke(name: string, title: string): Promise<void> {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', `test/bench/${name}.ts`, '--smoke'], { timeout: 240_000, maxBuffer: 1 << 24 });
+async function smoke(name: string, title: string, nodeArgs: string[] = []): Promise<void> {
+  const { stdout } = await run(process.execPath, [...nodeArgs, '--import', 'tsx', `test/bench/${name}.ts`, '--smoke'], { timeout: 240_000, maxBuffer: 1 << 24 });
   assert.match(stdout, new RegExp(`== ${title} .*\\[smoke\\] ==`));
   assert.match(stdout, /^figure\s+\| measured\s+\| goal$/m);
   const json = JSON.parse(await readFile(`test/artifacts/bench-${name}.json`, 'utf8')) as { benchmark: string; figures: Array<{ label: string; value: string }> };
@@ -26,6 +26,9 @@ async function smoke(name: string, title: string): Promise<void> {
 describe('benchmarks, smoke mode', () => {
   it('bench:dns', () => smoke('dns', 'bench:dns'));
   it('bench:fleet', () => smoke('fleet', 'bench:fleet'));
+  it('bench:dns-cache-memory', () => smoke('dns-cache-memory', 'bench:dns-cache-memory', ['--expose-gc']));
+  it('bench:watchers', () => smoke('watchers', 'bench:watchers'));
+  it('bench:event-streams', () => smoke('event-streams', 'bench:event-streams'));
   it('bench:reconnect-storm', () => smoke('reconnect-storm', 'bench:reconnect-storm'));
   it('bench:propagation', { skip: skipTestbed }, () => smoke('propagation', 'bench:propagation'));
   it('bench:agent', { skip: skipTestbed }, () => smoke('agent', 'bench:agent'));
