@@ -105,8 +105,16 @@ export interface NodeRegistration extends NodeInfo {
 }
 
 export interface CatalogStore extends CatalogQuery {
-  /** Replaces the node and all its services (a snapshot); unchanged instances keep their indexes. */
-  replaceNode(node: NodeRegistration, services: readonly ServiceInstance[]): void;
+  /**
+   * Replaces the node and all its services (a snapshot); unchanged instances keep their indexes.
+   * `connected`, when given, sets the agent's connection state in the same change.
+   */
+  replaceNode(node: NodeRegistration, services: readonly ServiceInstance[], connected?: boolean): void;
+  /**
+   * Does ahead the per-instance work a later replaceNode or updateServices with these same
+   * objects needs, so a message sent in parts spreads it over the parts' turns.
+   */
+  prepare(services: readonly ServiceInstance[]): void;
   /** Applies a delta to a known node. */
   updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): void;
   /** Marks the node's agent connected (serfHealth passing) or not (critical). */
