@@ -36,6 +36,16 @@ const PAUSE_LOG_MS = 1000;
  */
 const MAX_PARTS_BYTES = 32 * 1024 * 1024;
 
+/**
+ * Most connections that have not said hello yet: each costs ~17 kB until its hello timeout
+ * (2,000 cost 34 MB). An agent says hello at once, so only a flood reaches this; past it an
+ * upgrade is refused with HTTP 503 before any WebSocket exists, and the agent retries.
+ */
+export const MAX_AWAITING_HELLO = 256;
+
+/** A flood of refusals is logged once per this period, with a count, not a line each. */
+const FLOOD_LOG_MS = 5000;
+
 /** Counters read by the metrics endpoint; plain numbers so the hot path stays cheap. */
 export interface LinkStats {
   /** Valid messages by type. */
@@ -73,6 +83,9 @@ export class AgentLink {
   readonly #silenceCheck: NodeJS.Timeout;
   readonly #clock: AwakeClock;
   readonly #tokenDigest: Buffer | undefined;
+  #awaitingHello = 0;
+  readonly #busyRefusals: FloodLog;
+  readonly #helloTimeouts: FloodLog;
   readonly stats: LinkStats = { messages: new Map(), rejections: new Map() };
 
   constructor(opts: AgentLinkOptions) {
@@ -83,6 +96,8 @@ export class AgentLink {
     // way timers, DNS and other agents' pongs get in between.
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, allowSynchronousEvents: false });
     this.#tokenDigest = opts.token ? digest(opts.token) : undefined;
+    this.#busyRefusals = new FloodLog(this.#log, `agent connection refused: ${MAX_AWAITING_HELLO} connections already waiting to say hello`);
+    this.#helloTimeouts = new FloodLog(this.#log, 'agent connection refused: no hello received in time');
     this.#heartbeat = setInterval(() => this.#ping(), opts.heartbeatMs);
     this.#heartbeat.unref();
     // Checked more often than pinged: a node turns critical soon after suspectAfter of silence,
@@ -102,6 +117,12 @@ export class AgentLink {
       socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nmissing or wrong agent token\n');
       return true;
     }
+    if (this.#awaitingHello >= MAX_AWAITING_HELLO) {
+      bump(this.stats.rejections, CloseCode.tryAgainLater);
+      this.#busyRefusals.add(normalizeAddress(req.socket.remoteAddress ?? ''));
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\ntoo many agent connections waiting to say hello; try again later\n');
+      return true;
+    }
     this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req));
     return true;
   }
@@ -110,6 +131,8 @@ export class AgentLink {
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
     clearInterval(this.#silenceCheck);
+    this.#busyRefusals.close();
+    this.#helloTimeouts.close();
     for (const t of this.#reapTimers.values()) clearTimeout(t);
     this.#reapTimers.clear();
     for (const s of this.#sessions) s.ws.close(CloseCode.goingAway, 'aggregator shutting down');
@@ -138,6 +161,7 @@ export class AgentLink {
       parts: new MessageParts(MAX_PARTS_BYTES),
     };
     this.#sessions.add(session);
+    this.#awaitingHello++;
     // ws closes a frame over maxPayload itself, with 1009 and no reason: count and log it as
     // any refusal, and give the reason.
     const close = ws.close.bind(ws);
@@ -163,6 +187,7 @@ export class AgentLink {
     ws.on('error', (err) => this.#log.warn({ remote: session.remote, node: session.hello?.node, err: err.message }, 'agent connection error'));
     ws.on('close', (code, reason) => {
       clearTimeout(helloTimer);
+      if (!session.hello) this.#awaitingHello--;
       this.#sessions.delete(session);
       this.#onClosed(session, code, reason.toString());
     });
@@ -183,6 +208,7 @@ export class AgentLink {
     if (!session.hello) {
       if (m.type !== 'hello') return this.#refuse(session, CloseCode.invalidMessage, `expected hello, got ${m.type}`);
       clearTimeout(helloTimer);
+      this.#awaitingHello--;
       return this.#onHello(session, m);
     }
     switch (m.type) {
@@ -369,9 +395,45 @@ export class AgentLink {
     if (session.closing) return;
     session.closing = true;
     bump(this.stats.rejections, code);
-    const engine = session.hello?.engineId;
-    this.#log.warn({ remote: session.remote, node: session.hello?.node, ...(engine ? { engine } : {}), code, reason: clipForLog(reason) }, 'agent connection refused');
+    // 2,000 silent connections wrote 346 KB of identical lines.
+    if (code === CloseCode.helloTimeout) this.#helloTimeouts.add(session.remote);
+    else {
+      const engine = session.hello?.engineId;
+      this.#log.warn({ remote: session.remote, node: session.hello?.node, ...(engine ? { engine } : {}), code, reason: clipForLog(reason) }, 'agent connection refused');
+    }
     close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
+  }
+}
+
+/**
+ * A warning a flood would repeat: the first is logged at once, the rest of each FLOOD_LOG_MS
+ * period as one line with their count and the last remote address.
+ */
+class FloodLog {
+  #count = 0;
+  #lastRemote = '';
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly log: Logger, private readonly msg: string) {}
+
+  add(remote: string): void {
+    this.#count++;
+    this.#lastRemote = remote;
+    if (!this.#timer) this.#flush();
+  }
+
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #flush(): void {
+    this.#timer = undefined;
+    if (this.#count === 0) return;
+    this.log.warn({ count: this.#count, remote: this.#lastRemote, periodMs: FLOOD_LOG_MS }, this.msg);
+    this.#count = 0;
+    this.#timer = setTimeout(() => this.#flush(), FLOOD_LOG_MS);
+    this.#timer.unref();
   }
 }
 

@@ -26,6 +26,11 @@ export const CloseCode = {
    * name). The agent retries slowly; the name is free again once the holder's connection is gone.
    */
   nodeConflict: 4009,
+  /**
+   * Too many connections are waiting to say hello; counts the upgrades refused with HTTP 503
+   * before any WebSocket exists (RFC 6455's "Try Again Later").
+   */
+  tryAgainLater: 1013,
   /** The aggregator failed to apply a valid message (its own fault, logged there). */
   internalError: 1011,
 } as const;

@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 import { once } from 'node:events';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
-import { AgentLink, type AgentLinkOptions } from '../../aggregator/agent-link.js';
+import { AgentLink, MAX_AWAITING_HELLO, type AgentLinkOptions } from '../../aggregator/agent-link.js';
 import { MemoryStore } from '../../aggregator/memory-store.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
@@ -291,22 +291,43 @@ test('a 900 KB string, a 1 MB meta key and 100,000-deep nesting are refused with
   assert.equal(store.node('meta'), undefined);
 });
 
-test('2,000 WebSockets that never say hello are closed with 4008 at the hello timeout; a registered agent is not harmed', async (t) => {
-  const { store, link, url } = await startLink(t, { helloTimeoutMs: 1500, heartbeatMs: 100, suspectAfterMs: 1000, reapAfterMs: 10_000 });
+test(`2,000 WebSockets that never say hello: ${MAX_AWAITING_HELLO} wait and are closed with 4008 at the hello timeout, the rest refused at once with HTTP 503, all counted, a few log lines; a registered agent is not harmed, a new one registers after`, async (t) => {
+  const log = capturedLogger();
+  // Long enough that all 2,000 have tried before the first slots free up.
+  const { store, link, url } = await startLink(t, { helloTimeoutMs: 5000, heartbeatMs: 100, suspectAfterMs: 1000, reapAfterMs: 10_000, logger: log.logger });
   const good = await registered(url, 'good');
   await until(() => store.node('good')?.connected);
   const codes: number[] = [];
+  const statuses: number[] = [];
   const mute = Array.from({ length: 2000 }, () => {
     const ws = new WebSocket(url);
     ws.on('error', () => {});
+    ws.on('unexpected-response', (_req, res) => {
+      statuses.push(res.statusCode ?? 0);
+      res.resume();
+      ws.terminate();
+    });
     ws.on('close', (code) => codes.push(code));
     return ws;
   });
   t.after(() => mute.forEach((ws) => ws.terminate()));
+  await until(() => statuses.length === mute.length - MAX_AWAITING_HELLO, 4000, () => `${statuses.length} refused`);
+  assert.equal(codes.length, statuses.length, 'the waiting ones are still open');
   await until(() => codes.length === mute.length, 15_000, () => `${codes.length} of ${mute.length} closed`);
-  assert.ok(codes.every((c) => c === CloseCode.helloTimeout), `close codes ${[...new Set(codes)].join(', ')}`);
-  assert.equal(link.stats.rejections.get(CloseCode.helloTimeout), mute.length);
+  const timedOut = codes.filter((c) => c === CloseCode.helloTimeout).length;
+  assert.equal(timedOut, MAX_AWAITING_HELLO);
+  assert.equal(statuses.length, mute.length - MAX_AWAITING_HELLO);
+  assert.ok(statuses.every((s) => s === 503), `statuses ${[...new Set(statuses)].join(', ')}`);
+  assert.equal(link.stats.rejections.get(CloseCode.helloTimeout), MAX_AWAITING_HELLO);
+  assert.equal(link.stats.rejections.get(CloseCode.tryAgainLater), mute.length - MAX_AWAITING_HELLO);
+  const refusals = () => log.parsed().filter((l) => String(l.msg).startsWith('agent connection refused'));
+  const counted = (what: string) => refusals().filter((l) => String(l.msg).includes(what)).reduce((n, l) => n + (l.count as number), 0);
+  // The last period's count is logged when the period ends.
+  await until(() => counted('no hello') === MAX_AWAITING_HELLO && counted('waiting to say hello') === mute.length - MAX_AWAITING_HELLO, 12_000, () => JSON.stringify(refusals()));
+  assert.ok(refusals().length <= 6, `${refusals().length} log lines for ${mute.length} refusals`);
   assert.equal(store.node('good')?.connected, true);
   assert.equal(good.ws.readyState, WebSocket.OPEN);
   assert.equal(link.connectedAgents, 1);
+  await registered(url, 'late');
+  await until(() => store.node('late')?.connected);
 });
