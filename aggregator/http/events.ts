@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import type { ChangeEvent, InstanceView, NodeView, Topic } from '../catalog.js';
 import { errors } from './errors.js';
 import { DEFAULT_MAX_STREAMS } from './server-limits.js';
-import { SseWriter, type DropReason } from './sse-writer.js';
+import { SseWriter, WriteRounds, type DropReason } from './sse-writer.js';
 import { healthEntryJson, nodeJson, type HealthEntryJson, type NodeJson } from './consul-json.js';
 import type { ApiContext } from './endpoint.js';
 
@@ -58,9 +58,18 @@ export class EventHub {
   readonly #heartbeatMs: number;
   readonly #maxStreams: number;
   readonly #clients = new Map<ServerResponse, Client>();
+  /** Every stream's writes share the loop in one fair round. */
+  readonly #rounds = new WriteRounds();
   readonly #dropped = new Map<DropReason, number>();
   #unsubscribe: (() => void) | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  /**
+   * Entries' text, shared by the streams writing their catalog: streams opening together
+   * render each instance once, not once each. A view is an immutable snapshot (replaced when
+   * its entry changes), so its text stays right; released when no stream is in its catalog,
+   * so it holds at most one catalog's text.
+   */
+  #entryText: WeakMap<InstanceView, string> | undefined;
 
   constructor(ctx: ApiContext, opts: EventHubOptions = {}) {
     this.#ctx = ctx;
@@ -88,7 +97,7 @@ export class EventHub {
       // nginx buffers responses unless told not to.
       'X-Accel-Buffering': 'no',
     });
-    const writer = new SseWriter(res, MAX_QUEUED_BYTES, (reason, queuedBytes) => {
+    const writer = new SseWriter(res, this.#rounds, MAX_QUEUED_BYTES, (reason, queuedBytes) => {
       this.#dropped.set(reason, (this.#dropped.get(reason) ?? 0) + 1);
       reply.log.warn({ client: res.socket?.remoteAddress, reason, queuedBytes }, 'event stream dropped: its client is not reading');
     });
@@ -112,7 +121,20 @@ export class EventHub {
 
   #detach(res: ServerResponse): void {
     this.#clients.delete(res);
+    this.#releaseEntryText();
     if (this.#clients.size === 0) this.#stop();
+  }
+
+  #entryJson(inst: InstanceView): string {
+    const cache = (this.#entryText ??= new WeakMap());
+    let text = cache.get(inst);
+    if (text === undefined) cache.set(inst, (text = JSON.stringify(eventEntryJson(inst, this.#ctx.datacenter))));
+    return text;
+  }
+
+  #releaseEntryText(): void {
+    for (const client of this.#clients.values()) if (client.missed) return;
+    this.#entryText = undefined;
   }
 
   #start(): void {
@@ -169,7 +191,7 @@ export class EventHub {
       // Gone since the stream began: the catch-up frame removes it.
       if (instances.length === 0) continue;
       yield `${first ? '' : ','}${JSON.stringify(name.toLowerCase())}:[`;
-      yield* joined(instances, (i) => JSON.stringify(eventEntryJson(i, datacenter)));
+      yield* joined(instances, (i) => this.#entryJson(i));
       yield ']';
       first = false;
     }
@@ -180,6 +202,7 @@ export class EventHub {
   *#catchUp(client: Client): Generator<string> {
     const missed = client.missed;
     client.missed = undefined;
+    this.#releaseEntryText();
     if (!missed?.size) return;
     const index = this.#ctx.query.index;
     yield frame('change', index, this.#delta({ index, topics: [...missed] }));

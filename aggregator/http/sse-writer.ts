@@ -1,8 +1,10 @@
 import type { ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 
 /**
- * One client's Server-Sent Events connection. Output is written in pieces only as fast as the
- * socket drains (`write()` false → wait for 'drain'), so what the aggregator holds for a client
+ * One client's Server-Sent Events connection. Output is written in pieces, one per turn in a
+ * round shared with every other stream (WriteRounds), and only as fast as the socket drains
+ * (`write()` false → wait for 'drain'), so what the aggregator holds for a client
  * is one piece in the socket plus the frames queued behind it, and the frames are the strings
  * every stream shares, not a copy each. A client that falls behind by more than
  * `maxQueuedBytes` of frames, or whose socket takes nothing between two stall checks, is
@@ -11,6 +13,49 @@ import type { ServerResponse } from 'node:http';
 
 /** Characters per socket write: large enough to batch small pieces, small enough that a copy is cheap. */
 const PIECE_CHARS = 32 * 1024;
+/**
+ * Time one event-loop turn may spend writing streams before DNS and HTTP get theirs. On
+ * loopback the kernel takes megabytes before `write()` says full, so without a bound each
+ * new stream would render that much of the catalog in one synchronous pass.
+ */
+const TURN_MS = 4;
+
+/**
+ * The streams that have something to write and room to write it, served a piece each in
+ * turn, for at most TURN_MS per event-loop turn: many streams opening at once share the
+ * loop with each other and with everything else, none finishing its catalog first.
+ */
+export class WriteRounds {
+  readonly #waiting: SseWriter[] = [];
+  readonly #queued = new Set<SseWriter>();
+  #scheduled = false;
+
+  /** Gives `writer` a turn in the coming rounds; it stays in them while `step()` returns true. */
+  add(writer: SseWriter): void {
+    if (this.#queued.has(writer)) return;
+    this.#queued.add(writer);
+    this.#waiting.push(writer);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#waiting.length === 0) return;
+    this.#scheduled = true;
+    // setImmediate, not a microtask: the poll phase (sockets, DNS) runs between two turns.
+    setImmediate(() => this.#turn());
+  }
+
+  #turn(): void {
+    this.#scheduled = false;
+    const end = performance.now() + TURN_MS;
+    do {
+      const writer = this.#waiting.shift()!;
+      if (writer.step()) this.#waiting.push(writer);
+      else this.#queued.delete(writer);
+    } while (this.#waiting.length > 0 && performance.now() < end);
+    this.#schedule();
+  }
+}
 
 export type DropReason = 'behind' | 'stalled';
 
@@ -21,6 +66,7 @@ interface Queued {
 
 export class SseWriter {
   readonly #res: ServerResponse;
+  readonly #rounds: WriteRounds;
   readonly #maxQueuedBytes: number;
   readonly #onDrop: (reason: DropReason, queuedBytes: number) => void;
   readonly #queue: Queued[] = [];
@@ -30,14 +76,15 @@ export class SseWriter {
   /** Set by a stall check that found the socket full, cleared by the next 'drain'. */
   #stallSeen = false;
 
-  constructor(res: ServerResponse, maxQueuedBytes: number, onDrop: (reason: DropReason, queuedBytes: number) => void) {
+  constructor(res: ServerResponse, rounds: WriteRounds, maxQueuedBytes: number, onDrop: (reason: DropReason, queuedBytes: number) => void) {
     this.#res = res;
+    this.#rounds = rounds;
     this.#maxQueuedBytes = maxQueuedBytes;
     this.#onDrop = onDrop;
     res.on('drain', () => {
       this.#waitingForDrain = false;
       this.#stallSeen = false;
-      this.#pump();
+      rounds.add(this);
     });
   }
 
@@ -58,7 +105,7 @@ export class SseWriter {
     }
     this.#queue.push({ pieces, bytes });
     this.#queuedBytes += bytes;
-    if (!this.#waitingForDrain) this.#pump();
+    if (!this.#waitingForDrain) this.#rounds.add(this);
   }
 
   /** A socket still full since the previous check has taken nothing for a whole interval. */
@@ -68,22 +115,19 @@ export class SseWriter {
     else this.#stallSeen = true;
   }
 
-  #pump(): void {
-    while (!this.#closed()) {
-      if (!this.#current) {
-        const next = this.#queue.shift();
-        if (!next) return;
-        this.#queuedBytes -= next.bytes;
-        this.#current = batched(next.pieces)[Symbol.iterator]();
-      }
-      const piece = this.#current.next();
-      if (piece.done) {
-        this.#current = undefined;
-      } else if (!this.#res.write(piece.value)) {
-        this.#waitingForDrain = true;
-        return;
-      }
+  /** Writes one piece; true while there is more to write and the socket has room for it. */
+  step(): boolean {
+    if (this.#closed() || this.#waitingForDrain) return false;
+    if (!this.#current) {
+      const next = this.#queue.shift();
+      if (!next) return false;
+      this.#queuedBytes -= next.bytes;
+      this.#current = batched(next.pieces)[Symbol.iterator]();
     }
+    const piece = this.#current.next();
+    if (piece.done) this.#current = undefined;
+    else if (!this.#res.write(piece.value)) this.#waitingForDrain = true;
+    return !this.#waitingForDrain && !this.idle;
   }
 
   #drop(reason: DropReason): void {
