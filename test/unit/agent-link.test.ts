@@ -9,6 +9,7 @@ import { MemoryStore } from '../../aggregator/memory-store.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
 import { Uplink } from '../../agent/uplink.js';
+import { snapshotFrames } from '../../agent/frame-split.js';
 import { instance } from '../support/services.js';
 import { connect, hello, registered, snapshot } from '../support/agent-peer.js';
 import { until } from '../support/until.js';
@@ -289,6 +290,33 @@ test('a 900 KB string, a 1 MB meta key and 100,000-deep nesting are refused with
   const longest = Math.max(...log.lines.map((l) => l.length));
   assert.ok(longest < 1024, `a log line of ${longest} characters`);
   assert.equal(store.node('meta'), undefined);
+});
+
+test('a snapshot sent in parts is read one part a turn, its hashing done as each part arrives; applied whole', async (t) => {
+  const { store, url } = await startLink(t);
+  const services = Array.from({ length: 600 }, (_, i) => instance({ id: `big:s${i}`, name: `s${i}`, meta: { pad: 'x'.repeat(200) } }));
+  const { frames } = snapshotFrames({ type: 'snapshot', node: { name: 'big', address: '10.1.1.1', meta: {} }, services }, 16 * 1024);
+  assert.ok(frames.length >= 8, `${frames.length} frames`);
+  // A turn of the event loop is counted by a chain of immediates; prepare() records the turn it ran in.
+  let turn = 0;
+  let counting = true;
+  const tick = (): void => void (counting && (turn++, setImmediate(tick)));
+  const turns: number[] = [];
+  const prepare = store.prepare.bind(store);
+  store.prepare = (s) => (turns.push(turn), prepare(s));
+  const peer = await connect(url);
+  peer.send(hello('big'));
+  await until(() => peer.inbox.length > 0);
+  const seen = new Set<number>();
+  store.onChange(() => seen.add(store.nodeInstances('big').length));
+  tick();
+  // All parts written at once: they arrive together, as a fast agent's do.
+  for (const f of frames) peer.ws.send(f);
+  await until(() => store.nodeInstances('big').length === services.length);
+  counting = false;
+  assert.equal(turns.length, frames.length);
+  assert.equal(new Set(turns).size, frames.length, `parts handled in turns ${turns.join(', ')}`);
+  assert.deepEqual([...seen], [services.length], 'one change, with every service');
 });
 
 test(`2,000 WebSockets that never say hello: ${MAX_AWAITING_HELLO} wait and are closed with 4008 at the hello timeout, the rest refused at once with HTTP 503, all counted, a few log lines; a registered agent is not harmed, a new one registers after`, async (t) => {

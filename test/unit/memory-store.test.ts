@@ -81,6 +81,58 @@ test('disconnect turns serfHealth critical for every instance of the node', () =
   assert.equal(store.instances('web')[0]!.status, 'passing');
 });
 
+test('a snapshot of a reconnecting node, applied with its connection state: one change, every instance passing again, check views kept', () => {
+  const store = clockStore();
+  const services = [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db', checks: [{ id: 'http', name: 'HTTP', type: 'http', status: 'passing', output: '' }] })];
+  store.replaceNode(nodeReg('a'), services);
+  store.setConnected('a', false);
+  const checks = ['web', 'db'].map((n) => store.instances(n)[0]!.checks);
+  const changes: number[] = [];
+  store.onChange((c) => changes.push(c.index));
+  store.replaceNode(nodeReg('a'), structuredClone(services), true);
+  assert.equal(changes.length, 1);
+  assert.equal(store.node('a')?.serfHealth.status, 'passing');
+  ['web', 'db'].forEach((n, i) => {
+    const view = store.instances(n)[0]!;
+    assert.equal(view.status, 'passing');
+    assert.equal(view.node, store.node('a'));
+    assert.equal(view.checks, checks[i], 'only the node changed: its check views are reused');
+  });
+});
+
+test('a re-sent snapshot of a connected node, applied with its connection state, touches nothing: no change, the same view objects', () => {
+  const store = clockStore();
+  const services = [instance({ id: 'a:web:80', name: 'web' })];
+  store.replaceNode(nodeReg('a'), services, true);
+  const [index, view] = [store.index, store.instances('web')[0]];
+  let changes = 0;
+  store.onChange(() => changes++);
+  store.replaceNode(nodeReg('a'), structuredClone(services), true);
+  assert.equal(changes, 0);
+  assert.equal(store.index, index);
+  assert.equal(store.instances('web')[0], view);
+});
+
+test('prepare() does the hashing ahead: applying prepared instances hashes none of them again, unprepared ones once each', () => {
+  let hashed = 0;
+  /** Instances whose meta counts each time it is serialized (what the change detection hashes). */
+  const counted = (node: string) =>
+    Array.from({ length: 50 }, (_, i) => {
+      const meta = { n: String(i) };
+      Object.defineProperty(meta, 'toJSON', { value: () => (hashed++, { n: String(i) }) });
+      return instance({ id: `${node}:s${i}`, name: `s${i}`, meta });
+    });
+  const store = clockStore();
+  const prepared = counted('a');
+  store.prepare(prepared);
+  assert.equal(hashed, 50);
+  store.replaceNode(nodeReg('a'), prepared, true);
+  assert.equal(hashed, 50, 'the last part only compares');
+  assert.equal(store.nodeInstances('a').length, 50);
+  store.replaceNode(nodeReg('b'), counted('b'), true);
+  assert.equal(hashed, 100);
+});
+
 test('several checks get numbered CheckIDs and worst status wins', () => {
   const store = clockStore();
   store.replaceNode(nodeReg('a'), [
