@@ -12,25 +12,27 @@ import { performance } from 'node:perf_hooks';
  */
 
 /** Characters per socket write: large enough to batch small pieces, small enough that a copy is cheap. */
-const PIECE_CHARS = 32 * 1024;
+export const PIECE_CHARS = 32 * 1024;
 /**
- * Time one event-loop turn may spend writing streams before DNS and HTTP get theirs. On
- * loopback the kernel takes megabytes before `write()` says full, so without a bound each
- * new stream would render that much of the catalog in one synchronous pass.
+ * What one event-loop turn may spend writing streams before DNS and HTTP get theirs: this
+ * long or this many characters, whichever comes first. On loopback the kernel takes
+ * megabytes before `write()` says full, so without a bound each new stream would render
+ * that much of the catalog in one synchronous pass.
  */
 const TURN_MS = 4;
+export const TURN_CHARS = 256 * 1024;
 
 /**
  * The streams that have something to write and room to write it, served a piece each in
- * turn, for at most TURN_MS per event-loop turn: many streams opening at once share the
- * loop with each other and with everything else, none finishing its catalog first.
+ * turn, for at most TURN_MS or TURN_CHARS per event-loop turn: many streams opening at once
+ * share the loop with each other and with everything else, none finishing its catalog first.
  */
 export class WriteRounds {
   readonly #waiting: SseWriter[] = [];
   readonly #queued = new Set<SseWriter>();
   #scheduled = false;
 
-  /** Gives `writer` a turn in the coming rounds; it stays in them while `step()` returns true. */
+  /** Gives `writer` a turn in the coming rounds; it stays in them while it is `ready`. */
   add(writer: SseWriter): void {
     if (this.#queued.has(writer)) return;
     this.#queued.add(writer);
@@ -48,11 +50,13 @@ export class WriteRounds {
   #turn(): void {
     this.#scheduled = false;
     const end = performance.now() + TURN_MS;
+    let chars = 0;
     do {
       const writer = this.#waiting.shift()!;
-      if (writer.step()) this.#waiting.push(writer);
+      chars += writer.step();
+      if (writer.ready) this.#waiting.push(writer);
       else this.#queued.delete(writer);
-    } while (this.#waiting.length > 0 && performance.now() < end);
+    } while (this.#waiting.length > 0 && chars < TURN_CHARS && performance.now() < end);
     this.#schedule();
   }
 }
@@ -115,19 +119,26 @@ export class SseWriter {
     else this.#stallSeen = true;
   }
 
-  /** Writes one piece; true while there is more to write and the socket has room for it. */
-  step(): boolean {
-    if (this.#closed() || this.#waitingForDrain) return false;
+  /** Something to write and room in the socket for it. */
+  get ready(): boolean {
+    return !this.#closed() && !this.#waitingForDrain && !this.idle;
+  }
+
+  /** Writes one piece (when ready); returns its length in characters. */
+  step(): number {
+    if (!this.ready) return 0;
     if (!this.#current) {
-      const next = this.#queue.shift();
-      if (!next) return false;
+      const next = this.#queue.shift()!;
       this.#queuedBytes -= next.bytes;
       this.#current = batched(next.pieces)[Symbol.iterator]();
     }
     const piece = this.#current.next();
-    if (piece.done) this.#current = undefined;
-    else if (!this.#res.write(piece.value)) this.#waitingForDrain = true;
-    return !this.#waitingForDrain && !this.idle;
+    if (piece.done) {
+      this.#current = undefined;
+      return 0;
+    }
+    if (!this.#res.write(piece.value)) this.#waitingForDrain = true;
+    return piece.value.length;
   }
 
   #drop(reason: DropReason): void {
