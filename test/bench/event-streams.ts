@@ -21,7 +21,7 @@ import { until } from '../support/until.js';
 
 const args = fleetArgs({ streams: { type: 'string' } });
 const { smoke } = args;
-const shape = { hosts: args.pick('hosts', 100, 20), servicesPerHost: args.pick('services', 50, 50), names: args.pick('names', 500, 100) };
+const shape = { hosts: args.pick('hosts', 100, 100), servicesPerHost: args.pick('services', 50, 50), names: args.pick('names', 500, 100) };
 const streamCount = args.pick('streams', 40, 4);
 
 async function openStreams(http: string): Promise<number> {
