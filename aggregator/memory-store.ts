@@ -19,6 +19,11 @@ interface InstanceKeys {
   checkKeys: string[];
 }
 
+/** An instance's work done ahead: its keys, and its check views, indexed when applied. */
+interface PreparedInstance extends InstanceKeys {
+  checks: CheckView[];
+}
+
 interface InstanceState {
   /** Fingerprint of the definition without checks, to tell a real change from a re-send. */
   definitionKey: string;
@@ -77,8 +82,8 @@ export class MemoryStore implements CatalogStore {
   readonly #waiters = new Map<Topic, Set<() => void>>();
   readonly #listeners = new Set<(change: ChangeEvent) => void>();
   readonly #settle: Settle;
-  /** Keys computed by prepare(), taken (and dropped) by the write that applies the instance. */
-  readonly #prepared = new WeakMap<ServiceInstance, InstanceKeys>();
+  /** Work done by prepare(), taken (and dropped) by the write that applies the instance. */
+  readonly #prepared = new WeakMap<ServiceInstance, PreparedInstance>();
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#now = options.now ?? Date.now;
@@ -169,7 +174,7 @@ export class MemoryStore implements CatalogStore {
   }
 
   prepare(services: readonly ServiceInstance[]): void {
-    for (const s of services) this.#prepared.set(s, instanceKeys(s));
+    for (const s of services) this.#prepared.set(s, prepareInstance(s));
   }
 
   replaceNode(reg: NodeRegistration, services: readonly ServiceInstance[], connected?: boolean): void {
@@ -308,7 +313,8 @@ export class MemoryStore implements CatalogStore {
 
   /** `nodeChanged`: the node view was rebuilt, so even an unchanged instance needs a new view. */
   #upsertInstance(node: NodeState, service: ServiceInstance, index: number, touched: Set<Topic>, nodeChanged: boolean): void {
-    const { definitionKey, checkKeys } = this.#prepared.get(service) ?? instanceKeys(service);
+    const prepared = this.#prepared.get(service) ?? prepareInstance(service);
+    const { definitionKey, checkKeys } = prepared;
     this.#prepared.delete(service);
     const prev = node.services.get(service.id);
     if (prev && prev.definitionKey === definitionKey && sameKeys(prev.checkKeys, checkKeys)) {
@@ -317,7 +323,7 @@ export class MemoryStore implements CatalogStore {
     }
     if (prev && prev.view.service.name.toLowerCase() !== service.name.toLowerCase()) {
       this.#removeInstance(node, service.id, touched);
-      this.#prepared.set(service, { definitionKey, checkKeys });
+      this.#prepared.set(service, prepared);
       return this.#upsertInstance(node, service, index, touched, nodeChanged);
     }
     const state: InstanceState = prev ?? {
@@ -347,11 +353,11 @@ export class MemoryStore implements CatalogStore {
     state.definitionKey = definitionKey;
     state.checkKeys = checkKeys;
     node.services.set(service.id, state);
-    this.#setInstanceView(node, state, service, touched);
+    this.#setInstanceView(node, state, service, prepared.checks, touched);
   }
 
-  #setInstanceView(node: NodeState, state: InstanceState, service: ServiceInstance, touched: Set<Topic>): void {
-    this.#putInstanceView(node, state, buildInstanceView(node.view, service, state), touched);
+  #setInstanceView(node: NodeState, state: InstanceState, service: ServiceInstance, checks: CheckView[], touched: Set<Topic>): void {
+    this.#putInstanceView(node, state, buildInstanceView(node.view, service, state, checks), touched);
   }
 
   #putInstanceView(node: NodeState, state: InstanceState, view: InstanceView, touched: Set<Topic>): void {
@@ -472,8 +478,9 @@ function buildNodeView(node: NodeState): NodeView {
   };
 }
 
-function buildInstanceView(node: NodeView, service: ServiceInstance, state: InstanceState): InstanceView {
-  const checks = buildChecks(service, state);
+/** `checks` from prepareInstance(), not yet seen by any reader: they get their indexes here. */
+function buildInstanceView(node: NodeView, service: ServiceInstance, state: InstanceState, checks: CheckView[]): InstanceView {
+  indexChecks(checks, service, state);
   const status: CheckStatus = worstStatus([node.serfHealth.status, ...checks.map((c) => c.status)]);
   return { node, service, checks, status, createIndex: state.createIndex, modifyIndex: state.modifyIndex };
 }
@@ -483,15 +490,22 @@ function buildInstanceView(node: NodeView, service: ServiceInstance, state: Inst
  * (`…:http`, `…:tcp`) rather than Consul's positional `:<n>`, so an ID does not move when a
  * check (Docker's, on pause) comes or goes.
  */
-function buildChecks(service: ServiceInstance, state: InstanceState): CheckView[] {
+function buildChecks(service: ServiceInstance): CheckView[] {
   if (service.checks.length === 0) {
     const check = { checkId: `service:${service.id}`, name: `Service '${service.name}' check`, type: '', status: 'passing' as const, output: '' };
-    return [checkView(service, check, state.createIndex, state.createIndex)];
+    return [checkView(service, check)];
   }
   const several = service.checks.length > 1;
-  return service.checks.map((c, i) => {
+  return service.checks.map((c) => {
     const check = { checkId: several ? `service:${service.id}:${c.id}` : `service:${service.id}`, name: c.name, type: c.type, status: c.status, output: c.output };
-    return checkView(service, check, state.createIndex, state.checkIndexes[i] ?? state.modifyIndex);
+    return checkView(service, check);
+  });
+}
+
+function indexChecks(checks: CheckView[], service: ServiceInstance, state: InstanceState): void {
+  checks.forEach((c, i) => {
+    c.createIndex = state.createIndex;
+    c.modifyIndex = service.checks.length === 0 ? state.createIndex : (state.checkIndexes[i] ?? state.modifyIndex);
   });
 }
 
@@ -502,7 +516,7 @@ type CheckFields = Pick<CheckView, 'checkId' | 'name' | 'type' | 'status' | 'out
  * its own hidden class in the aggregator: 17 MB more live heap (maps, descriptors) at 50,000
  * instances (seen in heap snapshots of bench:fleet).
  */
-function checkView(service: ServiceInstance, c: CheckFields, createIndex: number, modifyIndex: number): CheckView {
+function checkView(service: ServiceInstance, c: CheckFields): CheckView {
   return {
     checkId: c.checkId,
     name: c.name,
@@ -512,14 +526,15 @@ function checkView(service: ServiceInstance, c: CheckFields, createIndex: number
     serviceId: service.id,
     serviceName: service.name,
     serviceTags: service.tags,
-    createIndex,
-    modifyIndex,
+    // Set by indexChecks() when the instance is applied.
+    createIndex: 0,
+    modifyIndex: 0,
   };
 }
 
-function instanceKeys(service: ServiceInstance): InstanceKeys {
+function prepareInstance(service: ServiceInstance): PreparedInstance {
   const { checks, ...definition } = service;
-  return { definitionKey: fingerprint(definition), checkKeys: checks.map(fingerprint) };
+  return { definitionKey: fingerprint(definition), checkKeys: checks.map(fingerprint), checks: buildChecks(service) };
 }
 
 /**
