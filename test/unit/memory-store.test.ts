@@ -133,6 +133,20 @@ test('prepare() does the hashing ahead: applying prepared instances hashes none 
   assert.equal(hashed, 100);
 });
 
+test('nodeInstances: sorted by ID, the same list while nothing changes, a new one after any change to the node', () => {
+  const store = clockStore();
+  store.replaceNode(nodeReg('a'), [instance({ id: 'a:b', name: 'web' }), instance({ id: 'a:a', name: 'db' })]);
+  const first = store.nodeInstances('a');
+  assert.deepEqual(first.map((v) => v.service.id), ['a:a', 'a:b']);
+  assert.equal(store.nodeInstances('a'), first);
+  store.updateServices('a', [instance({ id: 'a:c', name: 'web' })], ['a:a']);
+  assert.deepEqual(store.nodeInstances('a').map((v) => v.service.id), ['a:b', 'a:c']);
+  store.setConnected('a', false);
+  assert.ok(store.nodeInstances('a').every((v) => v.status === 'critical'));
+  store.removeNode('a');
+  assert.deepEqual(store.nodeInstances('a'), []);
+});
+
 test('several checks get numbered CheckIDs and worst status wins', () => {
   const store = clockStore();
   store.replaceNode(nodeReg('a'), [
