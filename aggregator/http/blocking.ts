@@ -1,22 +1,17 @@
 import type { FastifyReply } from 'fastify';
 import type { CatalogQuery, Topic } from '../catalog.js';
-import { jsonText } from './endpoint.js';
 import type { Consistency, QueryOptions } from './query-options.js';
+import { SLICE_MS, Slicer, sliceJson, type Render } from './render-slices.js';
 
 /** Consul adds up to wait/16 of random jitter so that many watchers do not wake in step. */
 const JITTER_FRACTION = 16;
-/**
- * Answers to woken watchers are written in slices of about this much loop time, each slice
- * followed by setImmediate, so that DNS, agents and other requests are served in between.
- */
-const SLICE_MS = 4;
 
 /** A blocking endpoint's query, as the endpoint builds it from one request. */
 export interface BlockingQuery {
   /** The topics the answer reads. */
   watch: readonly Topic[];
-  /** Builds the body from the catalog as it is now. */
-  render: () => unknown;
+  /** Builds the body from the catalog as it is now, in slices. */
+  render: Render;
 }
 
 /** The same key means the same answer at the same index: the URL without `index` and `wait`. */
@@ -30,20 +25,20 @@ export function shareKey(url: string): string {
 /** One serialised answer: what every request of a query gets at one index. */
 interface Answer {
   index: number;
-  /** Status line headers (flat name, value list) and body; or the error render threw. */
+  /** Status line headers (flat name, value list) and body (UTF-8 chunks); or the error render threw. */
   headers?: string[];
-  body?: Buffer;
+  body?: Buffer[];
   error?: unknown;
 }
 
 /**
  * The requests that share a key: one render and one serialised body per index for all of
- * them. Lives while it has a held or queued request; a request with no live query of its
- * key renders on its own.
+ * them. Lives while it has a held, queued or rendering request.
  */
 class SharedQuery {
   users = 0;
   #answer: Answer | undefined;
+  #building: { index: number; answer: Promise<Answer> } | undefined;
 
   constructor(
     readonly key: string,
@@ -52,23 +47,39 @@ class SharedQuery {
     readonly pretty: boolean,
   ) {}
 
-  answerAt(index: number): Answer {
+  /**
+   * The answer at `index`, which must be the current index of the query's topics: the render
+   * captures the catalog in this turn, then builds and serialises it in slices.
+   */
+  answerAt(index: number): Answer | Promise<Answer> {
     if (this.#answer?.index === index) return this.#answer;
+    if (this.#building?.index === index) return this.#building.answer;
+    const building = { index, answer: this.#build(index) };
+    this.#building = building;
+    void building.answer.then((answer) => {
+      if (this.#building === building) this.#building = undefined;
+      if ((this.#answer?.index ?? -1) < index) this.#answer = answer;
+    });
+    return building.answer;
+  }
+
+  async #build(index: number): Promise<Answer> {
     try {
-      const body = Buffer.from(jsonText(this.def.render(), this.pretty));
+      const build = this.def.render();
+      const slicer = new Slicer(this.pretty);
+      const body = await sliceJson(await build(slicer), slicer);
       const headers = [
         'Content-Type', 'application/json; charset=utf-8',
-        'Content-Length', String(body.length),
+        'Content-Length', String(body.reduce((n, chunk) => n + chunk.length, 0)),
         'X-Consul-Effective-Consistency', this.consistency,
         'X-Consul-Index', String(index),
         'X-Consul-KnownLeader', 'true',
         'X-Consul-LastContact', '0',
       ];
-      this.#answer = { index, headers, body };
+      return { index, headers, body };
     } catch (error) {
-      this.#answer = { index, error };
+      return { index, error };
     }
-    return this.#answer;
   }
 }
 
@@ -80,10 +91,16 @@ interface Group {
   abort: AbortController;
 }
 
-/** A held request: a timer and a close listener, nothing that runs. */
-interface Held {
+/** A request queued for its answer: woken or timed out, or its render done (`answer`). */
+interface Due {
   reply: FastifyReply;
   query: SharedQuery;
+  answer?: Answer;
+  gone?: () => void;
+}
+
+/** A held request: a timer and a close listener, nothing that runs. */
+interface Held extends Due {
   group: Group | undefined;
   timer: NodeJS.Timeout | undefined;
   gone: () => void;
@@ -100,7 +117,7 @@ export class Blocker {
   readonly #random: () => number;
   readonly #queries = new Map<string, SharedQuery>();
   readonly #groups = new Map<string, Group>();
-  #due: Held[] = [];
+  #due: Due[] = [];
   #draining = false;
   #held = 0;
   #closing = false;
@@ -229,10 +246,11 @@ export class Blocker {
     const until = performance.now() + SLICE_MS;
     let done = 0;
     while (done < this.#due.length) {
-      const held = this.#due[done++]!;
-      held.reply.raw.off('close', held.gone);
-      this.#answer(held.reply, held.query);
-      this.#release(held.query);
+      const due = this.#due[done++]!;
+      if (due.gone) due.reply.raw.off('close', due.gone);
+      if (due.answer) this.#write(due.reply, due.answer);
+      else this.#answer(due.reply, due.query);
+      this.#release(due.query);
       if (performance.now() >= until) break;
     }
     this.#due = done === this.#due.length ? [] : this.#due.slice(done);
@@ -240,20 +258,42 @@ export class Blocker {
     if (this.#due.length > 0) this.#scheduleDrain();
   };
 
-  /** Writes the query's answer at the current index; the body is rendered once per index. */
+  /**
+   * Writes the query's answer at the current index; the body is rendered once per index. While
+   * it renders, the request keeps the query live (so requests of its key share the render) and
+   * is queued once the answer is done, so thousands of them are written in slices too.
+   */
   #answer(reply: FastifyReply, query: SharedQuery): void {
+    if (reply.raw.destroyed) {
+      reply.hijack();
+      return;
+    }
+    const answer = query.answerAt(this.indexOf(query.def.watch));
+    if (!(answer instanceof Promise)) {
+      this.#write(reply, answer);
+      return;
+    }
+    if (!this.#queries.has(query.key)) this.#queries.set(query.key, query);
+    query.users++;
+    void answer.then((done) => {
+      this.#due.push({ reply, query, answer: done });
+      this.#scheduleDrain();
+    });
+  }
+
+  #write(reply: FastifyReply, answer: Answer): void {
     const res = reply.raw;
     if (res.destroyed) {
       reply.hijack();
       return;
     }
-    const answer = query.answerAt(this.indexOf(query.def.watch));
     if (answer.error !== undefined) {
       reply.send(answer.error);
       return;
     }
     reply.hijack();
     res.writeHead(200, this.#closing ? [...answer.headers!, 'Connection', 'close'] : answer.headers);
-    res.end(answer.body);
+    for (const chunk of answer.body!) res.write(chunk);
+    res.end();
   }
 }

@@ -1,14 +1,19 @@
 import { topics, type InstanceView } from '../catalog.js';
 import { nodeJson, nodeServiceJson, serviceNodeJson, sortedRecord } from './consul-json.js';
-import { endpoint, required, type ApiContext } from './endpoint.js';
+import { endpoint, required } from './endpoint.js';
 import { nodeSchema, nodeServiceSchema, serviceNodeSchema } from './filter-schemas.js';
 import { filterParam, narrowed, nodeMetaFilter, tagFilter, type RawQuery } from './query-options.js';
 
-/** Instances of one service after `tag` and `node-meta`, in the store's order (node, then ID). */
-export function selectInstances(ctx: ApiContext, name: string, q: RawQuery): () => InstanceView[] {
+/** A request's `tag` and `node-meta`, as a test of one instance. */
+export function instancePicker(q: RawQuery): (i: InstanceView) => boolean {
   const tag = tagFilter(q);
   const meta = nodeMetaFilter(q);
-  return () => ctx.query.instances(name).filter((i) => tag(i.service.tags) && meta(i.node.meta));
+  return (i) => tag(i.service.tags) && meta(i.node.meta);
+}
+
+/** `entry` alone if `filter` keeps it, else nothing (for Slicer.flatMap and jsonArray). */
+export function kept<T>(entry: T, filter: (entry: T) => boolean): readonly T[] {
+  return filter(entry) ? [entry] : [];
 }
 
 export const catalogServices = endpoint({
@@ -16,20 +21,28 @@ export const catalogServices = endpoint({
   params: [],
   topics: () => [topics.services, topics.nodes],
   prepare(ctx, _params, q) {
-    if (!narrowed(q)) return () => sortedRecord(ctx.query.serviceNames());
+    if (!narrowed(q)) {
+      return () => {
+        const names = ctx.query.serviceNames();
+        return async () => sortedRecord(names);
+      };
+    }
     const meta = nodeMetaFilter(q);
     const filter = filterParam(q, serviceNodeSchema);
     return () => {
-      const tagsByName = new Map<string, Set<string>>();
-      for (const name of ctx.query.serviceNames().keys()) {
-        for (const inst of ctx.query.instances(name)) {
-          if (!meta(inst.node.meta) || !filter(serviceNodeJson(inst, ctx.datacenter))) continue;
-          const tags = tagsByName.get(name) ?? new Set<string>();
-          for (const t of inst.service.tags) tags.add(t);
-          tagsByName.set(name, tags);
+      const services = [...ctx.query.serviceNames().keys()].map((name) => [name, ctx.query.instances(name)] as const);
+      return async (slicer) => {
+        const tagsByName = new Map<string, Set<string>>();
+        for (const [name, instances] of services) {
+          await slicer.each(instances, (inst) => {
+            if (!meta(inst.node.meta) || !filter(serviceNodeJson(inst, ctx.datacenter))) return;
+            const tags = tagsByName.get(name) ?? new Set<string>();
+            for (const t of inst.service.tags) tags.add(t);
+            tagsByName.set(name, tags);
+          });
         }
-      }
-      return sortedRecord([...tagsByName].map(([name, tags]) => [name, [...tags].sort()] as const));
+        return sortedRecord([...tagsByName].map(([name, tags]) => [name, [...tags].sort()] as const));
+      };
     };
   },
 });
@@ -39,9 +52,13 @@ export const catalogService = endpoint({
   params: ['service'],
   topics: (p) => [topics.service(p.service)],
   prepare(ctx, p, q) {
-    const select = selectInstances(ctx, required(p.service, 'service name'), q);
+    const name = required(p.service, 'service name');
+    const pick = instancePicker(q);
     const filter = filterParam(q, serviceNodeSchema);
-    return () => select().map((i) => serviceNodeJson(i, ctx.datacenter)).filter(filter);
+    return () => {
+      const instances = ctx.query.instances(name);
+      return (slicer) => slicer.jsonArray(instances, (i) => (pick(i) ? kept(serviceNodeJson(i, ctx.datacenter), filter) : []));
+    };
   },
 });
 
@@ -52,7 +69,10 @@ export const catalogNodes = endpoint({
   prepare(ctx, _p, q) {
     const meta = nodeMetaFilter(q);
     const filter = filterParam(q, nodeSchema);
-    return () => ctx.query.nodes().filter((n) => meta(n.meta)).map((n) => nodeJson(n, ctx.datacenter)).filter(filter);
+    return () => {
+      const nodes = ctx.query.nodes();
+      return (slicer) => slicer.jsonArray(nodes, (n) => (meta(n.meta) ? kept(nodeJson(n, ctx.datacenter), filter) : []));
+    };
   },
 });
 
@@ -65,12 +85,16 @@ export const catalogNode = endpoint({
     const filter = filterParam(q, nodeServiceSchema);
     return () => {
       const node = ctx.query.node(name);
-      if (!node) return null;
-      const services = ctx.query
-        .nodeInstances(name)
-        .map((i) => [i.service.id, nodeServiceJson(i)] as const)
-        .filter(([, s]) => filter(s));
-      return { Node: nodeJson(node, ctx.datacenter), Services: sortedRecord(services) };
+      // A new array per call, so taken now: later turns may see a newer node.
+      const instances = node ? ctx.query.nodeInstances(name) : [];
+      return async (slicer) => {
+        if (!node) return null;
+        const services = await slicer.flatMap(instances, (i) => {
+          const s = nodeServiceJson(i);
+          return filter(s) ? [[i.service.id, s] as const] : [];
+        });
+        return { Node: nodeJson(node, ctx.datacenter), Services: sortedRecord(services) };
+      };
     };
   },
 });

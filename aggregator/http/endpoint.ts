@@ -3,6 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, RawServerDefault
 import type { CatalogQuery, Topic } from '../catalog.js';
 import { errors } from './errors.js';
 import type { RawQuery } from './query-options.js';
+import type { Render } from './render-slices.js';
 
 /** The aggregator's fastify instance, whatever logger it was built with. */
 export type App<L extends FastifyBaseLogger = FastifyBaseLogger> = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, L>;
@@ -18,13 +19,13 @@ export interface ApiContext {
 /**
  * A Consul read endpoint that supports blocking: which topics its answer reads, and how
  * to build it. `prepare` validates every parameter before the request blocks, so a bad
- * one fails at once instead of after the wait.
+ * one fails at once instead of after the wait; its render builds the body in slices.
  */
 export interface BlockingEndpoint<P extends string = string> {
   url: string;
   params: readonly P[];
   topics(params: Readonly<Record<P, string>>): Topic[];
-  prepare(ctx: ApiContext, params: Readonly<Record<P, string>>, q: RawQuery): () => unknown;
+  prepare(ctx: ApiContext, params: Readonly<Record<P, string>>, q: RawQuery): Render;
 }
 
 /** Helps TypeScript infer the path parameter names of an endpoint literal. */

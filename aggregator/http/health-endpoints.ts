@@ -1,17 +1,25 @@
-import { topics, type CheckView, type NodeView } from '../catalog.js';
-import { checkJson, healthEntryJson } from './consul-json.js';
+import { topics, type CheckView, type InstanceView, type NodeView } from '../catalog.js';
+import { checkJson, healthEntryJson, type CheckJson } from './consul-json.js';
 import { endpoint, required, type ApiContext } from './endpoint.js';
 import { errors } from './errors.js';
 import { checkSchema, healthEntrySchema } from './filter-schemas.js';
 import { boolParam, filterParam, nodeMetaFilter } from './query-options.js';
-import { selectInstances } from './catalog-endpoints.js';
+import { instancePicker, kept } from './catalog-endpoints.js';
 
 const STATES = new Set(['any', 'passing', 'warning', 'critical']);
 
 /** Consul's state store lists a node's checks by CheckID (serfHealth sorts before service:…). */
-function nodeChecks(ctx: ApiContext, node: NodeView): CheckView[] {
-  const checks = [node.serfHealth, ...ctx.query.nodeInstances(node.name).flatMap((i) => i.checks)];
+function nodeChecks(node: NodeView, instances: readonly InstanceView[]): CheckView[] {
+  const checks = [node.serfHealth, ...instances.flatMap((i) => i.checks)];
   return checks.sort((a, b) => (a.checkId < b.checkId ? -1 : a.checkId > b.checkId ? 1 : 0));
+}
+
+/**
+ * Every instance of the catalog, taken in this turn from the store's immutable per-service
+ * lists (nodeInstances builds a new array per call: per node, that is work on every instance).
+ */
+function allInstances(ctx: ApiContext): (readonly InstanceView[])[] {
+  return [...ctx.query.serviceNames().keys()].map((name) => ctx.query.instances(name));
 }
 
 export const healthService = endpoint({
@@ -19,15 +27,16 @@ export const healthService = endpoint({
   params: ['service'],
   topics: (p) => [topics.service(p.service)],
   prepare(ctx, p, q) {
-    const select = selectInstances(ctx, required(p.service, 'service name'), q);
+    const name = required(p.service, 'service name');
+    const pick = instancePicker(q);
     // `passing` drops any entry with a check that is not passing, warning included (filterNonPassing).
     const passing = boolParam(q, 'passing');
     const filter = filterParam(q, healthEntrySchema);
-    return () =>
-      select()
-        .filter((i) => !passing || i.status === 'passing')
-        .map((i) => healthEntryJson(i, ctx.datacenter))
-        .filter(filter);
+    return () => {
+      const instances = ctx.query.instances(name);
+      return (slicer) =>
+        slicer.jsonArray(instances, (i) => (pick(i) && (!passing || i.status === 'passing') ? kept(healthEntryJson(i, ctx.datacenter), filter) : []));
+    };
   },
 });
 
@@ -39,12 +48,11 @@ export const healthChecks = endpoint({
     const name = required(p.service, 'service name');
     const meta = nodeMetaFilter(q);
     const filter = filterParam(q, checkSchema);
-    return () =>
-      ctx.query
-        .instances(name)
-        .filter((i) => meta(i.node.meta))
-        .flatMap((i) => i.checks.map((c) => checkJson(c, i.node.name)))
-        .filter(filter);
+    return () => {
+      const instances = ctx.query.instances(name);
+      return (slicer) =>
+        slicer.jsonArray(instances, (i) => (meta(i.node.meta) ? i.checks.map((c) => checkJson(c, i.node.name)).filter(filter) : []));
+    };
   },
 });
 
@@ -57,7 +65,8 @@ export const healthNode = endpoint({
     const filter = filterParam(q, checkSchema);
     return () => {
       const node = ctx.query.node(name);
-      return node ? nodeChecks(ctx, node).map((c) => checkJson(c, node.name)).filter(filter) : [];
+      const instances = node ? ctx.query.nodeInstances(name) : [];
+      return async (slicer) => (node ? slicer.jsonArray(nodeChecks(node, instances), (c) => kept(checkJson(c, node.name), filter)) : []);
     };
   },
 });
@@ -72,12 +81,27 @@ export const healthState = endpoint({
     if (!STATES.has(state)) throw errors.invalidState(state);
     const meta = nodeMetaFilter(q);
     const filter = filterParam(q, checkSchema);
-    return () =>
-      ctx.query
-        .nodes()
-        .filter((n) => meta(n.meta))
-        .flatMap((n) => nodeChecks(ctx, n).map((c) => checkJson(c, n.name)))
-        .filter((c) => (state === 'any' || c.Status === state) && filter(c));
+    const wanted = (c: CheckJson): boolean => (state === 'any' || c.Status === state) && filter(c);
+    return () => {
+      const nodes = ctx.query.nodes();
+      const services = allInstances(ctx);
+      return async (slicer) => {
+        const byNode = new Map<string, InstanceView[]>();
+        for (const instances of services) {
+          await slicer.each(instances, (i) => {
+            const list = byNode.get(i.node.name);
+            if (list) list.push(i);
+            else byNode.set(i.node.name, [i]);
+          });
+        }
+        // Check by check, not node by node: a host of 5,000 services is 5,000 checks.
+        function* checks(): Generator<readonly [NodeView, CheckView]> {
+          for (const node of nodes) {
+            if (meta(node.meta)) for (const c of nodeChecks(node, byNode.get(node.name) ?? [])) yield [node, c];
+          }
+        }
+        return slicer.jsonArray(checks(), ([node, c]) => kept(checkJson(c, node.name), wanted));
+      };
+    };
   },
 });
-

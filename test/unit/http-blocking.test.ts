@@ -174,7 +174,8 @@ async function countingRoute(t: { after(fn: () => unknown): void }) {
         watch: [topics.service('web')],
         render: () => {
           counts.rendered++;
-          return store.instances('web').map((i) => i.service.port);
+          const instances = store.instances('web');
+          return async () => instances.map((i) => i.service.port);
         },
       };
     });
