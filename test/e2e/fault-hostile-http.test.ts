@@ -63,7 +63,7 @@ describe('fault: hostile HTTP clients and a big host cannot stall the aggregator
       const p50 = Math.round(percentile(wakeMs, 50));
       const p99 = Math.round(percentile(wakeMs, 99));
       t.diagnostic(`${held.answered}/${WATCHERS} woken: p50 ${p50} ms, p99 ${p99} ms, max ${Math.round(Math.max(...wakeMs))} ms`);
-      held.close();
+      await held.leave(250, 50);
       // Bound: a held query is a socket and a request; bare node:http holding 5,000 of them grew
       // its RSS by 63-64 MB on the 2-core test machine (~13 kB each). The answer, rendered once
       // and shared, adds little: 90 MB.

