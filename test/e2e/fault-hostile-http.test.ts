@@ -111,8 +111,11 @@ describe('fault: hostile HTTP clients and a big host cannot stall the aggregator
       t.diagnostic(`node big registered ${await services()} services ${ms} ms after its agent started`);
       const refused = big.logs.filter((l) => l.msg === 'aggregator connection closed; reconnecting');
       assert.deepEqual(refused, [], 'the big host was never refused');
-      // Bound: the catalog grows by 5,000 instances (~2 kB each with their views) plus the parts in flight.
-      await probe.assertHealthy({ rssGrowthMaxMb: 40, diagnostic: (s) => t.diagnostic(s) });
+      // Bound: the catalog grows by 5,000 instances (~2 kB each with their views) plus the parts in
+      // flight (~3 MB of frames, parsed), measured +18-27 MB; but the start may sit below the
+      // process's working level when a collection has just returned pages (the slowloris test before
+      // ends at 96 MB after peaking at 143 MB): a CI run measured +43.7 MB from there. 60 MB.
+      await probe.assertHealthy({ rssGrowthMaxMb: 60, diagnostic: (s) => t.diagnostic(s) });
     } finally {
       await big.stop();
     }
