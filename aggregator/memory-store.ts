@@ -119,7 +119,10 @@ export class MemoryStore implements CatalogStore {
     const key = name.toLowerCase();
     let sorted = this.#sortedInstances.get(key);
     if (!sorted) {
-      sorted = [...(this.#byService.get(key)?.values() ?? [])].sort(compareInstances);
+      // Only names that exist are kept: clients can ask for any number of names that do not.
+      const byKey = this.#byService.get(key);
+      if (!byKey) return NO_INSTANCES;
+      sorted = [...byKey.values()].sort(compareInstances);
       this.#sortedInstances.set(key, sorted);
     }
     return sorted;
@@ -550,6 +553,8 @@ function prepareInstance(service: ServiceInstance): PreparedInstance {
 function fingerprint(value: unknown): string {
   return createHash('sha1').update(JSON.stringify(value)).digest('base64');
 }
+
+const NO_INSTANCES: readonly InstanceView[] = Object.freeze([]);
 
 function instanceKey(node: string, id: string): string {
   return `${node}\0${id}`;
