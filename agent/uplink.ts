@@ -1,15 +1,19 @@
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
-import { AGENT_WS_PATH, AggregatorMessage, PROTOCOL_VERSION, RECONNECT_MAX_MS, type AgentMessage, type Delta, type Snapshot, type Welcome } from '../shared/protocol.js';
+import { AggregatorMessage, PROTOCOL_VERSION, RECONNECT_MAX_MS, type AgentMessage, type Delta, type Snapshot, type Welcome } from '../shared/protocol.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { VERSION } from '../shared/version.js';
 import { parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
 import { truncateUtf8 } from '../shared/truncate.js';
 import { deltaFrames, snapshotFrames, type Frames } from './frame-split.js';
+import { AggregatorEndpoints, nextEndpoint, parseAggregatorList, pinnedLookup, rotation, type Endpoint, type Resolver } from './aggregator-list.js';
 
 export interface UplinkOptions {
-  /** Aggregator base URL (ws://host:8500 or wss://…); AGENT_WS_PATH is appended. */
+  /**
+   * Aggregator base URL (ws://host:8500 or wss://…), or a comma-separated list of them;
+   * AGENT_WS_PATH is appended to each. A host name with several addresses counts as each.
+   */
   aggregator: string;
   node: string;
   /** The Docker engine's ID for each hello ('' when unknown): tells this host from another of the same name. */
@@ -32,12 +36,27 @@ export interface UplinkOptions {
   pingMs?: number;
   /** Drops a connection it heard nothing from for this long of its own running time. */
   silenceMs?: number;
+  /** Resolves the host names of the list, all addresses (default: the system resolver). */
+  resolve?: Resolver;
+  /** Random numbers in [0, 1) for the starting point, the jitter and the backoff (default Math.random). */
+  random?: () => number;
+  /** The move to the next aggregator waits a random delay up to this (spreads a fleet's reconnects). */
+  failoverJitterMs?: number;
+  /**
+   * From the connect to the welcome (TCP, TLS, upgrade, welcome): longer counts as a failure.
+   * Default CONNECT_TIMEOUT_MS with one aggregator, FAILOVER_CONNECT_TIMEOUT_MS with several.
+   */
+  connectTimeoutMs?: number;
 }
 
 /** Figures for the agent's metrics, read when scraped. */
 export interface UplinkStats {
   /** Connections lost and retried. */
   reconnects: number;
+  /** Registrations with an aggregator other than the one this agent was last registered with. */
+  failovers: number;
+  /** The aggregator the agent is registered with ('' when none): the entry, with the address a name resolved to. */
+  readonly aggregator: string;
   /** Bytes handed to the socket and not yet sent (the send queue). */
   readonly bufferedBytes: number;
   readonly connected: boolean;
@@ -65,18 +84,68 @@ export const CONFLICT_RETRY_MS = 30_000;
 export const PING_MS = 5000;
 export const SILENCE_MS = 15_000;
 
+/**
+ * With several aggregators, the next one is tried at once after a failure (a random delay up to
+ * this, so that the agents of a failed aggregator do not all arrive in the same millisecond):
+ * an aggregator killed outright is replaced well within its peers' suspect window. The backoff
+ * applies only once a whole round of the list has failed.
+ */
+export const FAILOVER_JITTER_MS = 100;
+
+/** TCP + TLS + upgrade + welcome of one aggregator (as ws's handshake timeout before lists). */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * The same with several aggregators: a live one on a LAN answers in milliseconds, so one that has
+ * not welcomed within 3 s (a host gone, packets dropped) is passed for the next.
+ */
+export const FAILOVER_CONNECT_TIMEOUT_MS = 3000;
+
 /** Payload of the ping that follows the snapshot: its pong says the aggregator took everything before it. */
 const ACK_PING = 'registered';
 
+/** One connection attempt: where to, and what became of it. */
+interface Attempt {
+  readonly ws: WebSocket;
+  readonly to: Endpoint;
+  /** The aggregator took the snapshot (its pong to the ack ping came back). */
+  registered: boolean;
+  /** What went wrong, when the agent knows better than the close code (HTTP status, connect error, timeout). */
+  failure?: string;
+}
+
 /**
- * The agent's connection to the aggregator: hello → welcome → snapshot → deltas, and
- * again from hello after any drop (exponential backoff with jitter). While it is
- * down nothing is queued: the snapshot on reconnect carries the whole state.
+ * The agent's connection to an aggregator: hello → welcome → snapshot → deltas, and
+ * again from hello after any drop. While it is down nothing is queued: the snapshot on
+ * reconnect carries the whole state, so any aggregator of the list can take it.
+ *
+ * With several aggregators (a list, or a name with several addresses) the agent starts at a
+ * random one and, when a connection drops or is refused (TCP, HTTP 401/503, a close code) or
+ * times out, tries the next at once; the exponential backoff (with jitter) applies once a whole
+ * round has failed, and the list is resolved again at each round. One that closes with 4010
+ * (store unavailable) is tried last until it takes a snapshot again. With one aggregator this is
+ * the single connection with backoff it always was.
  */
 export class Uplink {
   readonly #o: UplinkOptions;
   readonly #log: Logger;
-  readonly #url: string;
+  readonly #endpoints: AggregatorEndpoints;
+  readonly #random: () => number;
+  /** This agent's own order of the endpoints (see rotation()). */
+  readonly #seed: number;
+  readonly #connectTimeoutMs: number;
+  /** The endpoints of this round, in rotation order, and those this round has tried. */
+  #ordered: Endpoint[] = [];
+  #tried = new Set<string>();
+  /** Endpoints that closed with storeUnavailable since they last took a snapshot: tried last. */
+  readonly #avoid = new Set<string>();
+  /** The endpoint that last took the snapshot, and why the connection to it ended. */
+  #home: Endpoint | undefined;
+  #homeLost: string | undefined;
+  #failovers = 0;
+  /** Bumped by every schedule and by stop(): a pending round that sees another number is dropped. */
+  #seq = 0;
+  #attemptNow: Attempt | undefined;
   #ws: WebSocket | undefined;
   /** The aggregator's max payload, from the welcome of the current connection. */
   #maxPayload = 0;
@@ -90,11 +159,16 @@ export class Uplink {
   constructor(opts: UplinkOptions) {
     this.#o = opts;
     this.#log = opts.logger.child({ component: 'uplink' });
-    this.#url = agentUrl(opts.aggregator);
+    const targets = parseAggregatorList(opts.aggregator);
+    this.#endpoints = new AggregatorEndpoints(targets, opts.resolve);
+    this.#random = opts.random ?? Math.random;
+    this.#seed = Math.floor(this.#random() * 2 ** 32);
+    const several = targets.length > 1 || !this.#endpoints.literal;
+    this.#connectTimeoutMs = opts.connectTimeoutMs ?? (several ? FAILOVER_CONNECT_TIMEOUT_MS : CONNECT_TIMEOUT_MS);
   }
 
   start(): void {
-    this.#connect();
+    this.#schedule(0, undefined, true, []);
   }
 
   /** True between the snapshot and the next drop. */
@@ -112,6 +186,7 @@ export class Uplink {
   /** Says goodbye (the node leaves the catalog at once) and closes. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#seq++;
     clearTimeout(this.#retryTimer);
     const ws = this.#ws;
     if (!ws || ws.readyState === WebSocket.CLOSED) return;
@@ -124,34 +199,83 @@ export class Uplink {
     clearTimeout(timer);
   }
 
-  #connect(): void {
+  /**
+   * Connects to the endpoint after `from` once `delayMs` has passed. A fresh round resolves the
+   * list again (in parallel with the delay) and starts with only `tried` counted as tried.
+   */
+  #schedule(delayMs: number, from: Endpoint | undefined, fresh: boolean, tried: readonly string[]): void {
+    const seq = ++this.#seq;
+    const endpoints = fresh ? this.#endpoints.resolve() : Promise.resolve(this.#ordered);
+    const go = (): void =>
+      void endpoints.then((list) => {
+        if (this.#stopped || seq !== this.#seq) return;
+        if (fresh) {
+          this.#ordered = rotation(list, this.#seed);
+          this.#tried = new Set(tried);
+        }
+        const next = nextEndpoint(this.#ordered, this.#seed, from, this.#tried, this.#avoid);
+        // Only `from` is left (DNS dropped the others): that makes a whole round failed.
+        if (!next) return this.#schedule(this.#backoff(), from, true, []);
+        if (from && next.key !== from.key) this.#log.info({ from: from.label, to: next.label, why: this.#homeLost }, 'trying another aggregator');
+        this.#connect(next);
+      });
+    if (delayMs <= 0) go();
+    else this.#retryTimer = setTimeout(go, delayMs);
+  }
+
+  #connect(to: Endpoint): void {
+    this.#tried.add(to.key);
     const headers: Record<string, string> = this.#o.token ? { authorization: `Bearer ${this.#o.token}` } : {};
-    const ws = new WebSocket(this.#url, { headers, handshakeTimeout: 10_000, ...(this.#o.ca === undefined ? {} : { ca: this.#o.ca }) });
+    const ws = new WebSocket(to.url, {
+      headers,
+      handshakeTimeout: this.#connectTimeoutMs,
+      ...(this.#o.ca === undefined ? {} : { ca: this.#o.ca }),
+      // A resolved name: connect to that address; the URL keeps the name for Host and TLS.
+      ...(to.address === undefined ? {} : { lookup: pinnedLookup(to.address, to.family ?? 4) }),
+    });
+    const attempt: Attempt = { ws, to, registered: false };
     this.#ws = ws;
+    this.#attemptNow = attempt;
+    const started = performance.now();
     let welcomed = false;
+    let welcomeTimer: NodeJS.Timeout | undefined;
     ws.on('open', () => {
-      this.#log.debug({ url: this.#url }, 'connected to aggregator; saying hello');
+      this.#log.debug({ url: to.label }, 'connected to aggregator; saying hello');
       this.#send({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.#o.node, agentVersion: VERSION, engineId: this.#o.engineId() });
-      this.#watchSilence(ws);
+      this.#watchSilence(ws, to);
+      welcomeTimer = setTimeout(() => {
+        attempt.failure = `no welcome within ${this.#connectTimeoutMs} ms`;
+        this.#log.warn({ url: to.label }, `aggregator sent no welcome within ${this.#connectTimeoutMs} ms; dropping the connection`);
+        ws.terminate();
+      }, Math.max(0, this.#connectTimeoutMs - (performance.now() - started)));
     });
     ws.on('message', (data, isBinary) => {
       const msg = parseFrame(AggregatorMessage, data, isBinary);
-      if (!msg.ok) return this.#protocolError(ws, msg.error);
-      if (welcomed) return this.#protocolError(ws, `unexpected ${msg.value.type} after welcome`);
+      if (!msg.ok) return this.#protocolError(ws, to, msg.error);
+      if (welcomed) return this.#protocolError(ws, to, `unexpected ${msg.value.type} after welcome`);
       welcomed = true;
-      void this.#onWelcome(ws, msg.value);
+      clearTimeout(welcomeTimer);
+      void this.#onWelcome(attempt, msg.value);
     });
     ws.on('unexpected-response', (_req, res) => {
-      this.#log.error({ url: this.#url, status: res.statusCode }, `aggregator refused the WebSocket upgrade (HTTP ${res.statusCode})`);
+      attempt.failure = `HTTP ${res.statusCode}`;
+      this.#log.error({ url: to.label, status: res.statusCode }, `aggregator refused the WebSocket upgrade (HTTP ${res.statusCode})`);
       ws.terminate();
     });
-    ws.on('error', (err) => this.#log.warn({ url: this.#url, err: err.message }, 'aggregator connection error'));
-    ws.on('close', (code, reason) => this.#onClose(ws, code, reason.toString()));
+    ws.on('error', (err) => {
+      attempt.failure ??= err.message;
+      this.#log.warn({ url: to.label, err: err.message }, 'aggregator connection error');
+    });
+    ws.on('close', (code, reason) => {
+      clearTimeout(welcomeTimer);
+      this.#onClose(attempt, code, reason.toString());
+    });
   }
 
-  async #onWelcome(ws: WebSocket, welcome: Welcome): Promise<void> {
+  async #onWelcome(attempt: Attempt, welcome: Welcome): Promise<void> {
+    const { ws, to } = attempt;
     if (welcome.protocol !== PROTOCOL_VERSION) {
-      return this.#protocolError(ws, `aggregator speaks protocol ${welcome.protocol}, this agent ${PROTOCOL_VERSION}`);
+      return this.#protocolError(ws, to, `aggregator speaks protocol ${welcome.protocol}, this agent ${PROTOCOL_VERSION}`);
     }
     try {
       await this.#o.onWelcome(welcome);
@@ -170,37 +294,73 @@ export class Uplink {
       if (data.toString() !== ACK_PING) return;
       ws.off('pong', onPong);
       this.#attempt = 0;
+      attempt.registered = true;
+      this.#avoid.delete(to.key);
+      const from = this.#home;
+      this.#home = to;
+      if (from && from.key !== to.key) {
+        this.#failovers++;
+        this.#log.info({ from: from.label, to: to.label, why: this.#homeLost }, `switched aggregator: ${from.label} → ${to.label}`);
+      }
       const services = snapshot.services.length - frames.tooBig.length;
-      this.#log.info({ url: this.#url, datacenter: welcome.datacenter, services, frames: frames.frames.length }, 'registered with aggregator');
+      this.#log.info({ url: to.label, datacenter: welcome.datacenter, services, frames: frames.frames.length }, 'registered with aggregator');
     };
     ws.on('pong', onPong);
     ws.ping(ACK_PING);
   }
 
   get stats(): UplinkStats {
-    return { reconnects: this.#reconnects, bufferedBytes: this.#ws?.bufferedAmount ?? 0, connected: this.#live };
+    return {
+      reconnects: this.#reconnects,
+      failovers: this.#failovers,
+      bufferedBytes: this.#ws?.bufferedAmount ?? 0,
+      connected: this.#live,
+      aggregator: this.#live ? (this.#attemptNow?.to.label ?? '') : '',
+    };
   }
 
-  #onClose(ws: WebSocket, code: number, reason: string): void {
+  #onClose(attempt: Attempt, code: number, reason: string): void {
     clearInterval(this.#pingTimer);
-    if (ws !== this.#ws) return;
+    if (attempt.ws !== this.#ws) return;
     this.#live = false;
     if (this.#stopped) return;
     this.#reconnects++;
-    const delay = this.#retryDelay(code);
-    const level = code === CloseCode.normal || code === CloseCode.goingAway || code === 1006 ? 'warn' : 'error';
+    const { to } = attempt;
+    const why = attempt.failure ?? `closed ${code}${reason ? `: ${reason}` : ''}`;
+    if (attempt.registered) this.#homeLost = why;
+    if (code === CloseCode.storeUnavailable) this.#avoid.add(to.key);
+    let delay: number;
+    let fresh: boolean;
+    let tried: string[];
+    if (code === CloseCode.nodeConflict) {
+      // Another engine holds the name (on every aggregator alike): slow retries, a new round each.
+      this.#attempt++;
+      const least = this.#o.conflictRetryMs ?? CONFLICT_RETRY_MS;
+      delay = least + this.#random() * (least / 2);
+      fresh = true;
+      tried = [];
+    } else {
+      // A connection that had registered ends its round: a new one starts, with it counted as tried.
+      if (attempt.registered) this.#tried = new Set([to.key]);
+      if (nextEndpoint(this.#ordered, this.#seed, to, this.#tried, this.#avoid)) {
+        delay = this.#random() * (this.#o.failoverJitterMs ?? FAILOVER_JITTER_MS);
+        fresh = attempt.registered;
+        tried = [to.key];
+      } else {
+        delay = this.#backoff();
+        fresh = true;
+        tried = [];
+      }
+    }
+    const level = code === CloseCode.normal || code === CloseCode.goingAway || code === 1006 || code === CloseCode.storeUnavailable ? 'warn' : 'error';
     // One message for every close (tools grep for it); the aggregator's reason says what was wrong.
-    this.#log[level]({ url: this.#url, node: this.#o.node, code, reason, retryMs: Math.round(delay) }, 'aggregator connection closed; reconnecting');
-    this.#retryTimer = setTimeout(() => this.#connect(), delay);
+    this.#log[level]({ url: to.label, node: this.#o.node, code, reason, why, retryMs: Math.round(delay) }, 'aggregator connection closed; reconnecting');
+    this.#schedule(delay, to, fresh, tried);
   }
 
-  #retryDelay(code: number): number {
-    const attempt = this.#attempt++;
-    if (code === CloseCode.nodeConflict) {
-      const least = this.#o.conflictRetryMs ?? CONFLICT_RETRY_MS;
-      return least + Math.random() * (least / 2);
-    }
-    return backoff(attempt, this.#o.retryMinMs ?? RETRY_MIN_MS, this.#o.retryMaxMs ?? RETRY_MAX_MS);
+  /** The delay after a whole round failed: exponential backoff with jitter. */
+  #backoff(): number {
+    return backoff(this.#attempt++, this.#o.retryMinMs ?? RETRY_MIN_MS, this.#o.retryMaxMs ?? RETRY_MAX_MS, this.#random);
   }
 
   /**
@@ -208,7 +368,7 @@ export class Uplink {
    * heartbeat pings, pongs, messages). Counted on an AwakeClock and judged after the poll phase
    * has read what arrived, so the agent's own pause is never blamed on the aggregator.
    */
-  #watchSilence(ws: WebSocket): void {
+  #watchSilence(ws: WebSocket, to: Endpoint): void {
     const pingMs = this.#o.pingMs ?? PING_MS;
     const silenceMs = this.#o.silenceMs ?? SILENCE_MS;
     const clock = new AwakeClock(pingMs);
@@ -220,7 +380,7 @@ export class Uplink {
       setImmediate(() => {
         if (ws.readyState !== WebSocket.OPEN) return;
         if (clock.now() - lastHeard > silenceMs) {
-          this.#log.warn({ url: this.#url, silentMs: Math.round(clock.now() - lastHeard) }, 'aggregator went silent; dropping the connection');
+          this.#log.warn({ url: to.label, silentMs: Math.round(clock.now() - lastHeard) }, 'aggregator went silent; dropping the connection');
           ws.terminate();
           return;
         }
@@ -229,8 +389,8 @@ export class Uplink {
     }, pingMs);
   }
 
-  #protocolError(ws: WebSocket, error: string): void {
-    this.#log.error({ url: this.#url, error }, 'protocol error from aggregator');
+  #protocolError(ws: WebSocket, to: Endpoint, error: string): void {
+    this.#log.error({ url: to.label, error }, 'protocol error from aggregator');
     ws.close(CloseCode.invalidMessage, truncateUtf8(error, MAX_CLOSE_REASON_BYTES));
   }
 
@@ -252,12 +412,7 @@ export class Uplink {
 
 /** ws://host:8500 → ws://host:8500/v1/portolan/agent (http(s) accepted as ws(s)). */
 export function agentUrl(aggregator: string): string {
-  const url = new URL(aggregator.includes('://') ? aggregator : `ws://${aggregator}`);
-  if (url.protocol === 'http:') url.protocol = 'ws:';
-  if (url.protocol === 'https:') url.protocol = 'wss:';
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new Error(`invalid aggregator URL "${aggregator}": expected ws://host:port`);
-  url.pathname = `${url.pathname.replace(/\/$/, '')}${AGENT_WS_PATH}`;
-  return url.toString();
+  return parseAggregatorList(aggregator)[0]!.url;
 }
 
 /** Exponential backoff with jitter: a random delay in [½, 1] of min·2^attempt, capped. */
