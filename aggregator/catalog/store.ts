@@ -1,0 +1,56 @@
+import type { ServiceInstance } from '../../shared/model.js';
+import type { CatalogQuery } from './query.js';
+import type { NodeRecord } from './records.js';
+
+/**
+ * The storage boundary: every write of the catalog goes through here, asynchronously, and can
+ * fail. Two implementations: the memory store (the zero-setup default) and the etcd store
+ * (several aggregators on one etcd cluster). Both feed one Replica, which every view reads as
+ * `query`; a write resolves only once the replica shows it (read-your-writes), so the next
+ * write of the same node is computed against what it changed.
+ *
+ * Liveness belongs to the store: the aggregator that wrote a node's snapshot holds it (keeps
+ * it up and alive) until release(); a node nobody holds is reaped after the reap delay. In
+ * memory that is a timer; on etcd it is a lease, so it happens even if that aggregator died.
+ */
+export interface CatalogStore {
+  /** The replica: what HTTP, DNS, the UI and metrics read. */
+  readonly query: CatalogQuery;
+  /** Fills the replica; resolves once it holds the whole catalog (an aggregator answers only then). */
+  start(): Promise<void>;
+  /**
+   * A snapshot: the node's registration and services replace what is stored, unchanged
+   * instances keep their indexes, and the node is up and held by this aggregator.
+   */
+  replaceNode(node: NodeRecord, services: readonly ServiceInstance[]): Promise<void>;
+  /** A delta for a node this aggregator holds. */
+  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void>;
+  /**
+   * The agent's connection here ended: the node goes down with `reason` (unless another
+   * aggregator holds it by now) and is reaped after the reap delay unless one takes it again.
+   */
+  release(node: string, reason: string): Promise<void>;
+  /** The agent said goodbye: the node and its services leave at once. */
+  removeNode(node: string): Promise<void>;
+  /**
+   * Does ahead the per-instance work a later replaceNode or updateServices with these same
+   * objects needs, so a message sent in parts spreads it over the parts' turns.
+   */
+  prepare(services: readonly ServiceInstance[]): void;
+  /** Records that a held node's agent was heard from (the views' lastSeen), without a write. */
+  touch(node: string): void;
+  /**
+   * False while the store cannot write (etcd unreachable): the replica is still served, as
+   * last known, and agents should move to an aggregator that can write.
+   */
+  readonly writable: boolean;
+  /** Called on every change of `writable`; returns the unsubscribe function. */
+  onWritableChange(listener: (writable: boolean) => void): () => void;
+  /** Stops holding nodes (without releasing them: another aggregator may take them over) and closes. */
+  close(): Promise<void>;
+}
+
+/** A write refused because the store cannot write now (not the data's fault). */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError';
+}
