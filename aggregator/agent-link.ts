@@ -8,7 +8,7 @@ import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { frameBuffer, parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
 import { clipForLog, truncateUtf8 } from '../shared/truncate.js';
-import type { CatalogStore } from './catalog.js';
+import { StoreUnavailableError, type CatalogStore } from './catalog/store.js';
 import { MessageParts, type WholeMessage } from './message-parts.js';
 
 export interface AgentLinkOptions {
@@ -20,7 +20,6 @@ export interface AgentLinkOptions {
   maxPayload: number;
   heartbeatMs: number;
   suspectAfterMs: number;
-  reapAfterMs: number;
   helloTimeoutMs?: number;
 }
 
@@ -42,6 +41,8 @@ const MAX_PARTS_BYTES = 32 * 1024 * 1024;
  * upgrade is refused with HTTP 503 before any WebSocket exists, and the agent retries.
  */
 export const MAX_AWAITING_HELLO = 256;
+
+const STORE_UNAVAILABLE = 'aggregator cannot write its store (etcd unreachable); use another aggregator';
 
 /** A flood of refusals is logged once per this period, with a count, not a line each. */
 const FLOOD_LOG_MS = 5000;
@@ -78,7 +79,9 @@ export class AgentLink {
   /** node name → its current session (the newest connection wins). */
   readonly #byNode = new Map<string, Session>();
   readonly #sessions = new Set<Session>();
-  readonly #reapTimers = new Map<string, NodeJS.Timeout>();
+  /** node name → the tail of its writes: each node's writes reach the store one at a time, in order. */
+  readonly #writes = new Map<string, Promise<void>>();
+  readonly #unwatchStore: () => void;
   readonly #heartbeat: NodeJS.Timeout;
   readonly #silenceCheck: NodeJS.Timeout;
   readonly #clock: AwakeClock;
@@ -106,6 +109,9 @@ export class AgentLink {
     this.#clock = new AwakeClock(checkMs);
     this.#silenceCheck = setInterval(() => this.#checkSilence(), checkMs);
     this.#silenceCheck.unref();
+    this.#unwatchStore = opts.store.onWritableChange((writable) => {
+      if (!writable) this.#moveAgentsAway();
+    });
   }
 
   /** Handles an HTTP upgrade if it is for the agent path; returns false otherwise. */
@@ -133,10 +139,13 @@ export class AgentLink {
     clearInterval(this.#silenceCheck);
     this.#busyRefusals.close();
     this.#helloTimeouts.close();
-    for (const t of this.#reapTimers.values()) clearTimeout(t);
-    this.#reapTimers.clear();
-    for (const s of this.#sessions) s.ws.close(CloseCode.goingAway, 'aggregator shutting down');
+    this.#unwatchStore();
+    for (const s of this.#sessions) {
+      s.closing = true;
+      s.ws.close(CloseCode.goingAway, 'aggregator shutting down');
+    }
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+    await Promise.all(this.#writes.values());
   }
 
   get connectedAgents(): number {
@@ -195,7 +204,7 @@ export class AgentLink {
 
   #heard(session: Session): void {
     session.lastHeard = this.#clock.now();
-    if (session.live) this.#write(session, 'liveness', (store, node) => store.touch(node));
+    if (session.live) this.#opts.store.touch(session.hello!.node);
   }
 
   #onFrame(session: Session, data: RawData, isBinary: boolean, helloTimer: NodeJS.Timeout): void {
@@ -247,6 +256,15 @@ export class AgentLink {
     this.#write(session, 'delta', (store, node) => store.updateServices(node, m.upsert, m.remove));
   }
 
+  /**
+   * An aggregator that cannot write its store must not keep agents: their nodes would lapse on
+   * every other aggregator. Each is told why and moves to another at once.
+   */
+  #moveAgentsAway(): void {
+    this.#log.error({ agents: this.#byNode.size }, 'store unavailable: closing agent connections so that agents move to another aggregator');
+    for (const s of this.#sessions) if (s.hello) this.#refuse(s, CloseCode.storeUnavailable, STORE_UNAVAILABLE);
+  }
+
   #onHello(session: Session, hello: Hello): void {
     if (hello.protocol !== PROTOCOL_VERSION) {
       return this.#refuse(
@@ -256,6 +274,7 @@ export class AgentLink {
       );
     }
     session.hello = hello;
+    if (!this.#opts.store.writable) return this.#refuse(session, CloseCode.storeUnavailable, STORE_UNAVAILABLE);
     const conflict = this.#conflict(session);
     if (conflict) return this.#refuse(session, CloseCode.nodeConflict, conflict);
     const welcome: Welcome = {
@@ -297,33 +316,47 @@ export class AgentLink {
       previous.ws.close(CloseCode.replaced, `node ${name} was claimed by a newer connection from ${session.remote}`);
     }
     this.#byNode.set(name, session);
-    this.#cancelReap(name);
-    // One change, the node and each instance view built once: replaceNode then setConnected
-    // rebuilt all 5,000 views of a reconnecting host twice.
-    const applied = this.#write(session, 'snapshot', (store) => {
-      store.replaceNode({ ...node, agentVersion: session.hello!.agentVersion }, services, true);
-    });
-    if (!applied) return;
-    if (!session.live) this.#log.info({ node: name, address: node.address, services: services.length }, 'agent registered');
+    const first = !session.live;
+    // Deltas may follow at once: they queue behind this write.
     session.live = true;
+    const { agentVersion, engineId } = session.hello!;
+    this.#write(session, 'snapshot', async (store) => {
+      await store.replaceNode({ ...node, agentVersion, engineId }, services);
+      if (first) this.#log.info({ node: name, address: node.address, services: services.length }, 'agent registered');
+    });
   }
 
   /**
-   * A store write for the session's node. A store that throws is the aggregator's fault, not the
-   * agent's, yet it must not escape the ws handler: logged, and the connection closed with a
-   * reason (the agent reconnects and sends a fresh snapshot).
+   * A store write for the session's node, queued behind the node's earlier writes. A failed
+   * write is the aggregator's (or its store's) fault, not the agent's: logged, and the
+   * connection closed with a reason; the agent reconnects (elsewhere, if the store is down)
+   * and sends a fresh snapshot. Writes of a connection being closed are skipped.
    */
-  #write(session: Session, what: string, write: (store: CatalogStore, node: string) => void): boolean {
+  #write(session: Session, what: string, write: (store: CatalogStore, node: string) => Promise<void>): void {
     const node = session.hello!.node;
-    try {
-      write(this.#opts.store, node);
-      return true;
-    } catch (err) {
-      this.#log.error({ node, err: err instanceof Error ? err.message : String(err) }, `applying the agent's ${what} failed`);
-      if (this.#byNode.get(node) === session) this.#byNode.delete(node);
-      this.#refuse(session, CloseCode.internalError, `aggregator failed to apply the ${what}`);
-      return false;
-    }
+    this.#enqueue(node, async () => {
+      if (session.closing) return;
+      try {
+        await write(this.#opts.store, node);
+      } catch (err) {
+        const unavailable = err instanceof StoreUnavailableError;
+        this.#log.error({ node, err: err instanceof Error ? err.message : String(err) }, `applying the agent's ${what} failed`);
+        if (this.#byNode.get(node) === session) this.#byNode.delete(node);
+        if (unavailable) this.#refuse(session, CloseCode.storeUnavailable, STORE_UNAVAILABLE);
+        else this.#refuse(session, CloseCode.internalError, `aggregator failed to apply the ${what}`);
+      }
+    });
+  }
+
+  /** Runs `run` after the node's queued writes; a failure is logged (never thrown from here). */
+  #enqueue(node: string, run: () => Promise<void>): void {
+    const tail = (this.#writes.get(node) ?? Promise.resolve()).then(run).catch((err: unknown) => {
+      this.#log.error({ node, err: err instanceof Error ? err.message : String(err) }, 'store write failed');
+    });
+    this.#writes.set(node, tail);
+    void tail.then(() => {
+      if (this.#writes.get(node) === tail) this.#writes.delete(node);
+    });
   }
 
   #onClosed(session: Session, code: number, reason: string): void {
@@ -331,25 +364,8 @@ export class AgentLink {
     if (!name || this.#byNode.get(name) !== session) return;
     this.#byNode.delete(name);
     this.#log.warn({ node: name, code, reason }, 'agent connection lost; node suspect');
-    this.#suspect(name, 'Agent connection closed');
-  }
-
-  #suspect(name: string, output: string): void {
-    this.#quietly(name, 'suspicion', () => this.#opts.store.setConnected(name, false, output));
-    this.#cancelReap(name);
-    const timer = setTimeout(() => {
-      this.#reapTimers.delete(name);
-      if (this.#byNode.has(name)) return;
-      this.#log.warn({ node: name }, 'agent did not come back; node reaped');
-      this.#quietly(name, 'reap', () => this.#opts.store.removeNode(name));
-    }, this.#opts.reapAfterMs);
-    timer.unref();
-    this.#reapTimers.set(name, timer);
-  }
-
-  #cancelReap(name: string): void {
-    clearTimeout(this.#reapTimers.get(name));
-    this.#reapTimers.delete(name);
+    // The store reaps it after the reap delay unless an aggregator holds it again.
+    this.#enqueue(name, () => this.#opts.store.release(name, 'Agent connection closed'));
   }
 
   /**
@@ -358,15 +374,6 @@ export class AgentLink {
    */
   #ping(): void {
     for (const s of this.#sessions) if (s.hello) s.ws.ping();
-  }
-
-  /** A store write with no connection left to close: a failure is only logged. */
-  #quietly(node: string, what: string, write: () => void): void {
-    try {
-      write();
-    } catch (err) {
-      this.#log.error({ node, err: err instanceof Error ? err.message : String(err) }, `applying the node's ${what} failed`);
-    }
   }
 
   #checkSilence(): void {

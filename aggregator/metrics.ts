@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CatalogQuery } from './catalog.js';
+import type { CatalogQuery } from './catalog/query.js';
 import type { LinkStats } from './agent-link.js';
 import { DnsAnswerStats } from './dns-answer-stats.js';
 import type { AnswerObserver } from './dns/responder.js';
@@ -25,6 +25,7 @@ export class AggregatorMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'portolan_' });
     gauge(registers, 'portolan_agents_connected', 'Agents with a live connection', () => sources.link.connectedAgents);
+    gauge(registers, 'portolan_catalog_stale', '1 while the store cannot be reached and the last known catalog is served', () => (sources.query.stale ? 1 : 0));
     gauge(registers, 'portolan_catalog_index', 'Newest catalog change index', () => sources.query.index);
     gauge(registers, 'portolan_catalog_nodes', 'Nodes (hosts) in the catalog', () => sources.query.nodes().length);
     gauge(registers, 'portolan_catalog_services', 'Distinct service names', () => sources.query.serviceNames().size);

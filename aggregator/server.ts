@@ -2,14 +2,14 @@ import Fastify, { LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { VERSION } from '../shared/version.js';
 import { AgentLink } from './agent-link.js';
-import { MemoryStore } from './memory-store.js';
+import { openStore, type StoreSpec } from './catalog/open-store.js';
 import { registerConsulApi } from './http/consul-api.js';
 import type { App } from './http/endpoint.js';
 import { registerUi } from './ui/register.js';
 import { startDnsServer } from './dns/server.js';
 import type { UdpMode } from './dns/udp.js';
 import { AggregatorMetrics } from './metrics.js';
-import type { CatalogStore } from './catalog.js';
+import type { CatalogStore } from './catalog/store.js';
 import { DEFAULT_MAX_CONNECTIONS, limitConnections, serverTimeouts } from './http/server-limits.js';
 import { clipForLog } from '../shared/truncate.js';
 
@@ -35,6 +35,8 @@ export interface AggregatorOptions {
   heartbeatMs: number;
   suspectAfterMs: number;
   reapAfterMs: number;
+  /** Where the catalog is kept (default: in this process's memory). */
+  store?: StoreSpec;
   /** PEM certificate and key: HTTPS for the API and WSS for agents. */
   tls?: { cert: string; key: string };
 }
@@ -48,7 +50,7 @@ export interface RunningAggregator {
 
 /** Wires the one store to its writer (the agent link) and its views (HTTP, DNS). */
 export async function startAggregator(opts: AggregatorOptions, logger: Logger): Promise<RunningAggregator> {
-  const store = new MemoryStore();
+  const store = await openStore(opts.store ?? { kind: 'memory' }, { datacenter: opts.datacenter, reapAfterMs: opts.reapAfterMs, logger: logger.child({ component: 'store' }) });
   if (!opts.token) {
     logger.warn('no --token configured: any host that can reach this aggregator can register services');
   }
@@ -65,9 +67,10 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     tls: opts.tls !== undefined,
     logger: httpLogger,
   });
-  const api = registerConsulApi(app, { query: store, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION, maxEventStreams: opts.maxEventStreams });
+  const api = registerConsulApi(app, { query: store.query, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION, maxEventStreams: opts.maxEventStreams });
   registerUi(app);
-  const metrics = new AggregatorMetrics({ query: store, link, api, connections });
+  const query = store.query;
+  const metrics = new AggregatorMetrics({ query, link, api, connections });
   registerMetrics(app, metrics);
   app.server.on('upgrade', (req, socket, head) => {
     if (!link.handleUpgrade(req, socket, head)) {
@@ -76,7 +79,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   });
   await app.listen({ host: opts.http.host, port: opts.http.port });
   const dns = await startDnsServer({
-    query: store,
+    query,
     host: opts.dns.host,
     port: opts.dns.port,
     domain: opts.domain,
@@ -102,6 +105,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     async close() {
       await link.close();
       await Promise.all([app.close(), dns.close()]);
+      await store.close();
     },
   };
 }
@@ -128,6 +132,6 @@ function clippedErr(err: Error): unknown {
 }
 
 function pick(o: AggregatorOptions) {
-  const { token, maxPayload, heartbeatMs, suspectAfterMs, reapAfterMs } = o;
-  return { token, maxPayload, heartbeatMs, suspectAfterMs, reapAfterMs };
+  const { token, maxPayload, heartbeatMs, suspectAfterMs } = o;
+  return { token, maxPayload, heartbeatMs, suspectAfterMs };
 }

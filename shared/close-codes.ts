@@ -31,6 +31,11 @@ export const CloseCode = {
    * before any WebSocket exists (RFC 6455's "Try Again Later").
    */
   tryAgainLater: 1013,
+  /**
+   * The aggregator cannot write its store (etcd unreachable): the agent moves to another
+   * aggregator at once, since a node held by one that cannot write lapses everywhere.
+   */
+  storeUnavailable: 4010,
   /** The aggregator failed to apply a valid message (its own fault, logged there). */
   internalError: 1011,
 } as const;

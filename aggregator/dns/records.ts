@@ -1,5 +1,5 @@
 import type { Resource } from 'dns2';
-import { topics, type CatalogQuery, type InstanceView, type NodeView, type Topic } from '../catalog.js';
+import { topics, type CatalogQuery, type InstanceView, type NodeView, type Topic } from '../catalog/query.js';
 import { addressOfHex, expandIPv6, familyOf, hexOfAddress } from './addresses.js';
 import type { Route, Zones } from './router.js';
 import { QTYPE, RCODE } from './wire.js';

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { CatalogQuery } from '../catalog.js';
+import type { CatalogQuery } from '../catalog/query.js';
 import { encodeOnce, encodeRecord, encodeResponse, lazyGroup, type LazyGroup } from './encoder.js';
 import { ACCEPT, DROP, guardHeader } from './header-guard.js';
 import { labelsOf, parseQuestion, type ParsedQuestion } from './question.js';

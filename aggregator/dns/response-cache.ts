@@ -1,4 +1,4 @@
-import type { CatalogQuery, Topic } from '../catalog.js';
+import type { CatalogQuery, Topic } from '../catalog/query.js';
 import { FLAG, RCODE } from './wire.js';
 
 /** One question's encoded answers: a few shuffled variants, served in rotation. */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { CatalogQuery } from '../catalog.js';
+import type { CatalogQuery } from '../catalog/query.js';
 import { Recursor } from './recursor.js';
 import { Responder, type AnswerObserver } from './responder.js';
 import { makeZones } from './router.js';

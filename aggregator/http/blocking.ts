@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify';
-import type { CatalogQuery, Topic } from '../catalog.js';
+import type { CatalogQuery, Topic } from '../catalog/query.js';
 import type { Consistency, QueryOptions } from './query-options.js';
 import { SLICE_MS, Slicer, sliceJson, type Render } from './render-slices.js';
 
@@ -73,7 +73,6 @@ class SharedQuery {
         'Content-Length', String(body.reduce((n, chunk) => n + chunk.length, 0)),
         'X-Consul-Effective-Consistency', this.consistency,
         'X-Consul-Index', String(index),
-        'X-Consul-KnownLeader', 'true',
         'X-Consul-LastContact', '0',
       ];
       return { index, headers, body };
@@ -292,7 +291,10 @@ export class Blocker {
       return;
     }
     reply.hijack();
-    res.writeHead(200, this.#closing ? [...answer.headers!, 'Connection', 'close'] : answer.headers);
+    // Said at send time, not cached with the answer: a replica cut from its store serves the
+    // same (last known) answer, but no longer claims to know a leader.
+    const leader = ['X-Consul-KnownLeader', this.#query.stale ? 'false' : 'true'];
+    res.writeHead(200, [...answer.headers!, ...leader, ...(this.#closing ? ['Connection', 'close'] : [])]);
     for (const chunk of answer.body!) res.write(chunk);
     res.end();
   }

@@ -1,4 +1,4 @@
-import { topics, type InstanceView } from '../catalog.js';
+import { topics, type InstanceView } from '../catalog/query.js';
 import { nodeJson, nodeServiceJson, serviceNodeJson, sortedRecord } from './consul-json.js';
 import { endpoint, required } from './endpoint.js';
 import { nodeSchema, nodeServiceSchema, serviceNodeSchema } from './filter-schemas.js';

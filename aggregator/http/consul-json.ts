@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isIPv6 } from 'node:net';
-import type { CheckView, InstanceView, NodeView } from '../catalog.js';
+import type { CheckView, InstanceView, NodeView } from '../catalog/query.js';
 import type { Endpoint } from '../../shared/model.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, RawServerDefault } from 'fastify';
-import type { CatalogQuery, Topic } from '../catalog.js';
+import type { CatalogQuery, Topic } from '../catalog/query.js';
 import { errors } from './errors.js';
 import type { RawQuery } from './query-options.js';
 import type { Render } from './render-slices.js';

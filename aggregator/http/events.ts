@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
-import type { ChangeEvent, InstanceView, NodeView, Topic } from '../catalog.js';
+import type { ChangeEvent, InstanceView, NodeView, Topic } from '../catalog/query.js';
 import { errors } from './errors.js';
 import { DEFAULT_MAX_STREAMS } from './server-limits.js';
 import { SseWriter, WriteRounds, type DropReason } from './sse-writer.js';

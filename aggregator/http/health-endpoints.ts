@@ -1,4 +1,4 @@
-import { topics, type CheckView, type InstanceView, type NodeView } from '../catalog.js';
+import { topics, type CheckView, type InstanceView, type NodeView } from '../catalog/query.js';
 import { checkJson, healthEntryJson, type CheckJson } from './consul-json.js';
 import { endpoint, required, type ApiContext } from './endpoint.js';
 import { errors } from './errors.js';

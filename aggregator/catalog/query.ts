@@ -1,9 +1,9 @@
-import type { CheckStatus, NodeInfo, ServiceCheck, ServiceInstance } from '../shared/model.js';
+import type { CheckStatus, ServiceCheck, ServiceInstance } from '../../shared/model.js';
 
 /**
- * The catalog's two faces. Writers (the agent link) use CatalogStore; every view
- * (HTTP, DNS, UI, metrics) reads through CatalogQuery only. The memory store is the
- * one implementation today; a distributed one (etcd) must fit the same shape.
+ * The catalog as every view (HTTP, DNS, UI, metrics) reads it: Consul's shapes (CheckIDs,
+ * serfHealth, worst status) composed by the replica from the store's records. Writers use
+ * CatalogStore (store.ts).
  */
 
 /** A check as the views see it: Consul's CheckID already assigned. */
@@ -72,6 +72,11 @@ export interface ChangeEvent {
 export interface CatalogQuery {
   /** The newest change index; > 0 and never going backwards while the process lives. */
   readonly index: number;
+  /**
+   * True while the store cannot be reached: the catalog served is the last one known (fail
+   * static), which HTTP says as `X-Consul-KnownLeader: false`.
+   */
+  readonly stale: boolean;
   /** The first index of this store; an index below it was served by an earlier process. */
   readonly startIndex: number;
   /**
@@ -97,31 +102,6 @@ export interface CatalogQuery {
   waitForChange(watch: readonly Topic[], index: number, signal: AbortSignal): Promise<void>;
   /** Every change, in order; returns the unsubscribe function. */
   onChange(listener: (change: ChangeEvent) => void): () => void;
-}
-
-export interface NodeRegistration extends NodeInfo {
-  /** Extra node meta the aggregator adds (agent version, …). */
-  agentVersion: string;
-}
-
-export interface CatalogStore extends CatalogQuery {
-  /**
-   * Replaces the node and all its services (a snapshot); unchanged instances keep their indexes.
-   * `connected`, when given, sets the agent's connection state in the same change.
-   */
-  replaceNode(node: NodeRegistration, services: readonly ServiceInstance[], connected?: boolean): void;
-  /**
-   * Does ahead the per-instance work a later replaceNode or updateServices with these same
-   * objects needs, so a message sent in parts spreads it over the parts' turns.
-   */
-  prepare(services: readonly ServiceInstance[]): void;
-  /** Applies a delta to a known node. */
-  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): void;
-  /** Marks the node's agent connected (serfHealth passing) or not (critical). */
-  setConnected(node: string, connected: boolean, output?: string): void;
-  /** Records liveness without creating a change. */
-  touch(node: string): void;
-  removeNode(node: string): void;
 }
 
 export type { ServiceCheck };
