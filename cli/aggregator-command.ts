@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
 import type { AggregatorOptions } from '../aggregator/server.js';
+import type { StoreSpec } from '../aggregator/catalog/open-store.js';
+import { parseEtcdUrl } from '../aggregator/catalog/etcd/connect.js';
 import type { UdpMode } from '../aggregator/dns/udp.js';
 import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { tokenFlag } from './common-flags.js';
@@ -26,6 +28,14 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'heartbeat', kind: 'duration', env: 'PORTOLAN_HEARTBEAT', default: '1s', help: 'agent ping interval' },
   { name: 'suspect-after', kind: 'duration', env: 'PORTOLAN_SUSPECT_AFTER', default: '3s', help: "silence after which an agent's node turns critical" },
   { name: 'reap-after', kind: 'duration', env: 'PORTOLAN_REAP_AFTER', default: '60s', help: 'time a lost node stays (critical) before it is removed' },
+  { name: 'store', kind: 'string', env: 'PORTOLAN_STORE', default: 'memory', help: 'where the catalog is kept: memory, or etcd://HOST:PORT[,HOST:PORT…] (etcds:// for TLS) shared by several aggregators' },
+  { name: 'store-prefix', kind: 'string', env: 'PORTOLAN_STORE_PREFIX', help: 'etcd key prefix (default /portolan/<datacenter>/)' },
+  { name: 'etcd-ca', kind: 'string', env: 'PORTOLAN_ETCD_CA', help: "PEM CA certificate file etcd's certificate must chain to" },
+  { name: 'etcd-cert', kind: 'string', env: 'PORTOLAN_ETCD_CERT', help: 'PEM client certificate file for etcd (with --etcd-key)' },
+  { name: 'etcd-key', kind: 'string', env: 'PORTOLAN_ETCD_KEY', help: 'PEM private key file for --etcd-cert' },
+  { name: 'etcd-user', kind: 'string', env: 'PORTOLAN_ETCD_USER', help: 'etcd user name (with --etcd-password)' },
+  { name: 'etcd-password', kind: 'string', env: 'PORTOLAN_ETCD_PASSWORD', help: 'etcd password (prefer the environment variable)' },
+  { name: 'store-compact-every', kind: 'duration', env: 'PORTOLAN_STORE_COMPACT_EVERY', default: '5m', help: 'etcd: compact history older than this, one aggregator at a time (0s: never; leave it to etcd --auto-compaction-retention)' },
 ];
 
 export function aggregatorOptions(v: Record<string, FlagValue>): AggregatorOptions {
@@ -51,6 +61,36 @@ export function aggregatorOptions(v: Record<string, FlagValue>): AggregatorOptio
     suspectAfterMs: v['suspect-after'] as number,
     reapAfterMs: v['reap-after'] as number,
     tls: tlsFiles(v['tls-cert'] as string | undefined, v['tls-key'] as string | undefined),
+    store: storeSpec(v),
+  };
+}
+
+function storeSpec(v: Record<string, FlagValue>): StoreSpec {
+  const url = v.store as string;
+  const etcdOnly = ['store-prefix', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-user', 'etcd-password'].filter((f) => v[f] !== undefined);
+  if (url === 'memory') {
+    if (etcdOnly.length > 0) throw new UsageError(`--${etcdOnly[0]} needs --store etcd://…`);
+    return { kind: 'memory' };
+  }
+  let parsed: ReturnType<typeof parseEtcdUrl>;
+  try {
+    parsed = parseEtcdUrl(url);
+  } catch (err) {
+    throw new UsageError(`--store: ${(err as Error).message} (or memory)`);
+  }
+  const [cert, key, user, password] = ['etcd-cert', 'etcd-key', 'etcd-user', 'etcd-password'].map((f) => v[f] as string | undefined);
+  if (!cert !== !key) throw new UsageError('--etcd-cert and --etcd-key go together');
+  if (!user !== !password) throw new UsageError('--etcd-user and --etcd-password go together');
+  const ca = v['etcd-ca'] as string | undefined;
+  const tls = ca || cert ? { ca: ca && readFlagFile('etcd-ca', ca), cert: cert && readFlagFile('etcd-cert', cert), key: key && readFlagFile('etcd-key', key) } : undefined;
+  if (tls && !parsed.tls) throw new UsageError('--etcd-ca/--etcd-cert need an etcds:// store URL');
+  return {
+    kind: 'etcd',
+    endpoints: parsed.endpoints,
+    prefix: (v['store-prefix'] as string | undefined) ?? `/portolan/${v.datacenter as string}/`,
+    tls: parsed.tls ? (tls ?? {}) : undefined,
+    auth: user && password ? { username: user, password } : undefined,
+    compactEveryMs: v['store-compact-every'] as number,
   };
 }
 
