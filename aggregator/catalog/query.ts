@@ -100,6 +100,8 @@ export interface CatalogQuery {
    * Costs nothing while nothing changes.
    */
   waitForChange(watch: readonly Topic[], index: number, signal: AbortSignal): Promise<void>;
+  /** Called when `stale` flips; returns the unsubscribe function. */
+  onStaleChange(listener: (stale: boolean) => void): () => void;
   /** Every change, in order; returns the unsubscribe function. */
   onChange(listener: (change: ChangeEvent) => void): () => void;
 }

@@ -75,6 +75,7 @@ export class Replica implements CatalogQuery {
   readonly #waiters = new Map<Topic, Set<() => void>>();
   readonly #indexWaiters = new Set<{ revision: number; wake: () => void }>();
   readonly #listeners = new Set<(change: ChangeEvent) => void>();
+  readonly #staleListeners = new Set<(stale: boolean) => void>();
 
   constructor(options: ReplicaOptions) {
     this.#startIndex = options.startIndex;
@@ -96,7 +97,14 @@ export class Replica implements CatalogQuery {
   }
 
   setStale(stale: boolean): void {
+    if (stale === this.#stale) return;
     this.#stale = stale;
+    for (const listener of [...this.#staleListeners]) listener(stale);
+  }
+
+  onStaleChange(listener: (stale: boolean) => void): () => void {
+    this.#staleListeners.add(listener);
+    return () => this.#staleListeners.delete(listener);
   }
 
   whenSettled(signal: AbortSignal): Promise<void> {

@@ -139,7 +139,12 @@ export class EventHub {
 
   #start(): void {
     if (this.#unsubscribe) return;
-    this.#unsubscribe = this.#ctx.query.onChange((change) => this.#broadcast(change));
+    const unsubscribeChanges = this.#ctx.query.onChange((change) => this.#broadcast(change));
+    const unsubscribeStale = this.#ctx.query.onStaleChange((stale) => this.#broadcastStore(stale));
+    this.#unsubscribe = () => {
+      unsubscribeChanges();
+      unsubscribeStale();
+    };
     this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
     this.#heartbeat.unref();
   }
@@ -168,6 +173,12 @@ export class EventHub {
     }
   }
 
+  /** The store became unreachable (the catalog is the last known) or reachable again: the UI's banner. */
+  #broadcastStore(stale: boolean): void {
+    const text = frame('store', this.#ctx.query.index, { stale });
+    for (const client of this.#clients.values()) client.writer.send([text], Buffer.byteLength(text));
+  }
+
   /** Keep-alive for idle streams; a stream the socket took nothing from since the last beat is stalled. */
   #beat(): void {
     for (const { writer } of this.#clients.values()) {
@@ -182,7 +193,7 @@ export class EventHub {
    */
   *#catalogPieces(): Generator<string> {
     const { query, datacenter } = this.#ctx;
-    yield `id: ${query.index}\nevent: catalog\ndata: {"index":${query.index},"datacenter":${JSON.stringify(datacenter)},"nodes":[`;
+    yield `id: ${query.index}\nevent: catalog\ndata: {"index":${query.index},"datacenter":${JSON.stringify(datacenter)},"stale":${query.stale},"nodes":[`;
     yield* joined(query.nodes(), (n) => JSON.stringify(eventNodeJson(n, datacenter)));
     yield '],"services":{';
     let first = true;

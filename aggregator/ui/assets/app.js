@@ -115,15 +115,23 @@ function setStream(state, text) {
   document.body.classList.toggle('stale', state !== 'live');
 }
 
+/** The aggregator cannot reach its store: what is shown is the last catalog it knew. */
+function setStoreBanner(stale) {
+  $('store-banner').hidden = !stale;
+}
+
 let retryMs = RETRY_MIN_MS;
 function connect() {
   const source = new EventSource('/v1/portolan/events');
   source.addEventListener('catalog', (e) => {
-    catalog.load(JSON.parse(e.data));
+    const data = JSON.parse(e.data);
+    catalog.load(data);
+    setStoreBanner(data.stale === true);
     retryMs = RETRY_MIN_MS;
     setStream('live', 'live');
     refresh();
   });
+  source.addEventListener('store', (e) => setStoreBanner(JSON.parse(e.data).stale));
   source.addEventListener('change', (e) => {
     catalog.apply(JSON.parse(e.data));
     refresh();
