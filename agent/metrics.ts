@@ -22,6 +22,26 @@ export class AgentMetrics {
     gauge('portolan_agent_services', 'Services this host has in the catalog', sources.services);
     gauge('portolan_agent_aggregator_connected', '1 while the connection to the aggregator is up', () => Number(sources.uplink().connected));
     gauge('portolan_agent_send_queue_bytes', 'Bytes waiting to be sent to the aggregator', () => sources.uplink().bufferedBytes);
+    new Gauge({
+      name: 'portolan_agent_aggregator_info',
+      help: '1 for the aggregator this agent is registered with (none while disconnected)',
+      labelNames: ['aggregator'],
+      registers,
+      collect() {
+        this.reset();
+        const at = sources.uplink().aggregator;
+        if (at) this.set({ aggregator: at }, 1);
+      },
+    });
+    new Counter({
+      name: 'portolan_agent_aggregator_failovers_total',
+      help: 'Registrations with an aggregator other than the one this agent was last registered with',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.uplink().failovers);
+      },
+    });
     new Counter({
       name: 'portolan_agent_reconnects_total',
       help: 'Connections to the aggregator lost and retried',

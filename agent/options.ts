@@ -2,7 +2,10 @@ import { hostname } from 'node:os';
 
 /** Everything `portolan agent` can be told; the CLI maps flags and env vars onto this. */
 export interface AgentOptions {
-  /** Aggregator base URL, e.g. ws://10.0.0.1:8500 (the agent path is appended). */
+  /**
+   * Aggregator base URL, e.g. ws://10.0.0.1:8500 (the agent path is appended), or several,
+   * comma-separated: the agent fails over between them (see aggregator-list.ts).
+   */
   aggregator: string;
   /** Docker endpoint: unix:///path, tcp://host:port or a socket path; DOCKER_HOST when absent. */
   docker?: string;

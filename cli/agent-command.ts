@@ -1,9 +1,10 @@
 import { agentDefaults, type AgentOptions } from '../agent/options.js';
+import { AggregatorListError, parseAggregatorList } from '../agent/aggregator-list.js';
 import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { tokenFlag } from './common-flags.js';
 
 export const agentFlags: FlagSpec[] = [
-  { name: 'aggregator', kind: 'string', env: 'PORTOLAN_AGGREGATOR', help: 'aggregator URL, ws://HOST:8500 (wss:// with TLS)' },
+  { name: 'aggregator', kind: 'string', env: 'PORTOLAN_AGGREGATOR', help: 'aggregator URL, ws://HOST:8500 (wss:// with TLS); several, comma-separated, for failover (a name with several addresses counts as each)' },
   { name: 'docker', kind: 'string', env: 'PORTOLAN_DOCKER', help: 'Docker endpoint, unix:///path or tcp://host:port (default: DOCKER_HOST, else unix:///var/run/docker.sock)' },
   { name: 'ip', kind: 'string', env: 'PORTOLAN_IP', aliases: ['ip'], help: 'host IP to advertise (default: detected)' },
   { name: 'node', kind: 'string', env: 'PORTOLAN_NODE', default: agentDefaults.node, help: 'node name of this host in the catalog' },
@@ -23,7 +24,15 @@ export const agentFlags: FlagSpec[] = [
 export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
   const aggregator = v.aggregator as string | undefined;
   if (!aggregator) throw new UsageError('--aggregator (or PORTOLAN_AGGREGATOR) is required, e.g. ws://10.0.0.1:8500');
-  if (!/^wss?:\/\//.test(aggregator)) throw new UsageError(`--aggregator must be a ws:// or wss:// URL, got "${aggregator}"`);
+  for (const entry of aggregator.split(',').map((e) => e.trim())) {
+    if (entry !== '' && !/^wss?:\/\//.test(entry)) throw new UsageError(`--aggregator must be a ws:// or wss:// URL, got "${entry}"${entry === aggregator ? '' : ` in "${aggregator}"`}`);
+  }
+  try {
+    parseAggregatorList(aggregator);
+  } catch (err) {
+    if (err instanceof AggregatorListError) throw new UsageError(`--aggregator: ${err.message}`);
+    throw err;
+  }
   return {
     aggregator,
     docker: v.docker as string | undefined,
