@@ -11,7 +11,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Packet } from 'dns2';
-import { MemoryStore } from '../../aggregator/memory-store.js';
+import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import type { Responder } from '../../aggregator/dns/responder.js';
 import type { CacheStats } from '../../aggregator/dns/response-cache.js';
 import { instance, nodeReg } from '../support/services.js';
@@ -28,13 +28,13 @@ const INSTANCES = 30;
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc');
 
-function catalog(): MemoryStore {
+async function catalog(): Promise<MemoryStore> {
   const store = new MemoryStore({ startIndex: 1 });
   for (let n = 0; n < INSTANCES; n++) {
     const services = Array.from({ length: SERVICES }, (_, s) =>
       instance({ id: `n${n}:s${s}`, name: `s${s}`, address: `10.${s}.${n}.1`, port: 20000 + n }),
     );
-    store.replaceNode(nodeReg(`n${n}`, `10.200.${n}.1`), services);
+    await store.replaceNode(nodeReg(`n${n}`, `10.200.${n}.1`), services);
   }
   return store;
 }
@@ -74,7 +74,7 @@ function usage(): Usage {
 }
 
 function run(store: MemoryStore, make: Scenario, count: number): { before: Usage; after: Usage; answered: number; ms: number; cache: CacheStats } {
-  const responder = testResponder(store);
+  const responder = testResponder(store.query);
   live = undefined;
   let answered = 0;
   const reply = (): void => void answered++;
@@ -86,7 +86,7 @@ function run(store: MemoryStore, make: Scenario, count: number): { before: Usage
   return { before, after: usage(), answered, ms, cache: responder.cacheStats };
 }
 
-const store = catalog();
+const store = await catalog();
 const results: Record<string, unknown> = {};
 const figures: Figure[] = [];
 for (const [label, make] of Object.entries(scenarios)) {

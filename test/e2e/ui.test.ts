@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
-import { MemoryStore } from '../../aggregator/memory-store.js';
+import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import { registerConsulApi } from '../../aggregator/http/consul-api.js';
 import { registerUi } from '../../aggregator/ui/register.js';
 import { VERSION } from '../../shared/version.js';
@@ -87,9 +87,9 @@ describe('web UI with 500 hosts and 5,000 services', { skip: noBrowser }, () => 
       const services = Array.from({ length: PER_HOST }, (_, s) =>
         instance({ id: `${node}:app-${h}-${s}:8080`, name: `app-${h}-${s}`, containerName: `app-${h}-${s}`, address: `10.1.${h >> 8}.${h & 255}`, tags: ['v1'] }),
       );
-      store.replaceNode(nodeReg(node, `10.1.${h >> 8}.${h & 255}`), services);
+      await store.replaceNode(nodeReg(node, `10.1.${h >> 8}.${h & 255}`), services);
     }
-    registerConsulApi(app, { query: store, datacenter: 'dc1', nodeName: 'portolan-aggregator', version: VERSION });
+    registerConsulApi(app, { query: store.query, datacenter: 'dc1', nodeName: 'portolan-aggregator', version: VERSION });
     registerUi(app);
     const base = await app.listen({ host: '127.0.0.1', port: 0 });
     browser = await openBrowser();
@@ -153,12 +153,12 @@ describe('web UI with 500 hosts and 5,000 services', { skip: noBrowser }, () => 
     const { page } = browser;
     await page.locator('#search').fill('onerror');
     const hostile = '<img src=x onerror=alert(1)>';
-    store.updateServices('host-7', [instance({ id: 'host-7:evil:80', name: 'evil', containerName: hostile, tags: ['<b>bold</b>'] })], []);
+    await store.updateServices('host-7', [instance({ id: 'host-7:evil:80', name: 'evil', containerName: hostile, tags: ['<b>bold</b>'] })], []);
     const row = page.locator('#services [data-id="host-7:evil:80"]');
     await row.waitFor({ timeout: 2000 });
     assert.deepEqual((await row.locator(':scope > span').allInnerTexts()).slice(2, 4), [hostile, '<b>bold</b>']);
     assert.equal(await page.locator('#services img, #services b').count(), 0);
-    store.updateServices('host-7', [], ['host-7:evil:80']);
+    await store.updateServices('host-7', [], ['host-7:evil:80']);
     await row.waitFor({ state: 'detached', timeout: 2000 });
     await page.locator('#search').fill('');
     await mkdir(artifacts, { recursive: true });

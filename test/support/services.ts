@@ -1,5 +1,6 @@
 import type { ServiceInstance } from '../../shared/model.js';
-import type { NodeRegistration } from '../../aggregator/catalog.js';
+import type { NodeRecord } from '../../aggregator/catalog/records.js';
+import type { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 
 /** Builds a valid ServiceInstance for tests; fields not given take plain defaults. */
 export function instance(over: Partial<ServiceInstance> & { id: string; name: string }): ServiceInstance {
@@ -17,6 +18,16 @@ export function instance(over: Partial<ServiceInstance> & { id: string; name: st
   };
 }
 
-export function nodeReg(name: string, address = '10.0.0.1'): NodeRegistration {
-  return { name, address, meta: {}, agentVersion: 'test' };
+export function nodeReg(name: string, address = '10.0.0.1'): NodeRecord {
+  return { name, address, meta: {}, agentVersion: 'test', engineId: '' };
+}
+
+/**
+ * The node's agent is back: what the store holds of it (registration and services) sent again
+ * as a snapshot, which marks the node up (the old setConnected(node, true)).
+ */
+export async function reconnect(store: MemoryStore, name: string): Promise<void> {
+  const stored = store.query.records(name);
+  if (!stored?.node) throw new Error(`reconnect: the store holds no node ${name}`);
+  await store.replaceNode(stored.node, [...stored.services.values()].map((s) => s.record.service));
 }

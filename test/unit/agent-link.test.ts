@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { AgentLink, MAX_AWAITING_HELLO, type AgentLinkOptions } from '../../aggregator/agent-link.js';
-import { MemoryStore } from '../../aggregator/memory-store.js';
+import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
 import { Uplink } from '../../agent/uplink.js';
@@ -22,8 +22,10 @@ function capturedLogger() {
   return { logger, lines, parsed };
 }
 
-async function startLink(t: TestContext, over: Partial<AgentLinkOptions> = {}) {
-  const store = new MemoryStore();
+/** The link over a real MemoryStore; `reapAfterMs` is the store's (it reaps, not the link). */
+async function startLink(t: TestContext, { reapAfterMs = 300, ...over }: Partial<AgentLinkOptions> & { reapAfterMs?: number } = {}) {
+  const store = new MemoryStore({ reapAfterMs });
+  t.after(() => store.close());
   const link = new AgentLink({
     store,
     datacenter: 'dc1',
@@ -31,7 +33,6 @@ async function startLink(t: TestContext, over: Partial<AgentLinkOptions> = {}) {
     maxPayload: 64 * 1024,
     heartbeatMs: 50,
     suspectAfterMs: 300,
-    reapAfterMs: 300,
     ...over,
   });
   const server = createServer((_req, res) => res.end());
@@ -56,12 +57,12 @@ test('hello → welcome with observed address → snapshot → delta → goodbye
   await until(() => a.inbox.length > 0);
   assert.deepEqual(a.inbox[0], { type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: '127.0.0.1', datacenter: 'dc1', maxPayload: 64 * 1024 });
   a.send(snapshot('h1', ['h1:web:80']));
-  await until(() => store.instances('web').length === 1);
+  await until(() => store.query.instances('web').length === 1);
   a.send({ type: 'delta', upsert: [instance({ id: 'h1:web:81', name: 'web' })], remove: ['h1:web:80'] });
-  await until(() => store.instances('web')[0]?.service.id === 'h1:web:81');
+  await until(() => store.query.instances('web')[0]?.service.id === 'h1:web:81');
   a.send({ type: 'goodbye' });
   assert.equal((await a.closed).code, CloseCode.normal);
-  assert.equal(store.node('h1'), undefined);
+  assert.equal(store.query.node('h1'), undefined);
 });
 
 test('bad input closes only that connection, with a code and a reason', async (t) => {
@@ -69,7 +70,7 @@ test('bad input closes only that connection, with a code and a reason', async (t
   const good = await connect(url);
   good.send(hello('good'));
   good.send(snapshot('good', ['good:web:80']));
-  await until(() => store.instances('web').length === 1);
+  await until(() => store.query.instances('web').length === 1);
 
   const cases: Array<[unknown, number, RegExp]> = [
     ['{not json', CloseCode.invalidMessage, /not valid JSON/],
@@ -94,8 +95,8 @@ test('bad input closes only that connection, with a code and a reason', async (t
   big.send('x'.repeat(100 * 1024));
   assert.equal((await big.closed).code, CloseCode.tooBig);
 
-  assert.equal(store.instances('web').length, 1, 'the good agent is untouched');
-  assert.equal(store.node('good')?.connected, true);
+  assert.equal(store.query.instances('web').length, 1, 'the good agent is untouched');
+  assert.equal(store.query.node('good')?.connected, true);
 });
 
 test('a newer connection for the same node wins; the older is told why', async (t) => {
@@ -103,15 +104,15 @@ test('a newer connection for the same node wins; the older is told why', async (
   const first = await connect(url);
   first.send(hello('n'));
   first.send(snapshot('n', ['n:web:1']));
-  await until(() => store.instances('web').length === 1);
+  await until(() => store.query.instances('web').length === 1);
   const second = await connect(url);
   second.send(hello('n'));
   second.send(snapshot('n', ['n:web:2']));
   const closed = await first.closed;
   assert.equal(closed.code, CloseCode.replaced);
   assert.match(closed.reason, /newer connection/);
-  await until(() => store.instances('web')[0]?.service.id === 'n:web:2');
-  assert.equal(store.node('n')?.connected, true, 'closing the replaced connection does not suspect the node');
+  await until(() => store.query.instances('web')[0]?.service.id === 'n:web:2');
+  assert.equal(store.query.node('n')?.connected, true, 'closing the replaced connection does not suspect the node');
 });
 
 test('a lost connection turns the node critical at once, then reaps it', async (t) => {
@@ -119,11 +120,11 @@ test('a lost connection turns the node critical at once, then reaps it', async (
   const a = await connect(url);
   a.send(hello('lost'));
   a.send(snapshot('lost', ['lost:web:80']));
-  await until(() => store.instances('web').length === 1);
+  await until(() => store.query.instances('web').length === 1);
   a.ws.terminate();
-  await until(() => store.node('lost')?.connected === false);
-  assert.equal(store.instances('web')[0]!.status, 'critical');
-  await until(() => store.node('lost') === undefined);
+  await until(() => store.query.node('lost')?.connected === false);
+  assert.equal(store.query.instances('web')[0]!.status, 'critical');
+  await until(() => store.query.node('lost') === undefined);
 });
 
 test('reconnecting within the reap window keeps unchanged services unflapped', async (t) => {
@@ -131,15 +132,15 @@ test('reconnecting within the reap window keeps unchanged services unflapped', a
   const a = await connect(url);
   a.send(hello('r'));
   a.send(snapshot('r', ['r:web:80']));
-  await until(() => store.instances('web').length === 1);
-  const modify = store.instances('web')[0]!.modifyIndex;
+  await until(() => store.query.instances('web').length === 1);
+  const modify = store.query.instances('web')[0]!.modifyIndex;
   a.ws.terminate();
-  await until(() => store.node('r')?.connected === false);
+  await until(() => store.query.node('r')?.connected === false);
   const b = await connect(url);
   b.send(hello('r'));
   b.send(snapshot('r', ['r:web:80']));
-  await until(() => store.node('r')?.connected === true);
-  assert.equal(store.instances('web')[0]!.modifyIndex, modify);
+  await until(() => store.query.node('r')?.connected === true);
+  assert.equal(store.query.instances('web')[0]!.modifyIndex, modify);
 });
 
 test('an agent that stops answering pings is suspected', async (t) => {
@@ -147,10 +148,10 @@ test('an agent that stops answering pings is suspected', async (t) => {
   const a = await connect(url);
   a.send(hello('quiet'));
   a.send(snapshot('quiet', []));
-  await until(() => store.node('quiet')?.connected === true);
+  await until(() => store.query.node('quiet')?.connected === true);
   // Pausing the socket stops pong replies, as a frozen or partitioned host would.
   (a.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-  await until(() => store.node('quiet')?.connected === false, 3000);
+  await until(() => store.query.node('quiet')?.connected === false, 3000);
 });
 
 test('with a token, agents without it are refused before the upgrade', async (t) => {
@@ -163,7 +164,7 @@ test('with a token, agents without it are refused before the upgrade', async (t)
   const ok = await connect(url, { authorization: 'Bearer s3cret' });
   ok.send(hello('tok'));
   ok.send(snapshot('tok', []));
-  await until(() => store.node('tok') !== undefined);
+  await until(() => store.query.node('tok') !== undefined);
 });
 
 /** Holds this process's event loop, as a catastrophic regex or a SIGSTOP would hold the aggregator's. */
@@ -177,13 +178,13 @@ test('a pause of the aggregator longer than suspect-after cuts no agent whose co
   const { store, url } = await startLink(t, { heartbeatMs: 50, suspectAfterMs: 300, reapAfterMs: 10_000, logger: log.logger });
   const alive = await registered(url, 'alive');
   const silent = await registered(url, 'silent');
-  await until(() => store.node('alive')?.connected && store.node('silent')?.connected);
+  await until(() => store.query.node('alive')?.connected && store.query.node('silent')?.connected);
   (silent.ws as unknown as { _socket: { pause(): void } })._socket.pause();
   blockLoop(1200);
   await new Promise((r) => setTimeout(r, 600));
-  assert.equal(store.node('alive')?.connected, true, 'the live agent was not blamed for the pause');
+  assert.equal(store.query.node('alive')?.connected, true, 'the live agent was not blamed for the pause');
   assert.equal(alive.ws.readyState, WebSocket.OPEN);
-  await until(() => store.node('silent')?.connected === false, 3000);
+  await until(() => store.query.node('silent')?.connected === false, 3000);
   const paused = log.parsed().find((l) => l.msg === "aggregator was paused; the pause does not count as agents' silence");
   assert.ok(paused && (paused.pausedMs as number) >= 1000, 'the pause is logged with its length');
   assert.deepEqual(log.parsed().filter((l) => l.msg === 'agent missed heartbeats').map((l) => l.node), ['silent']);
@@ -193,7 +194,7 @@ test('a 5,000-service host registers under a 64 KiB max payload, in parts the st
   const { store, url } = await startLink(t, { maxPayload: 65536 });
   const services = Array.from({ length: 5000 }, (_, i) => instance({ id: `big:svc-${i}:80`, name: `svc-${i % 100}`, meta: { owner: 'team-a', tier: 'backend' } }));
   const seen = new Set<number>();
-  store.onChange(() => seen.add(store.nodeInstances('big').length));
+  store.query.onChange(() => seen.add(store.query.nodeInstances('big').length));
   const uplink = new Uplink({
     aggregator: url.replace(AGENT_WS_PATH, ''),
     node: 'big',
@@ -207,9 +208,9 @@ test('a 5,000-service host registers under a 64 KiB max payload, in parts the st
   });
   uplink.start();
   t.after(() => uplink.stop());
-  await until(() => store.nodeInstances('big').length === 5000 && store.node('big')?.connected, 10_000);
+  await until(() => store.query.nodeInstances('big').length === 5000 && store.query.node('big')?.connected, 10_000);
   uplink.flush();
-  await until(() => store.instances('svc-99').every((i) => i.service.tags[0] === 'moved') && store.instances('svc-0')[0]?.service.tags[0] === 'moved', 10_000);
+  await until(() => store.query.instances('svc-99').every((i) => i.service.tags[0] === 'moved') && store.query.instances('svc-0')[0]?.service.tags[0] === 'moved', 10_000);
   assert.deepEqual([...seen], [5000], 'no change ever showed part of the host');
   assert.equal(uplink.stats.reconnects, 0, 'no frame was refused');
 });
@@ -231,7 +232,7 @@ test('another engine claiming a live node name is refused with 4009 naming the h
   const holder = await connect(url);
   holder.send(hello('web-1', PROTOCOL_VERSION, 'ENGINE-A'));
   holder.send(snapshot('web-1', ['web-1:a:80']));
-  await until(() => store.node('web-1')?.connected);
+  await until(() => store.query.node('web-1')?.connected);
 
   const other = await connect(url);
   other.send(hello('web-1', PROTOCOL_VERSION, 'ENGINE-B'));
@@ -239,15 +240,15 @@ test('another engine claiming a live node name is refused with 4009 naming the h
   assert.deepEqual(await other.closed, { code: CloseCode.nodeConflict, reason: 'node name "web-1" is registered by engine ENGINE-A from 127.0.0.1' });
   assert.equal(link.stats.rejections.get(CloseCode.nodeConflict), 1);
   assert.equal(holder.ws.readyState, WebSocket.OPEN, 'the holder keeps its connection');
-  assert.deepEqual(store.nodeInstances('web-1').map((i) => i.service.id), ['web-1:a:80']);
+  assert.deepEqual(store.query.nodeInstances('web-1').map((i) => i.service.id), ['web-1:a:80']);
 
   holder.ws.terminate();
-  await until(() => store.node('web-1')?.connected === false);
+  await until(() => store.query.node('web-1')?.connected === false);
   const successor = await connect(url);
   successor.send(hello('web-1', PROTOCOL_VERSION, 'ENGINE-B'));
   successor.send(snapshot('web-1', ['web-1:b:80']));
-  await until(() => store.node('web-1')?.connected && store.nodeInstances('web-1')[0]?.service.id === 'web-1:b:80');
-  assert.deepEqual(store.nodeInstances('web-1').map((i) => i.service.id), ['web-1:b:80']);
+  await until(() => store.query.node('web-1')?.connected && store.query.nodeInstances('web-1')[0]?.service.id === 'web-1:b:80');
+  assert.deepEqual(store.query.nodeInstances('web-1').map((i) => i.service.id), ['web-1:b:80']);
 });
 
 test('a store write that throws is logged and closes that connection with 1011 and a reason; other agents are served', async (t) => {
@@ -255,18 +256,18 @@ test('a store write that throws is logged and closes that connection with 1011 a
   const { store, url } = await startLink(t, { logger: log.logger });
   const other = await registered(url, 'other');
   const a = await registered(url, 'a');
-  await until(() => store.instances('web').length === 2);
+  await until(() => store.query.instances('web').length === 2);
   const updateServices = store.updateServices.bind(store);
-  store.updateServices = (node, upsert, remove) => {
+  store.updateServices = async (node, upsert, remove) => {
     if (node === 'a') throw new Error('store failure on purpose');
-    updateServices(node, upsert, remove);
+    await updateServices(node, upsert, remove);
   };
   a.send({ type: 'delta', upsert: [], remove: ['a:web:80'] });
   assert.deepEqual(await a.closed, { code: CloseCode.internalError, reason: 'aggregator failed to apply the delta' });
   assert.ok(log.parsed().some((l) => l.msg === "applying the agent's delta failed" && l.node === 'a' && l.err === 'store failure on purpose'));
   other.send({ type: 'delta', upsert: [], remove: ['other:web:80'] });
-  await until(() => store.nodeInstances('other').length === 0);
-  assert.equal(store.node('other')?.connected, true);
+  await until(() => store.query.nodeInstances('other').length === 0);
+  assert.equal(store.query.node('other')?.connected, true);
 });
 
 test('a 900 KB string, a 1 MB meta key and 100,000-deep nesting are refused with 4000 and a short reason; no log line carries them', async (t) => {
@@ -289,7 +290,7 @@ test('a 900 KB string, a 1 MB meta key and 100,000-deep nesting are refused with
   assert.equal(log.parsed().filter((l) => l.msg === 'agent connection refused').length, cases.length);
   const longest = Math.max(...log.lines.map((l) => l.length));
   assert.ok(longest < 1024, `a log line of ${longest} characters`);
-  assert.equal(store.node('meta'), undefined);
+  assert.equal(store.query.node('meta'), undefined);
 });
 
 test('a snapshot sent in parts is read one part a turn, its hashing done as each part arrives; applied whole', async (t) => {
@@ -308,11 +309,11 @@ test('a snapshot sent in parts is read one part a turn, its hashing done as each
   peer.send(hello('big'));
   await until(() => peer.inbox.length > 0);
   const seen = new Set<number>();
-  store.onChange(() => seen.add(store.nodeInstances('big').length));
+  store.query.onChange(() => seen.add(store.query.nodeInstances('big').length));
   tick();
   // All parts written at once: they arrive together, as a fast agent's do.
   for (const f of frames) peer.ws.send(f);
-  await until(() => store.nodeInstances('big').length === services.length);
+  await until(() => store.query.nodeInstances('big').length === services.length);
   counting = false;
   assert.equal(turns.length, frames.length);
   assert.equal(new Set(turns).size, frames.length, `parts handled in turns ${turns.join(', ')}`);
@@ -324,7 +325,7 @@ test(`2,000 WebSockets that never say hello: ${MAX_AWAITING_HELLO} wait and are 
   // Long enough that all 2,000 have tried before the first slots free up.
   const { store, link, url } = await startLink(t, { helloTimeoutMs: 5000, heartbeatMs: 100, suspectAfterMs: 1000, reapAfterMs: 10_000, logger: log.logger });
   const good = await registered(url, 'good');
-  await until(() => store.node('good')?.connected);
+  await until(() => store.query.node('good')?.connected);
   const codes: number[] = [];
   const statuses: number[] = [];
   const mute = Array.from({ length: 2000 }, () => {
@@ -353,9 +354,9 @@ test(`2,000 WebSockets that never say hello: ${MAX_AWAITING_HELLO} wait and are 
   // The last period's count is logged when the period ends.
   await until(() => counted('no hello') === MAX_AWAITING_HELLO && counted('waiting to say hello') === mute.length - MAX_AWAITING_HELLO, 12_000, () => JSON.stringify(refusals()));
   assert.ok(refusals().length <= 6, `${refusals().length} log lines for ${mute.length} refusals`);
-  assert.equal(store.node('good')?.connected, true);
+  assert.equal(store.query.node('good')?.connected, true);
   assert.equal(good.ws.readyState, WebSocket.OPEN);
   assert.equal(link.connectedAgents, 1);
   await registered(url, 'late');
-  await until(() => store.node('late')?.connected);
+  await until(() => store.query.node('late')?.connected);
 });

@@ -21,7 +21,7 @@ before(async () => {
     },
   });
   dns = await startTestDns({ logger: pino({ level: 'error' }, sink), tcp: limits });
-  dns.store.replaceNode(nodeReg('h1', '192.0.2.1'), [
+  await dns.store.replaceNode(nodeReg('h1', '192.0.2.1'), [
     instance({ id: 'w1', name: 'web', address: '192.0.2.1', port: 80 }),
     instance({ id: 'w2', name: 'web', address: '192.0.2.2', port: 81 }),
   ]);

@@ -20,7 +20,7 @@ before(async () => {
     ['198.51.100.8', 'db.example.test'],
   ]);
   dns = await startTestDns({ recursor: `127.0.0.1:${upstream.port}` });
-  dns.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
+  await dns.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
 });
 
 after(async () => {
@@ -105,7 +105,7 @@ test('TCP pipelining: past maxInFlight relayed queries on one connection the res
   const upstream = await silentTcp();
   const maxInFlight = 4;
   const other = await startTestDns({ recursor: `127.0.0.1:${upstream.port}`, recursorTimeoutMs: 5000, tcp: { maxInFlight } });
-  other.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
+  await other.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
   try {
     const relayed = Array.from({ length: 10 }, (_, i) => framed(buildQuery(`q${i}.example.test`, Packet.TYPE.A, { id: i })));
     const local = framed(buildQuery('web.service.consul', Packet.TYPE.A, { id: 100 }));

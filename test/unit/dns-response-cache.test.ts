@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packet } from 'dns2';
-import { topics } from '../../aggregator/catalog.js';
-import { MemoryStore } from '../../aggregator/memory-store.js';
+import { topics } from '../../aggregator/catalog/query.js';
+import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import type { Responder } from '../../aggregator/dns/responder.js';
 import { ResponseCache, defaultCacheLimits, type CacheLimits, type CachedAnswer } from '../../aggregator/dns/response-cache.js';
 import { RCODE } from '../../aggregator/dns/wire.js';
@@ -19,7 +19,7 @@ function answer(
   const topic = topics.service(opts.name ?? 'web');
   const entry: CachedAnswer = {
     topic,
-    index: store.topicIndex(topic),
+    index: store.query.topicIndex(topic),
     rcode: opts.rcode ?? RCODE.NOERROR,
     forward: opts.forward ?? false,
     variants: new Array<Buffer | undefined>(opts.forward ? 0 : variants),
@@ -38,7 +38,7 @@ const limits = (over: Partial<CacheLimits>): CacheLimits => ({ ...defaultCacheLi
 
 test('a stored answer has every variant rendered once, keeps no renderer, and serves them in rotation', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store);
+  const cache = new ResponseCache(store.query);
   const { entry, rendered } = answer(store, 4);
   cache.set('web.service.consul', 1, entry);
   assert.deepEqual(rendered, [0, 1, 2, 3]);
@@ -49,12 +49,12 @@ test('a stored answer has every variant rendered once, keeps no renderer, and se
   assert.deepEqual(rendered, [0, 1, 2, 3]);
 });
 
-test('an answer is a miss once its topic moves, and other names stay cached', () => {
+test('an answer is a miss once its topic moves, and other names stay cached', async () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store);
+  const cache = new ResponseCache(store.query);
   cache.set('web.service.consul', 1, answer(store, 1).entry);
   cache.set('db.service.consul', 1, answer(store, 1, { name: 'db' }).entry);
-  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
   assert.equal(cache.get('web.service.consul', 1), undefined);
   assert.ok(cache.get('db.service.consul', 1));
   assert.equal(cache.get('db.service.consul', 2), undefined, 'another qtype or size class is another answer');
@@ -62,7 +62,7 @@ test('an answer is a miss once its topic moves, and other names stay cached', ()
 
 test('a relayed answer renders nothing', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store);
+  const cache = new ResponseCache(store.query);
   const { entry, rendered } = answer(store, 1, { forward: true, rcode: RCODE.NOERROR });
   entry.topic = undefined;
   cache.set('example.org', 1, entry);
@@ -72,7 +72,7 @@ test('a relayed answer renders nothing', () => {
 
 test('beyond the bound on names the oldest name goes first', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store, limits({ catalogNames: 2 }));
+  const cache = new ResponseCache(store.query, limits({ catalogNames: 2 }));
   for (const name of ['a', 'b', 'c']) cache.set(name, 1, answer(store, 1).entry);
   assert.equal(cache.get('a', 1), undefined);
   assert.ok(cache.get('b', 1));
@@ -81,7 +81,7 @@ test('beyond the bound on names the oldest name goes first', () => {
 
 test('beyond the bound on bytes the oldest names go first, however few names there are', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store, limits({ catalogBytes: 10_000 }));
+  const cache = new ResponseCache(store.query, limits({ catalogBytes: 10_000 }));
   for (let i = 0; i < 10; i++) cache.set(`n${i}`, 1, answer(store, 4, { bytes: 1000 }).entry);
   const { names, bytes } = cache.stats.catalog;
   assert.ok(bytes <= 10_000, `${bytes} bytes accounted`);
@@ -92,7 +92,7 @@ test('beyond the bound on bytes the oldest names go first, however few names the
 
 test('a flood of names outside the catalog (NXDOMAIN) stays in its own bound and never evicts a name that exists', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store, limits({ otherNames: 100 }));
+  const cache = new ResponseCache(store.query, limits({ otherNames: 100 }));
   cache.set('web.service.consul', 1, answer(store, 4).entry);
   for (let i = 0; i < 5000; i++) cache.set(`x${i}.service.consul`, 1, answer(store, 1, { name: `x${i}`, rcode: RCODE.NXDOMAIN }).entry);
   assert.ok(cache.get('web.service.consul', 1));
@@ -102,7 +102,7 @@ test('a flood of names outside the catalog (NXDOMAIN) stays in its own bound and
 
 test('a name whose service appears moves from the other table to the catalog table', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store, limits({ otherNames: 2 }));
+  const cache = new ResponseCache(store.query, limits({ otherNames: 2 }));
   cache.set('fresh.service.consul', 1, answer(store, 1, { name: 'fresh', rcode: RCODE.NXDOMAIN }).entry);
   cache.set('fresh.service.consul', 2, answer(store, 1, { name: 'fresh' }).entry);
   assert.equal(cache.stats.other.names, 0);
@@ -113,7 +113,7 @@ test('a name whose service appears moves from the other table to the catalog tab
 
 test('a name in use survives a stream of one-off names that evicts the unused ones (second chance)', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store, limits({ otherNames: 100 }));
+  const cache = new ResponseCache(store.query, limits({ otherNames: 100 }));
   const nx = (name: string): CachedAnswer => answer(store, 1, { name, rcode: RCODE.NXDOMAIN }).entry;
   cache.set('hot', 1, nx('hot'));
   cache.set('cold', 1, nx('cold'));
@@ -125,14 +125,14 @@ test('a name in use survives a stream of one-off names that evicts the unused on
 });
 
 /** A responder over a catalog with `big` (30 instances: truncated at every UDP size) and `small` (one). */
-function responder(): Responder {
+async function responder(): Promise<Responder> {
   const store = new MemoryStore({ startIndex: 1 });
   for (let n = 0; n < 30; n++) {
     const services = [instance({ id: `n${n}:big`, name: 'big', address: `10.1.${n}.1`, port: 20000 + n })];
     if (n === 0) services.push(instance({ id: 'n0:small', name: 'small', address: '10.2.0.1' }));
-    store.replaceNode(nodeReg(`n${n}`, `10.200.${n}.1`), services);
+    await store.replaceNode(nodeReg(`n${n}`, `10.200.${n}.1`), services);
   }
-  return testResponder(store);
+  return testResponder(store.query);
 }
 
 function ask(r: Responder, query: Buffer): Buffer {
@@ -144,8 +144,8 @@ function ask(r: Responder, query: Buffer): Buffer {
 /** The UDP size in the reply's OPT record (the last record, size at offset 3). */
 const optSize = (reply: Buffer): number => reply.readUInt16BE(reply.length - 8);
 
-test('every EDNS size 512-65535 of one question is served from at most 7 cached answers, each within the client size and echoing it', () => {
-  const r = responder();
+test('every EDNS size 512-65535 of one question is served from at most 7 cached answers, each within the client size and echoing it', async () => {
+  const r = await responder();
   for (let size = 512; size <= 65535; size++) {
     const reply = ask(r, buildQuery('big.service.consul', Packet.TYPE.SRV, { id: size & 0xffff, ednsSize: size }));
     const limit = Math.min(size, 1232);
@@ -160,14 +160,14 @@ test('every EDNS size 512-65535 of one question is served from at most 7 cached 
   assert.ok(Packet.parse(small).answers.length < Packet.parse(full).answers.length);
 });
 
-test('an answer that fits is one cached answer for every EDNS size it fits', () => {
-  const r = responder();
+test('an answer that fits is one cached answer for every EDNS size it fits', async () => {
+  const r = await responder();
   for (let size = 0; size <= 4096; size++) ask(r, buildQuery('small.service.consul', Packet.TYPE.A, { ednsSize: size }));
   assert.equal(r.cacheStats.catalog.answers, 1);
 });
 
-test('the 65,536 qtypes of one name are held as at most 11 cached answers, each reply echoing its own qtype', () => {
-  const r = responder();
+test('the 65,536 qtypes of one name are held as at most 11 cached answers, each reply echoing its own qtype', async () => {
+  const r = await responder();
   for (let qtype = 0; qtype <= 0xffff; qtype++) {
     const query = buildQuery('small.service.consul', qtype, { id: qtype });
     const reply = ask(r, query);
@@ -178,8 +178,8 @@ test('the 65,536 qtypes of one name are held as at most 11 cached answers, each 
   assert.ok(catalog.answers + other.answers <= 11, `${catalog.answers} + ${other.answers} answers`);
 });
 
-test('50,000 distinct non-existent names stay within the default bound for such names; existing names stay cached', () => {
-  const r = responder();
+test('50,000 distinct non-existent names stay within the default bound for such names; existing names stay cached', async () => {
+  const r = await responder();
   ask(r, buildQuery('big.service.consul', Packet.TYPE.A, { ednsSize: 1232 }));
   for (let i = 0; i < 50_000; i++) {
     const qtype = [Packet.TYPE.A, Packet.TYPE.AAAA, Packet.TYPE.SRV, Packet.TYPE.MX, 999][i % 5]!;

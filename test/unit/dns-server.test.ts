@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { Packet } from 'dns2';
 import { Registry } from 'prom-client';
 import { DnsAnswerStats } from '../../aggregator/dns-answer-stats.js';
-import { instance, nodeReg } from '../support/services.js';
+import { instance, nodeReg, reconnect } from '../support/services.js';
 import { dig, type DigRecord } from '../support/dig.js';
 import { startTestDns, type TestDns } from '../fixtures/dns/harness.js';
 import { buildQuery, framed, tcpExchange, udpQuery, unframe } from '../fixtures/dns/raw.js';
@@ -18,24 +18,24 @@ let dns: TestDns;
 before(async () => {
   dns = await startTestDns();
   const { store } = dns;
-  store.replaceNode(nodeReg('host-a', '192.0.2.10'), [
+  await store.replaceNode(nodeReg('host-a', '192.0.2.10'), [
     instance({ id: 'a:web:80', name: 'web', address: '192.0.2.10', port: 32768, tags: ['prod', 'v1'] }),
     instance({ id: 'a:web:81', name: 'web', address: '192.0.2.10', port: 32769, tags: ['canary'] }),
     instance({ id: 'a:db:5432', name: 'db', address: '192.0.2.10', port: 5432, meta: { dns_ttl: '30' } }),
     instance({ id: 'a:dns:53:udp', name: 'resolver', address: '192.0.2.10', port: 53, protocol: 'udp', tags: ['udp'] }),
   ]);
-  store.replaceNode(nodeReg('host-b', '192.0.2.11'), [
+  await store.replaceNode(nodeReg('host-b', '192.0.2.11'), [
     instance({ id: 'b:web:80', name: 'web', address: '192.0.2.11', port: 32768, tags: ['Prod'] }),
     instance({ id: 'b:v6:80', name: 'v6only', address: '2001:db8::1', port: 80 }),
   ]);
-  store.replaceNode(nodeReg('host-c', '192.0.2.12'), [instance({ id: 'c:web:80', name: 'web', address: '192.0.2.12' })]);
-  store.setConnected('host-c', false);
-  store.replaceNode(nodeReg('host-d', '192.0.2.13'), [
+  await store.replaceNode(nodeReg('host-c', '192.0.2.12'), [instance({ id: 'c:web:80', name: 'web', address: '192.0.2.12' })]);
+  await store.release('host-c', 'Agent connection closed');
+  await store.replaceNode(nodeReg('host-d', '192.0.2.13'), [
     instance({ id: 'd:web:80', name: 'web', address: '192.0.2.13', checks: [critical] }),
     instance({ id: 'd:sick:80', name: 'sick', address: '192.0.2.13', checks: [critical] }),
   ]);
-  store.replaceNode({ ...nodeReg('Mixed-Case', '192.0.2.20'), meta: { rack: 'r1', 'rfc1035-note': 'plain', 'a=b': 'c' } }, []);
-  store.replaceNode(
+  await store.replaceNode({ ...nodeReg('Mixed-Case', '192.0.2.20'), meta: { rack: 'r1', 'rfc1035-note': 'plain', 'a=b': 'c' } }, []);
+  await store.replaceNode(
     nodeReg('host-many', '10.9.0.1'),
     Array.from({ length: 20 }, (_, i) => instance({ id: `m:${i}`, name: 'many', address: `10.9.0.${i + 1}`, port: 40000 + i })),
   );
@@ -129,7 +129,7 @@ describe('service lookups', () => {
     assert.equal((await dig(dns.port, 'db.service.consul', 'A')).answer[0]!.ttl, 30);
     const other = await startTestDns({ serviceTtl: 5, nodeTtl: 7 });
     try {
-      other.store.replaceNode(nodeReg('n1', '192.0.2.1'), [instance({ id: 's', name: 'svc', address: '192.0.2.1' })]);
+      await other.store.replaceNode(nodeReg('n1', '192.0.2.1'), [instance({ id: 's', name: 'svc', address: '192.0.2.1' })]);
       assert.equal((await dig(other.port, 'svc.service.consul', 'A')).answer[0]!.ttl, 5);
       const srv = await dig(other.port, 'svc.service.consul', 'SRV');
       assert.equal(srv.answer[0]!.ttl, 5);
@@ -242,24 +242,24 @@ describe('sizes', () => {
 describe('catalog changes', () => {
   test('health: a disconnected node or a critical check removes the instance, at once', async () => {
     assert.deepEqual(sorted((await dig(dns.port, 'web.service.consul', 'A')).answer), ['A 192.0.2.10', 'A 192.0.2.11']);
-    dns.store.setConnected('host-b', false);
+    await dns.store.release('host-b', 'Agent connection closed');
     assert.deepEqual(sorted((await dig(dns.port, 'web.service.consul', 'A')).answer), ['A 192.0.2.10']);
-    dns.store.setConnected('host-c', true);
-    dns.store.setConnected('host-b', true);
+    await reconnect(dns.store, 'host-c');
+    await reconnect(dns.store, 'host-b');
     assert.deepEqual(sorted((await dig(dns.port, 'web.service.consul', 'A')).answer), ['A 192.0.2.10', 'A 192.0.2.11', 'A 192.0.2.12']);
-    dns.store.updateServices('host-c', [instance({ id: 'c:web:80', name: 'web', address: '192.0.2.12', checks: [critical] })], []);
+    await dns.store.updateServices('host-c', [instance({ id: 'c:web:80', name: 'web', address: '192.0.2.12', checks: [critical] })], []);
     assert.deepEqual(sorted((await dig(dns.port, 'web.service.consul', 'A')).answer), ['A 192.0.2.10', 'A 192.0.2.11']);
   });
 
   test('a new service resolves right after an NXDOMAIN was cached; removal brings NXDOMAIN back', async () => {
     assert.equal((await dig(dns.port, 'fresh.service.consul', 'A')).status, 'NXDOMAIN');
-    dns.store.updateServices('host-a', [instance({ id: 'a:fresh', name: 'Fresh', address: '192.0.2.10' })], []);
+    await dns.store.updateServices('host-a', [instance({ id: 'a:fresh', name: 'Fresh', address: '192.0.2.10' })], []);
     assert.deepEqual(sorted((await dig(dns.port, 'fresh.service.consul', 'A')).answer), ['A 192.0.2.10']);
-    dns.store.updateServices('host-a', [], ['a:fresh']);
+    await dns.store.updateServices('host-a', [], ['a:fresh']);
     assert.equal((await dig(dns.port, 'fresh.service.consul', 'A')).status, 'NXDOMAIN');
-    dns.store.replaceNode(nodeReg('host-new', '192.0.2.99'), []);
+    await dns.store.replaceNode(nodeReg('host-new', '192.0.2.99'), []);
     assert.deepEqual(sorted((await dig(dns.port, 'host-new.node.consul', 'A')).answer), ['A 192.0.2.99']);
-    dns.store.replaceNode(nodeReg('host-new', '192.0.2.98'), []);
+    await dns.store.replaceNode(nodeReg('host-new', '192.0.2.98'), []);
     assert.deepEqual(sorted((await dig(dns.port, 'host-new.node.consul', 'A')).answer), ['A 192.0.2.98']);
   });
 });
@@ -298,7 +298,7 @@ describe('bounded whatever clients ask', () => {
     const registry = new Registry();
     const metered = await startTestDns({ observe: new DnsAnswerStats([registry]).record });
     try {
-      metered.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
+      await metered.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
       const queries = Array.from({ length: 0x10000 }, (_, qtype) => withQtype(buildQuery('web.service.consul', Packet.TYPE.A, { id: qtype }), qtype));
       const replies = await udpAll(metered.port, queries);
       assert.equal(replies.size, 0x10000, 'every qtype answered');
@@ -351,7 +351,7 @@ describe('bounded whatever clients ask', () => {
   test('a TCP client that never reads its answers is dropped; others are still answered', async () => {
     const limited = await startTestDns({ tcp: { idleMs: 500, maxBacklogBytes: 64 << 10 } });
     try {
-      limited.store.replaceNode(
+      await limited.store.replaceNode(
         nodeReg('h', '10.9.0.1'),
         Array.from({ length: 200 }, (_, i) => instance({ id: `m:${i}`, name: 'many', address: `10.9.${i >> 8}.${(i & 255) + 1}`, port: 40000 + i })),
       );

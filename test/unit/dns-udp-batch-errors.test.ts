@@ -179,7 +179,7 @@ import { pino } from 'pino';
 import { startTestDns } from './test/fixtures/dns/harness.ts';
 import { instance, nodeReg } from './test/support/services.ts';
 const dns = await startTestDns({ logger: pino(), udp: 'batch' });
-dns.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
+await dns.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
 console.log(JSON.stringify({ port: dns.port }));
 `;
 

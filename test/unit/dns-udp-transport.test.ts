@@ -69,7 +69,7 @@ for (const udp of ['batch', 'dgram'] as const) {
     before(async () => {
       upstream = await startDnsmasq([['198.51.100.9', 'far.example.test']]);
       dns = await startTestDns({ udp, recursor: `127.0.0.1:${upstream.port}` });
-      dns.store.replaceNode(
+      await dns.store.replaceNode(
         nodeReg('h1', '192.0.2.1'),
         Array.from({ length: SERVICES }, (_, i) => instance({ id: `s${i}`, name: `svc${i}`, address: addressOf(i), port: 80 })),
       );
@@ -105,7 +105,7 @@ describe('choosing the UDP transport', () => {
   test('batch on an IPv6 address', async () => {
     const dns = await startTestDns({ udp: 'batch', host: '::1' });
     try {
-      dns.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
+      await dns.store.replaceNode(nodeReg('h1', '192.0.2.1'), [instance({ id: 'w', name: 'web', address: '192.0.2.1' })]);
       const client = createSocket('udp6');
       const reply = await new Promise<Buffer>((resolve) => {
         client.once('message', resolve);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { MemoryStore } from '../../aggregator/memory-store.js';
+import type { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import type { ServiceInstance } from '../../shared/model.js';
 import { catalogNode, catalogNodes, catalogService, catalogServices } from '../../aggregator/http/catalog-endpoints.js';
 import { healthChecks, healthNode, healthService, healthState } from '../../aggregator/http/health-endpoints.js';
@@ -28,9 +28,9 @@ const aWeb = (over: Partial<ServiceInstance> = {}): ServiceInstance =>
 const aDb = (over: Partial<ServiceInstance> = {}) => instance({ id: 'a:db:5432', name: 'db', tags: ['primary'], port: 5432, ...over });
 const bWeb = (over: Partial<ServiceInstance> = {}) => instance({ id: 'b:web:80', name: 'web', tags: ['prod'], address: '10.0.0.2', ...over });
 
-function scenario(store: MemoryStore): void {
-  store.replaceNode(hostA, [aWeb(), aDb()]);
-  store.replaceNode(hostB, [bWeb()]);
+async function scenario(store: MemoryStore): Promise<void> {
+  await store.replaceNode(hostA, [aWeb(), aDb()]);
+  await store.replaceNode(hostB, [bWeb()]);
 }
 
 const httpCheck = aWeb().checks[0]!;
@@ -50,7 +50,7 @@ const changes = {
   },
   nodeAddress: { title: 'the address of host-a changed', apply: (s: MemoryStore) => s.replaceNode({ ...hostA, address: '10.0.0.9' }, [aWeb(), aDb()]) },
   nodeMeta: { title: 'the meta of host-a changed (zone a → c)', apply: (s: MemoryStore) => s.replaceNode({ ...hostA, meta: { zone: 'c' } }, [aWeb(), aDb()]) },
-  disconnected: { title: 'the agent of host-a went silent (serfHealth critical)', apply: (s: MemoryStore) => s.setConnected('host-a', false) },
+  disconnected: { title: 'the agent of host-a went silent (serfHealth critical)', apply: (s: MemoryStore) => s.release('host-a', 'Agent connection closed') },
   instanceAdded: {
     title: 'a web instance with a new tag added on host-b',
     apply: (s: MemoryStore) => s.updateServices('host-b', [bWeb({ id: 'b:web:81', tags: ['v3'] })], []),
@@ -63,7 +63,7 @@ const changes = {
   },
   otherServicePort: { title: 'the port of a:db:5432 (another service) changed', apply: (s: MemoryStore) => s.updateServices('host-a', [aDb({ port: 5433 })], []) },
   otherNodeChange: { title: 'a service added on host-b (another node)', apply: (s: MemoryStore) => s.updateServices('host-b', [instance({ id: 'b:cache:6379', name: 'cache' })], []) },
-} satisfies Record<string, { title: string; apply: (s: MemoryStore) => void }>;
+} satisfies Record<string, { title: string; apply: (s: MemoryStore) => Promise<void> }>;
 
 type Change = keyof typeof changes;
 
@@ -145,9 +145,9 @@ async function read(api: TestApi, url: string): Promise<Read> {
 async function across(url: string, change: Change): Promise<{ before: Read; after: Read }> {
   const api = await startApi();
   try {
-    scenario(api.store);
+    await scenario(api.store);
     const before = await read(api, url);
-    changes[change].apply(api.store);
+    await changes[change].apply(api.store);
     return { before, after: await read(api, url) };
   } finally {
     await api.close();

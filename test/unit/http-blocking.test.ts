@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import Fastify from 'fastify';
-import { topics } from '../../aggregator/catalog.js';
+import { topics } from '../../aggregator/catalog/query.js';
 import { Blocker, shareKey } from '../../aggregator/http/blocking.js';
 import { parseQueryOptions, type RawQuery } from '../../aggregator/http/query-options.js';
-import { MemoryStore } from '../../aggregator/memory-store.js';
+import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import { instance, nodeReg } from '../support/services.js';
 import { listening, settledWithin } from './http-support.js';
 import { until } from '../support/until.js';
@@ -21,13 +21,13 @@ async function get(url: string) {
 test('a blocking query returns as soon as its service changes', async (t) => {
   const api = await listening(t);
   const base = api.base;
-  api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
   const first = await get(`${base}/v1/health/service/web`);
   assert.equal(first.body.length, 1);
   const started = Date.now();
   const waiting = get(`${base}/v1/health/service/web?index=${first.index}&wait=10s`);
   assert.equal(await settledWithin(waiting, 150), 'pending');
-  api.store.updateServices('a', [instance({ id: 'a:web:81', name: 'web', port: 81 })], []);
+  await api.store.updateServices('a', [instance({ id: 'a:web:81', name: 'web', port: 81 })], []);
   const second = await waiting;
   assert.ok(Date.now() - started < 2000);
   assert.equal(second.body.length, 2);
@@ -40,7 +40,7 @@ test('a blocking query returns as soon as its service changes', async (t) => {
 test('a blocking query with no change returns after wait (plus at most wait/16 jitter) with the same index', async (t) => {
   const api = await listening(t);
   const base = api.base;
-  api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
   const first = await get(`${base}/v1/catalog/service/web`);
   const started = Date.now();
   const again = await get(`${base}/v1/catalog/service/web?index=${first.index}&wait=200ms&stale`);
@@ -53,13 +53,13 @@ test('a blocking query with no change returns after wait (plus at most wait/16 j
 test('a change to one service wakes only the watchers of that service', async (t) => {
   const api = await listening(t);
   const base = api.base;
-  api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db' })]);
+  await api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db' })]);
   const web = await get(`${base}/v1/catalog/service/web`);
   const db = await get(`${base}/v1/catalog/service/db`);
   const webWatch = get(`${base}/v1/catalog/service/web?index=${web.index}&wait=1s`);
   const dbWatch = get(`${base}/v1/health/service/db?index=${db.index}&wait=1s`);
   await until(() => api.api.waiting === 2);
-  api.store.updateServices('a', [instance({ id: 'a:db:5432', name: 'db', tags: ['primary'] })], []);
+  await api.store.updateServices('a', [instance({ id: 'a:db:5432', name: 'db', tags: ['primary'] })], []);
   const dbAnswer = await settledWithin(dbWatch, 500);
   assert.notEqual(dbAnswer, 'pending', 'the db watcher wakes');
   assert.deepEqual((dbAnswer as Awaited<typeof dbWatch>).body[0].Service.Tags, ['primary']);
@@ -71,7 +71,7 @@ test('a change to one service wakes only the watchers of that service', async (t
 test('index=0 never blocks, and an index older than the data answers at once', async (t) => {
   const api = await listening(t);
   const base = api.base;
-  api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
   const zero = await settledWithin(get(`${base}/v1/catalog/services?index=0&wait=5s`), 500);
   assert.notEqual(zero, 'pending');
   const old = await settledWithin(get(`${base}/v1/catalog/services?index=1&wait=5s`), 500);
@@ -85,9 +85,9 @@ test('X-Consul-Index is never 0 and never goes backwards, even for unknown names
   const seen: number[] = [];
   const look = async () => seen.push((await get(`${base}/v1/catalog/service/web`)).index);
   await look();
-  api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
   await look();
-  api.store.removeNode('a');
+  await api.store.removeNode('a');
   await look();
   assert.ok(seen[0]! > 0);
   assert.deepEqual([...seen].sort((a, b) => a - b), seen);
@@ -114,14 +114,14 @@ test('a client that hangs up stops waiting, and closing the server answers every
 test('node and check changes wake the endpoints that read them', async (t) => {
   const api = await listening(t);
   const base = api.base;
-  api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
   const state = await get(`${base}/v1/health/state/critical`);
   assert.deepEqual(state.body, []);
   const nodeView = await get(`${base}/v1/catalog/node/a`);
   const stateWatch = get(`${base}/v1/health/state/critical?index=${state.index}&wait=5s`);
   const nodeWatch = get(`${base}/v1/health/node/a?index=${nodeView.index}&wait=5s`);
   await until(() => api.api.waiting === 2);
-  api.store.setConnected('a', false);
+  await api.store.release('a', 'Agent connection closed');
   const [s, n] = await Promise.all([stateWatch, nodeWatch]);
   assert.deepEqual(s.body.map((c: { CheckID: string }) => c.CheckID), ['serfHealth']);
   assert.equal(n.body[0].Status, 'critical');
@@ -129,17 +129,17 @@ test('node and check changes wake the endpoints that read them', async (t) => {
 
 test('a thousand waiting watchers of one service stay asleep through changes to another', async (t) => {
   const api = await listening(t);
-  api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db' })]);
+  await api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db' })]);
   const { index } = await get(`${api.base}/v1/catalog/service/web`);
   const watchers = Array.from({ length: 1000 }, () => api.app.inject(`/v1/health/service/web?index=${index}&wait=10m`));
   await until(() => api.api.waiting === 1000);
   const cpuBefore = process.cpuUsage();
-  for (let i = 0; i < 20; i++) api.store.updateServices('a', [instance({ id: 'a:db:5432', name: 'db', port: 6000 + i })], []);
+  for (let i = 0; i < 20; i++) await api.store.updateServices('a', [instance({ id: 'a:db:5432', name: 'db', port: 6000 + i })], []);
   await new Promise((r) => setTimeout(r, 50));
   const cpu = process.cpuUsage(cpuBefore);
   assert.equal(api.api.waiting, 1000, 'nobody woke');
   assert.ok(cpu.user + cpu.system < 200_000, `20 unrelated changes cost ${cpu.user + cpu.system}µs of CPU`);
-  api.store.updateServices('a', [instance({ id: 'a:web:81', name: 'web' })], []);
+  await api.store.updateServices('a', [instance({ id: 'a:web:81', name: 'web' })], []);
   const answers = await Promise.all(watchers);
   assert.ok(answers.every((r) => r.statusCode === 200 && (r.json() as unknown[]).length === 2));
 });
@@ -149,9 +149,9 @@ test('after a restart, a watcher holding an index from the earlier process waits
   const api = await listening(t, { settleQuietMs: 300 });
   const watch = get(`${api.base}/v1/health/service/web?index=50&wait=10s`);
   await until(() => api.api.waiting === 1);
-  api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await api.store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
   await new Promise((r) => setTimeout(r, 150));
-  api.store.replaceNode(nodeReg('b'), [instance({ id: 'b:web:80', name: 'web' })]);
+  await api.store.replaceNode(nodeReg('b'), [instance({ id: 'b:web:80', name: 'web' })]);
   assert.equal(await settledWithin(watch, 200), 'pending', 'held while agents keep coming back');
   const answer = await watch;
   assert.equal(answer.body.length, 2, 'answered with the complete catalog, not a partial one');
@@ -164,7 +164,7 @@ test('after a restart, a watcher holding an index from the earlier process waits
  */
 async function countingRoute(t: { after(fn: () => unknown): void }) {
   const store = new MemoryStore({ startIndex: 100, now: () => 0, settleQuietMs: 0 });
-  const blocker = new Blocker(store);
+  const blocker = new Blocker(store.query);
   const counts = { defined: 0, rendered: 0 };
   const app = Fastify();
   app.get('/web', (request, reply) => {
@@ -174,7 +174,7 @@ async function countingRoute(t: { after(fn: () => unknown): void }) {
         watch: [topics.service('web')],
         render: () => {
           counts.rendered++;
-          const instances = store.instances('web');
+          const instances = store.query.instances('web');
           return async () => instances.map((i) => i.service.port);
         },
       };
@@ -188,14 +188,14 @@ async function countingRoute(t: { after(fn: () => unknown): void }) {
 
 test('2,000 watchers of one query are validated once and rendered once per change, and all get that answer', async (t) => {
   const { store, blocker, counts, app } = await countingRoute(t);
-  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web', port: 80 })]);
+  await store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web', port: 80 })]);
   const index = blocker.indexOf([topics.service('web')]);
   const watchers = Array.from({ length: 2000 }, (_, i) => app.inject(`/web?wait=${60 + i}s&index=${index}`));
   const pretty = app.inject(`/web?index=${index}&pretty`);
   await until(() => blocker.waiting === 2001);
   assert.equal(counts.defined, 2, 'one definition per distinct query (with and without ?pretty)');
   assert.equal(blocker.queries, 2);
-  store.updateServices('a', [instance({ id: 'a:web:81', name: 'web', port: 81 })], []);
+  await store.updateServices('a', [instance({ id: 'a:web:81', name: 'web', port: 81 })], []);
   const answers = await Promise.all(watchers);
   assert.equal(counts.rendered, 2, 'one render per distinct query');
   assert.ok(answers.every((r) => r.statusCode === 200 && r.body === '[80,81]'));
@@ -206,7 +206,7 @@ test('2,000 watchers of one query are validated once and rendered once per chang
 
 test('woken watchers are answered in slices: the event loop turns between them', async (t) => {
   const { store, blocker, app } = await countingRoute(t);
-  store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
+  await store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
   const index = blocker.indexOf([topics.service('web')]);
   const watchers = Array.from({ length: 2000 }, () => app.inject(`/web?index=${index}&wait=1m`));
   await until(() => blocker.waiting === 2000);
@@ -217,7 +217,7 @@ test('woken watchers are answered in slices: the event loop turns between them',
     turns++;
     if (answering) setImmediate(tick);
   };
-  store.updateServices('a', [instance({ id: 'a:web:81', name: 'web' })], []);
+  await store.updateServices('a', [instance({ id: 'a:web:81', name: 'web' })], []);
   setImmediate(tick);
   await all;
   // Written in one pass, the 2,000 answers would let the loop turn once at most.
@@ -233,22 +233,22 @@ test('watchers that leave take their query and the store\'s waiter entry with th
     return req;
   });
   await until(() => api.api.waiting === 300);
-  assert.equal(api.store.waitedTopics, 300);
+  assert.equal(api.store.query.waitedTopics, 300);
   for (const c of clients) c.destroy();
   await until(() => api.api.waiting === 0);
-  await until(() => api.store.waitedTopics === 0, 2000, 'no waiter entry left in the store');
+  await until(() => api.store.query.waitedTopics === 0, 2000, 'no waiter entry left in the store');
 });
 
 test('50,000 waits on distinct names leave no entry in the store once aborted', () => {
   const store = new MemoryStore({ startIndex: 100, now: () => 0, settleQuietMs: 0 });
   const aborts = Array.from({ length: 50_000 }, (_, i) => {
     const abort = new AbortController();
-    void store.waitForChange([topics.service(`nope-${i}`), topics.nodes], store.index, abort.signal);
+    void store.query.waitForChange([topics.service(`nope-${i}`), topics.nodes], store.query.index, abort.signal);
     return abort;
   });
-  assert.equal(store.waitedTopics, 50_001);
+  assert.equal(store.query.waitedTopics, 50_001);
   for (const a of aborts) a.abort();
-  assert.equal(store.waitedTopics, 0);
+  assert.equal(store.query.waitedTopics, 0);
 });
 
 test('requests differing only in index and wait share a key; any other parameter separates them', () => {

@@ -5,7 +5,7 @@ import { startApi, type TestApi } from './http-support.js';
 
 async function scenario(): Promise<TestApi> {
   const api = await startApi();
-  api.store.replaceNode({ ...nodeReg('host-b', '10.0.0.2'), meta: { zone: 'b', os: 'linux' } }, [
+  await api.store.replaceNode({ ...nodeReg('host-b', '10.0.0.2'), meta: { zone: 'b', os: 'linux' } }, [
     instance({ id: 'b:web:80', name: 'web', tags: ['prod', 'v2'], meta: { env: 'prod' }, address: '10.0.0.2', port: 32001 }),
     instance({
       id: 'b:web:81',
@@ -16,7 +16,7 @@ async function scenario(): Promise<TestApi> {
       checks: [{ id: 'docker', name: 'Docker health', type: 'docker', status: 'warning', output: 'slow' }],
     }),
   ]);
-  api.store.replaceNode({ ...nodeReg('host-a', '10.0.0.1'), meta: { zone: 'a', os: 'linux' } }, [
+  await api.store.replaceNode({ ...nodeReg('host-a', '10.0.0.1'), meta: { zone: 'a', os: 'linux' } }, [
     instance({ id: 'a:web:80', name: 'web', tags: ['Prod'], meta: { env: 'staging' }, port: 31000 }),
     instance({ id: 'a:db:5432', name: 'db', tags: ['primary'], port: 5432 }),
   ]);
@@ -75,7 +75,7 @@ test('passing drops every entry with a non-passing check, bare or =true/1; =fals
   }
   assert.deepEqual(await ids(api, '/v1/health/service/web?passing=false'), ['a:web:80', 'b:web:80', 'b:web:81']);
   await rejects(api, '/v1/health/service/web?passing=maybe', 400, 'Invalid value for ?passing');
-  api.store.setConnected('host-a', false);
+  await api.store.release('host-a', 'Agent connection closed');
   assert.deepEqual(await ids(api, '/v1/health/service/web?passing'), ['b:web:80'], 'serfHealth critical drops the node');
 });
 
@@ -141,10 +141,10 @@ test('X-Consul-Index is the newest change among what the endpoint reads', async 
   const index = async (url: string) => Number((await api.app.inject(url)).headers['x-consul-index']);
   const db = await index('/v1/catalog/service/db');
   const web = await index('/v1/catalog/service/web');
-  api.store.updateServices('host-b', [instance({ id: 'b:web:82', name: 'web' })], []);
+  await api.store.updateServices('host-b', [instance({ id: 'b:web:82', name: 'web' })], []);
   assert.equal(await index('/v1/catalog/service/db'), db, 'db did not change');
   assert.ok((await index('/v1/catalog/service/web')) > web);
-  assert.equal(await index('/v1/catalog/services'), api.store.index);
+  assert.equal(await index('/v1/catalog/services'), api.store.query.index);
 });
 
 test('?pretty indents like Consul', async (t) => {

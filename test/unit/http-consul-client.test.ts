@@ -9,7 +9,7 @@ async function clientFor(t: { after(fn: () => unknown): void }) {
   const api = await startApi();
   t.after(() => api.close());
   const base = new URL(await api.listen());
-  api.store.replaceNode({ ...nodeReg('host-a', '10.0.0.1'), meta: { zone: 'a' } }, [
+  await api.store.replaceNode({ ...nodeReg('host-a', '10.0.0.1'), meta: { zone: 'a' } }, [
     instance({ id: 'a:web:80', name: 'web', tags: ['prod'], port: 32001 }),
     instance({
       id: 'a:web:81',
@@ -56,11 +56,11 @@ test('a watch sees a change made through the store', async (t) => {
   await next();
   assert.deepEqual(changes[0], [], 'the first answer: no api instances yet');
   const seen = next();
-  api.store.updateServices('host-a', [instance({ id: 'a:api:9000', name: 'api', port: 9000 })], []);
+  await api.store.updateServices('host-a', [instance({ id: 'a:api:9000', name: 'api', port: 9000 })], []);
   await seen;
   assert.deepEqual(changes[1]!.map((e) => e.Service.ID), ['a:api:9000']);
   const gone = next();
-  api.store.updateServices('host-a', [], ['a:api:9000']);
+  await api.store.updateServices('host-a', [], ['a:api:9000']);
   await gone;
   assert.deepEqual(changes[2], []);
   assert.deepEqual(errors, []);

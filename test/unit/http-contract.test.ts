@@ -33,7 +33,7 @@ function assertMatches(actual: unknown, expected: unknown, path = '$', volatile 
 
 async function docsScenario(): Promise<TestApi> {
   const api = await startApi();
-  api.store.replaceNode(docsNode, [
+  await api.store.replaceNode(docsNode, [
     docsWeb(),
     instance({ id: 'consul', name: 'consul' }),
     instance({ id: 'pg-1', name: 'postgresql', tags: ['secondary', 'primary'] }),
@@ -69,7 +69,7 @@ for (const [url, name] of cases) {
 test("/v1/catalog/node/:node matches Consul's shape with only that node's services", async (t) => {
   const api = await startApi();
   t.after(() => api.close());
-  api.store.replaceNode(docsNode, [docsWeb()]);
+  await api.store.replaceNode(docsNode, [docsWeb()]);
   assertMatches(await getJson(api, '/v1/catalog/node/t2.320'), fixture('catalog-node'));
 });
 
@@ -92,7 +92,7 @@ test('empties are [] and {}, an unknown node is null', async (t) => {
   assert.deepEqual(await getJson(api, '/v1/health/node/nope'), []);
   assert.deepEqual(await getJson(api, '/v1/health/state/any'), []);
   assert.equal(await getJson(api, '/v1/catalog/node/nope'), null);
-  api.store.replaceNode({ ...docsNode, meta: {} }, [instance({ id: 'bare', name: 'bare', container: undefined, host: undefined })]);
+  await api.store.replaceNode({ ...docsNode, meta: {} }, [instance({ id: 'bare', name: 'bare', container: undefined, host: undefined })]);
   const [entry] = (await getJson(api, '/v1/catalog/service/bare')) as Record<string, unknown>[];
   assert.deepEqual(entry!.ServiceTags, []);
   assert.deepEqual(entry!.ServiceMeta, {});

@@ -92,11 +92,11 @@ function openStream(url: string, { paused = false } = {}) {
 const PAD_BYTES = 4096;
 
 /** `perNode` instances of `service` on each of `nodes` hosts, each carrying PAD_BYTES of meta. */
-function fill(store: TestApi['store'], nodes: number, perNode: number, service = 'web', pad = 'x'): void {
+async function fill(store: TestApi['store'], nodes: number, perNode: number, service = 'web', pad = 'x'): Promise<void> {
   for (let n = 0; n < nodes; n++) {
     const host = `host-${n}`;
     const services = Array.from({ length: perNode }, (_, i) => instance({ id: `${host}:${service}:${i}`, name: service, meta: { pad: pad.repeat(PAD_BYTES) } }));
-    store.replaceNode(nodeReg(host, `10.0.${n >> 8}.${n & 255}`), services);
+    await store.replaceNode(nodeReg(host, `10.0.${n >> 8}.${n & 255}`), services);
   }
 }
 
@@ -122,7 +122,7 @@ const HELD_BOUND = 256 * 1024;
 test('the stream starts with the full catalog, then sends what each change touched', async (t) => {
   const api = await listening(t);
   const base = api.base;
-  api.store.replaceNode(nodeReg('host-a'), [instance({ id: 'a:web:80', name: 'Web' })]);
+  await api.store.replaceNode(nodeReg('host-a'), [instance({ id: 'a:web:80', name: 'Web' })]);
   const stream = openStream(`${base}/v1/portolan/events`);
   t.after(() => stream.close());
 
@@ -131,21 +131,21 @@ test('the stream starts with the full catalog, then sends what each change touch
   assert.match(String(stream.headers()?.['content-type']), /^text\/event-stream/);
   const catalog = JSON.parse(first.data!);
   assert.equal(catalog.datacenter, 'dc1');
-  assert.equal(catalog.index, api.store.index);
-  assert.equal(Number(first.id), api.store.index);
+  assert.equal(catalog.index, api.store.query.index);
+  assert.equal(Number(first.id), api.store.query.index);
   assert.deepEqual(catalog.nodes.map((n: { Node: string }) => n.Node), ['host-a']);
   assert.deepEqual(Object.keys(catalog.services), ['web']);
   assert.equal(catalog.services.web[0].Service.ID, 'a:web:80');
 
-  api.store.replaceNode(nodeReg('host-b', '10.0.0.2'), [instance({ id: 'b:db:5432', name: 'db' })]);
+  await api.store.replaceNode(nodeReg('host-b', '10.0.0.2'), [instance({ id: 'b:db:5432', name: 'db' })]);
   const added = JSON.parse((await stream.next()).data!);
-  assert.equal(added.index, api.store.index);
+  assert.equal(added.index, api.store.query.index);
   assert.ok(added.topics.includes('service/db'));
   assert.equal(added.nodes['host-b'].Address, '10.0.0.2');
   assert.deepEqual(added.services.db.map((e: { Service: { ID: string } }) => e.Service.ID), ['b:db:5432']);
   assert.ok(!('web' in added.services), 'untouched services are not resent');
 
-  api.store.removeNode('host-b');
+  await api.store.removeNode('host-b');
   const removed = JSON.parse((await stream.next()).data!);
   assert.equal(removed.nodes['host-b'], null);
   assert.deepEqual(removed.services.db, []);
@@ -164,7 +164,7 @@ test('heartbeat comments keep the stream open; hanging up unsubscribes', async (
   for (let i = 0; i < 100 && api.api.streams > 0; i++) await new Promise((r) => setTimeout(r, 10));
   assert.equal(api.api.streams, 0);
   // A change after the hang-up must find no listener writing to the dead stream.
-  assert.doesNotThrow(() => api.store.replaceNode(nodeReg('host-a'), []));
+  await assert.doesNotReject(api.store.replaceNode(nodeReg('host-a'), []));
 });
 
 test('closing the server ends open streams at once', async (t) => {
@@ -207,7 +207,7 @@ test('the catalog is written in pieces as the client reads: one that reads nothi
   const sockets = serverSockets(api.app.server);
   t.after(() => api.close());
   await api.listen();
-  fill(api.store, 50, 100); // 5,000 instances, a catalog of about 22 MB
+  await fill(api.store, 50, 100); // 5,000 instances, a catalog of about 22 MB
   const stream = openStream(`${api.base}/v1/portolan/events`, { paused: true });
   t.after(() => stream.close());
   await until(() => sockets.some((s) => s.writableNeedDrain), 5000, 'the socket of the client that does not read fills');
@@ -227,24 +227,24 @@ test('the catalog is written in pieces as the client reads: one that reads nothi
 
 test('changes made while the catalog is being written reach the client after it, and the client ends up with the store', async (t) => {
   const api = await listening(t);
-  fill(api.store, 20, 100);
+  await fill(api.store, 20, 100);
   const stream = openStream(`${api.base}/v1/portolan/events`, { paused: true });
   t.after(() => stream.close());
   await until(() => api.api.streams === 1);
   // host-0 is long written, host-19 not yet, when these land: the catch-up frame must cover both.
-  api.store.removeNode('host-0');
-  api.store.replaceNode(nodeReg('host-19'), [instance({ id: 'host-19:db:1', name: 'db' })]);
-  api.store.replaceNode(nodeReg('host-new', '10.9.9.9'), [instance({ id: 'host-new:Cache:1', name: 'Cache' })]);
+  await api.store.removeNode('host-0');
+  await api.store.replaceNode(nodeReg('host-19'), [instance({ id: 'host-19:db:1', name: 'db' })]);
+  await api.store.replaceNode(nodeReg('host-new', '10.9.9.9'), [instance({ id: 'host-new:Cache:1', name: 'Cache' })]);
   stream.resume();
   const catalog = await stream.next((e) => e.event === 'catalog', 10_000);
 
   const catchUp = await stream.next((e) => e.event === 'change');
-  assert.equal(JSON.parse(catchUp.data!).index, api.store.index, 'one catch-up frame, at the newest index');
+  assert.equal(JSON.parse(catchUp.data!).index, api.store.query.index, 'one catch-up frame, at the newest index');
 
   const store = {
-    nodes: api.store.nodes().map((n) => n.name).sort(),
+    nodes: api.store.query.nodes().map((n) => n.name).sort(),
     services: Object.fromEntries(
-      [...api.store.serviceNames().keys()].map((n) => [n.toLowerCase(), api.store.instances(n).map((i) => i.service.id).sort()] as const).sort(([a], [b]) => (a < b ? -1 : 1)),
+      [...api.store.query.serviceNames().keys()].map((n) => [n.toLowerCase(), api.store.query.instances(n).map((i) => i.service.id).sort()] as const).sort(([a], [b]) => (a < b ? -1 : 1)),
     ),
   };
   assert.ok(!store.nodes.includes('host-0') && store.nodes.includes('host-new'));
@@ -256,7 +256,7 @@ test('a client that falls more than MAX_QUEUED_BYTES of changes behind is droppe
   const sockets = serverSockets(api.app.server);
   t.after(() => api.close());
   await api.listen();
-  fill(api.store, 1, 200, 'big'); // each change of "big" is a frame of about 2 MB
+  await fill(api.store, 1, 200, 'big'); // each change of "big" is a frame of about 2 MB
   const reader = openStream(`${api.base}/v1/portolan/events`);
   const idle = openStream(`${api.base}/v1/portolan/events`, { paused: true });
   t.after(() => [reader, idle].forEach((s) => s.close()));
@@ -266,7 +266,7 @@ test('a client that falls more than MAX_QUEUED_BYTES of changes behind is droppe
   let held = 0;
   let sent = 0;
   for (let round = 0; sent < 100 * 2 ** 20 && api.api.streams === 2; round++) {
-    fill(api.store, 1, 200, 'big', String(round % 10));
+    await fill(api.store, 1, 200, 'big', String(round % 10));
     sent += Buffer.byteLength((await reader.next((e) => e.event === 'change', 10_000)).data!);
     held = Math.max(held, ...sockets.map((s) => s.writableLength));
   }
@@ -279,14 +279,14 @@ test('a client that falls more than MAX_QUEUED_BYTES of changes behind is droppe
   const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
   assert.ok(sent >= MAX_QUEUED_BYTES && sent <= MAX_QUEUED_BYTES + 32 * 2 ** 20, `dropped after ${mib(sent)} of changes`);
 
-  fill(api.store, 1, 1, 'big');
+  await fill(api.store, 1, 1, 'big');
   const last = JSON.parse((await reader.next((e) => e.event === 'change')).data!);
   assert.equal(last.services.big.length, 1, 'the reading client still gets every change');
 });
 
 test('a client whose socket takes nothing from one heartbeat to the next is dropped as stalled; one that reads is not', async (t) => {
   const api = await listening(t, { eventsHeartbeatMs: 100 });
-  fill(api.store, 50, 100);
+  await fill(api.store, 50, 100);
   const reader = openStream(`${api.base}/v1/portolan/events`);
   const stalled = openStream(`${api.base}/v1/portolan/events`, { paused: true });
   t.after(() => [reader, stalled].forEach((s) => s.close()));
@@ -336,7 +336,7 @@ function bytesPerTurn(sockets: readonly Socket[]) {
 test('40 streams opening at once on a 5,000-instance catalog write at most TURN_CHARS and a piece per event-loop turn, in a fair round', async (t) => {
   const api = await listening(t);
   const sockets = serverSockets(api.app.server);
-  fill(api.store, 50, 100, 'web', ''); // instances of ordinary size: the rendering, not a padding, costs
+  await fill(api.store, 50, 100, 'web', ''); // instances of ordinary size: the rendering, not a padding, costs
   const delay = monitorEventLoopDelay({ resolution: 1 });
   delay.enable();
   const perTurn = bytesPerTurn(sockets);

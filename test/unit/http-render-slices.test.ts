@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { Slicer, sliceJson } from '../../aggregator/http/render-slices.js';
-import type { MemoryStore } from '../../aggregator/memory-store.js';
+import type { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import { instance, nodeReg } from '../support/services.js';
 import { listening } from './http-support.js';
 
@@ -12,13 +12,13 @@ type Json = any;
 const CHECKS = ['http', 'tcp', 'script'].map((id) => ({ id, name: id, type: id, status: 'passing' as const, output: 'ok' }));
 
 /** `nodes` × `perNode` instances of "web", each with three passing checks. */
-function fill(store: MemoryStore, nodes: number, perNode: number, port = 80): void {
+async function fill(store: MemoryStore, nodes: number, perNode: number, port = 80): Promise<void> {
   for (let n = 0; n < nodes; n++) {
     const node = `node-${String(n).padStart(3, '0')}`;
     const services = Array.from({ length: perNode }, (_, i) =>
       instance({ id: `${node}:web-${i}:${port}`, name: 'web', port, checks: CHECKS }),
     );
-    store.replaceNode(nodeReg(node, `10.0.${n >> 8}.${n & 255}`), services);
+    await store.replaceNode(nodeReg(node, `10.0.${n >> 8}.${n & 255}`), services);
   }
 }
 
@@ -100,9 +100,9 @@ test(`answers over 20,000 instances (60,000 checks) are built with the event loo
     '/v1/catalog/service/web?filter=ServiceTags%20is%20empty',
   ];
   // Answered once over a small catalog first, so that V8 compiling the code is not counted.
-  fill(api.store, 1, 10);
+  await fill(api.store, 1, 10);
   for (const path of paths) await download(`${api.base}${path}`);
-  fill(api.store, 20, 1000);
+  await fill(api.store, 20, 1000);
   for (const path of paths) {
     let answer: { status: number; body: Buffer[] } | undefined;
     const longest = await longestTurn(async () => (answer = await download(`${api.base}${path}`)));
@@ -116,21 +116,22 @@ test(`answers over 20,000 instances (60,000 checks) are built with the event loo
 
 test('a change during a sliced render does not tear the body: body and X-Consul-Index are one state', async (t) => {
   const api = await listening(t);
-  fill(api.store, 20, 1000);
-  const before = api.store.index;
+  await fill(api.store, 20, 1000);
+  const before = api.store.query.index;
   let changedMidRender: boolean | undefined;
   // Runs right after fastify's handler, which captured the catalog: the change lands in the next turn.
   api.app.server.once('request', (_req: IncomingMessage, res: ServerResponse) =>
     setImmediate(() => {
       changedMidRender = !res.headersSent;
-      api.store.setConnected('node-000', false);
-      fill(api.store, 1, 1000, 9999); // node-000's instances, all on a new port
+      // The memory store applies a write within the call: both land in this turn.
+      void api.store.release('node-000', 'Agent connection closed');
+      void fill(api.store, 1, 1000, 9999); // node-000's instances, all on a new port
     }),
   );
   const res = await fetch(`${api.base}/v1/health/state/any`);
   const body = (await res.json()) as Json[];
   assert.equal(changedMidRender, true, 'the catalog changed while the answer was being built');
-  assert.ok(api.store.index > before);
+  assert.ok(api.store.query.index > before);
   assert.equal(Number(res.headers.get('x-consul-index')), before, 'the index the answer was captured at');
   assert.equal(body.length, 20 * 1000 * CHECKS.length + 20);
   assert.ok(body.every((c) => c.Status === 'passing'), 'no check of the later state');
@@ -139,7 +140,7 @@ test('a change during a sliced render does not tear the body: body and X-Consul-
   // A watcher holding that index sees the next state at once.
   const next = await fetch(`${api.base}/v1/health/state/any?index=${before}`);
   const later = (await next.json()) as Json[];
-  assert.equal(Number(next.headers.get('x-consul-index')), api.store.index);
+  assert.equal(Number(next.headers.get('x-consul-index')), api.store.query.index);
   assert.equal(later.filter((c) => c.Node === 'node-000' && c.Status === 'critical').length, 1, "node-000's serfHealth");
   assert.equal(later.filter((c) => c.ServiceID.endsWith(':9999')).length, 1000 * CHECKS.length);
 });

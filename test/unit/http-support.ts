@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { MemoryStore } from '../../aggregator/memory-store.js';
+import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import { registerConsulApi, type ConsulApi } from '../../aggregator/http/consul-api.js';
 import type { ServiceInstance } from '../../shared/model.js';
 import { instance } from '../support/services.js';
@@ -22,7 +22,7 @@ export async function startApi(
   const store = new MemoryStore({ startIndex: opts.startIndex ?? 100, now: () => 0, settleQuietMs: opts.settleQuietMs ?? 0 });
   const app = Fastify();
   const api = registerConsulApi(app, {
-    query: store,
+    query: store.query,
     datacenter: 'dc1',
     nodeName: 'portolan-aggregator',
     version: '0.1.0',
@@ -72,6 +72,7 @@ export const docsNode = {
   address: '192.168.10.10',
   meta: { somekey: 'somevalue' },
   agentVersion: 'test',
+  engineId: '',
 };
 
 /** Resolves with the status once the response head arrives, or 'pending' after `ms`. */

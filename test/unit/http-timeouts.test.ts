@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { startAggregator } from '../../aggregator/server.js';
 import { registerConsulApi } from '../../aggregator/http/consul-api.js';
 import { HTTP_TIMEOUTS, limitConnections, serverTimeouts, type HttpTimeouts } from '../../aggregator/http/server-limits.js';
-import { MemoryStore } from '../../aggregator/memory-store.js';
+import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import { loopbackAggregator } from '../support/aggregator-options.js';
 import { until } from '../support/until.js';
 
@@ -71,7 +71,7 @@ async function shortTimeouts(t: { after(fn: () => unknown): void }, timeouts: Ht
   const app = Fastify(serverTimeouts(undefined, timeouts));
   limitConnections(app.server, { maxConnections: 100, tls: false, logger: pino({ level: 'silent' }), headersMs: timeouts.headersMs });
   const store = new MemoryStore({ startIndex: 100, now: () => 0, settleQuietMs: 0 });
-  registerConsulApi(app, { query: store, datacenter: 'dc1', nodeName: 'agg', version: 'test' });
+  registerConsulApi(app, { query: store.query, datacenter: 'dc1', nodeName: 'agg', version: 'test' });
   t.after(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   return (app.server.address() as net.AddressInfo).port;
