@@ -1,0 +1,207 @@
+import { useSuiteResource } from '../../support/suite-resource.js';
+import { EtcdCluster } from '../../support/etcd-cluster.js';
+import { TcpProxyGroup } from '../../support/tcp-proxy.js';
+import type { Host, Testbed } from '../../testbed/index.js';
+import { runCli, type CliProcess } from './cli.js';
+import { freePort } from './faults.js';
+
+export interface HaClusterOptions {
+  /** Aggregators on the one etcd cluster (default 3). */
+  aggregators?: number;
+  /** --reap-after of every aggregator (default 10s, for test speed). */
+  reapAfter?: string;
+  /** Extra flags for every `portolan aggregator`. */
+  aggregatorArgs?: string[];
+  /** Extra flags for every `portolan agent`. */
+  agentArgs?: string[];
+}
+
+/** One aggregator: fixed ports (so it can be restarted where the agents expect it) and its own path to etcd. */
+export interface HaAggregator {
+  /** 0-based, as in `aggregator(i)`; its --name is `agg<i>`. */
+  readonly index: number;
+  readonly httpPort: number;
+  readonly dnsPort: number;
+  /** A TCP proxy per etcd member: this aggregator's --store goes through them, so it alone can be cut from etcd. */
+  readonly etcdPath: TcpProxyGroup;
+  /** The process running now, or the last one if it is down (undefined before the first start). */
+  process?: CliProcess;
+}
+
+/**
+ * The HA set-up of issue 13 through the built CLI: a 3-member etcd on loopback (Debian
+ * etcd-server), N aggregators in the root namespace on fixed ports with `--store etcd://…` (each
+ * through its own proxies to the members), and one agent per testbed host given the whole list
+ * `ws://gateway:P1,ws://gateway:P2,…`. At start only aggregator 0 is up while the agents start,
+ * so every agent's home is aggregator 0 (the others refuse the connection, the agent moves on at
+ * once); then the others start.
+ */
+export class HaCluster {
+  readonly agents = new Map<string, CliProcess>();
+
+  private constructor(
+    private readonly bed: Testbed,
+    readonly etcd: EtcdCluster,
+    readonly aggregators: HaAggregator[],
+    private readonly argsOf: (a: HaAggregator) => string[],
+    private readonly agentArgs: string[],
+  ) {}
+
+  static async start(bed: Testbed, options: HaClusterOptions = {}): Promise<HaCluster> {
+    const count = options.aggregators ?? 3;
+    const etcd = await EtcdCluster.start({ members: 3 });
+    const aggregators: HaAggregator[] = [];
+    const argsOf = (a: HaAggregator): string[] => [
+      'aggregator',
+      '--http', `0.0.0.0:${a.httpPort}`,
+      '--dns', `0.0.0.0:${a.dnsPort}`,
+      '--name', `agg${a.index}`,
+      '--store', `etcd://${a.etcdPath.hostPorts.join(',')}`,
+      '--reap-after', options.reapAfter ?? '10s',
+      ...(options.aggregatorArgs ?? []),
+    ];
+    let cluster: HaCluster | undefined;
+    try {
+      for (let index = 0; index < count; index++) {
+        const [httpPort, dnsPort] = [await freePort(), await freePort()];
+        const etcdPath = await TcpProxyGroup.start(etcd.hostPorts);
+        aggregators.push({ index, httpPort, dnsPort, etcdPath });
+      }
+      cluster = new HaCluster(bed, etcd, aggregators, argsOf, options.agentArgs ?? []);
+      await cluster.startAggregator(0);
+      for (const host of bed.hosts) await cluster.startAgent(host);
+      for (let i = 1; i < count; i++) await cluster.startAggregator(i);
+      return cluster;
+    } catch (err) {
+      if (cluster) await cluster.stop();
+      else {
+        await Promise.all(aggregators.map((a) => a.etcdPath.stop()));
+        await etcd.stop();
+      }
+      throw err;
+    }
+  }
+
+  aggregator(i: number): HaAggregator {
+    const a = this.aggregators[i];
+    if (!a) throw new Error(`no aggregator ${i} (0..${this.aggregators.length - 1})`);
+    return a;
+  }
+
+  /** The agents' --aggregator list: every aggregator as the hosts reach it (the testbed's gateway). */
+  get aggregatorList(): string {
+    return this.aggregators.map((a) => `ws://${this.bed.gatewayAddress}:${a.httpPort}`).join(',');
+  }
+
+  isUp(i: number): boolean {
+    const p = this.aggregator(i).process;
+    return p !== undefined && p.child.exitCode === null && p.child.signalCode === null;
+  }
+
+  /** Indexes of the aggregators running now. */
+  get up(): number[] {
+    return this.aggregators.map((a) => a.index).filter((i) => this.isUp(i));
+  }
+
+  /**
+   * Starts aggregator i on its ports and resolves with performance.now() once it logs that it
+   * serves (it answers only once its replica holds the whole catalog).
+   */
+  async startAggregator(i: number): Promise<number> {
+    const a = this.aggregator(i);
+    if (this.isUp(i)) throw new Error(`aggregator ${i} is already running (pid ${a.process?.child.pid})`);
+    for (let attempt = 0; ; attempt++) {
+      const next = runCli(this.argsOf(a));
+      a.process = next;
+      try {
+        await next.waitForLog((l) => l.msg === 'aggregator serving', 30_000);
+        return performance.now();
+      } catch (err) {
+        await next.stop();
+        // The kernel may hold the port for a moment after a kill.
+        if (attempt >= 20 || !next.logs.some((l) => JSON.stringify(l).includes('EADDRINUSE'))) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  /** Aggregator i's process (the running one, or the last one). */
+  processOf(i: number): CliProcess {
+    const p = this.aggregator(i).process;
+    if (!p) throw new Error(`aggregator ${i} was never started`);
+    return p;
+  }
+
+  /** SIGKILL, as in a crash; resolves once it has exited. */
+  async killAggregator(i: number): Promise<void> {
+    await this.processOf(i).stop('SIGKILL');
+  }
+
+  /** SIGSTOP: its sockets stay open, it answers nothing. */
+  pauseAggregator(i: number): void {
+    process.kill(this.processOf(i).child.pid!, 'SIGSTOP');
+  }
+
+  resumeAggregator(i: number): void {
+    process.kill(this.processOf(i).child.pid!, 'SIGCONT');
+  }
+
+  /** Starts (or restarts) a host's agent with the whole aggregator list and waits until it has registered. */
+  async startAgent(host: Host): Promise<CliProcess> {
+    const agent = runCli(['agent', '--aggregator', this.aggregatorList, '--docker', host.dockerHost, '--node', host.name, ...this.agentArgs], { netns: host.ns });
+    this.agents.set(host.name, agent);
+    await agent.waitForLog((l) => l.msg === 'registered with aggregator');
+    return agent;
+  }
+
+  agent(name: string): CliProcess {
+    const agent = this.agents.get(name);
+    if (!agent) throw new Error(`no agent for host ${name}`);
+    return agent;
+  }
+
+  /** The aggregator a log line's `url` names (by its port), or undefined. */
+  aggregatorOfUrl(url: unknown): number | undefined {
+    const port = Number(/:(\d+)(?:\/|$)/.exec(String(url))?.[1]);
+    return this.aggregators.find((a) => a.httpPort === port)?.index;
+  }
+
+  /** Where a host's agent registered last (from its logs), and the log line's time (ms since the epoch). */
+  home(name: string, sinceLine = 0): { aggregator: number; time: number } | undefined {
+    const logs = this.agent(name).logs;
+    for (let k = logs.length - 1; k >= sinceLine; k--) {
+      const l = logs[k]!;
+      if (l.msg !== 'registered with aggregator') continue;
+      const aggregator = this.aggregatorOfUrl(l.url);
+      if (aggregator !== undefined) return { aggregator, time: Number(l.time) };
+    }
+    return undefined;
+  }
+
+  /** The hosts whose agents' last registration is with aggregator i. */
+  agentsOn(i: number): string[] {
+    return [...this.agents.keys()].filter((n) => this.isAgentUp(n) && this.home(n)?.aggregator === i).sort();
+  }
+
+  isAgentUp(name: string): boolean {
+    const c = this.agent(name).child;
+    return c.exitCode === null && c.signalCode === null;
+  }
+
+  async stop(): Promise<void> {
+    for (const agent of this.agents.values()) await agent.stop('SIGKILL');
+    for (const a of this.aggregators) {
+      if (!a.process) continue;
+      // A paused process would not act on SIGTERM.
+      if (this.isUp(a.index)) this.resumeAggregator(a.index);
+      await a.process.stop();
+    }
+    await Promise.all(this.aggregators.map((a) => a.etcdPath.stop()));
+    await this.etcd.stop();
+  }
+}
+
+/** An HA cluster started before the enclosing suite's tests and stopped after them. */
+export function useHaCluster(bed: () => Testbed, options: HaClusterOptions = {}): () => HaCluster {
+  return useSuiteResource('HA cluster', () => HaCluster.start(bed(), options));
+}
