@@ -1,0 +1,594 @@
+import type { Etcd3, IRequestOp } from 'etcd3';
+import { EtcdLeaseInvalidError } from 'etcd3';
+import type { Logger } from 'pino';
+import type { ServiceInstance } from '../../shared/model.js';
+import { prepareServices } from './fingerprints.js';
+import { deltaOps, fullOps, snapshotOps, upOp } from './node-writes.js';
+import type { HealthRecord, NodeRecord, RecordOp, ServiceRecord } from './records.js';
+import { Replica, type NodeRecords } from './replica.js';
+import { StoreUnavailableError, type CatalogStore } from './store.js';
+import { resolveRevision } from './views.js';
+import { Compactor } from './etcd/compactor.js';
+import { createEtcdClient, errorText, isTransient, sleep, withRetry, type EtcdAuth, type EtcdTls } from './etcd/connect.js';
+import { Feed } from './etcd/feed.js';
+import { Keys, rangeEnd } from './etcd/keys.js';
+import { LeaseKeeper } from './etcd/lease-keeper.js';
+import { splitOps } from './etcd/txn-split.js';
+
+export { parseEtcdUrl } from './etcd/connect.js';
+
+export interface EtcdStoreOptions {
+  /** `http://HOST:PORT` (or https://) of the etcd members. */
+  endpoints: string[];
+  /** Key prefix, e.g. `/portolan/dc1/`. */
+  prefix: string;
+  /** PEM text; TLS is used when given (or when the endpoints are https://). */
+  tls?: EtcdTls;
+  auth?: EtcdAuth;
+  /** This aggregator's unique ID (the `holder` of the nodes it holds). */
+  holder: string;
+  /** A node nobody holds is deleted by etcd this long after its last keepalive (its data lease's TTL, rounded up to seconds). */
+  reapAfterMs: number;
+  logger: Logger;
+  /** History compaction round (default 5 min; 0 = never). */
+  compactEveryMs?: number;
+  /** TTL of the session lease holding this aggregator's `up` health records (default 3 s). */
+  sessionTtlS?: number;
+  /** Writes retry transient etcd errors this long before StoreUnavailableError (default 3 s). */
+  retryBudgetMs?: number;
+}
+
+/** Session keepalive period: well under the TTL, so a missed answer or two is noticed, not fatal. */
+const SESSION_KEEPALIVE_MS = 500;
+/** Not confirmed for this long: not writable (agents must move before the 3 s session lapses). */
+const UNWRITABLE_AFTER_MS = 1500;
+/** …unless a member still answers (an election on a reachable cluster): then this long. */
+const UNWRITABLE_AFTER_ELECTION_MS = 2500;
+/** A write seen by etcd but not yet by the watch after this long: the watch is reopened, then the write fails. */
+const SEE_TIMEOUT_MS = 3000;
+
+interface Held {
+  /** The node's data lease ID (decimal string). */
+  lease: string;
+}
+
+/**
+ * The catalog on an etcd cluster, shared by any number of aggregators. Each keeps a full
+ * replica fed by a list and a watch (reads never touch etcd); writes are transactions; liveness
+ * is leases (see the layout in etcd/keys.ts):
+ * - one session lease per aggregator (3 s) holds the `up` health records of the nodes it holds:
+ *   if the aggregator dies they vanish within ~3.5 s and the nodes go critical everywhere;
+ * - one data lease per node (TTL = the reap delay) holds its node, service and `down` health
+ *   records, kept alive by whichever aggregator holds the node. When nobody does, etcd deletes
+ *   them all after the reap delay, even if every aggregator died.
+ * A keepalive carries only the lease ID, so a node moving to another aggregator keeps its lease
+ * (and its records and indexes); a lease that lapsed is replaced and everything is rewritten.
+ */
+export class EtcdStore implements CatalogStore {
+  readonly #o: EtcdStoreOptions;
+  readonly #log: Logger;
+  readonly #client: Etcd3;
+  readonly #keys: Keys;
+  readonly #replica: Replica;
+  readonly #feed: Feed;
+  readonly #keeper: LeaseKeeper;
+  readonly #compactor: Compactor | undefined;
+  readonly #abort = new AbortController();
+  readonly #held = new Map<string, Held>();
+  readonly #chains = new Map<string, Promise<unknown>>();
+  readonly #listeners = new Set<(writable: boolean) => void>();
+  readonly #dataTtlS: number;
+  readonly #dataKeepaliveMs: number;
+  readonly #sessionTtlS: number;
+  #session: string | undefined;
+  #granting: Promise<void> | undefined;
+  #writable = false;
+  #started = false;
+  #closed = false;
+  #monitor: NodeJS.Timeout | undefined;
+  #probing = false;
+  #lastProbeOk = 0;
+  readonly #stats = { txns: 0, ops: 0, writeFailures: 0, sessionsGranted: 0, leasesGranted: 0, leasesAdopted: 0, writableFlips: 0 };
+
+  constructor(o: EtcdStoreOptions) {
+    if (!o.holder || o.holder.length > 128) throw new Error(`etcd store: holder (this aggregator's unique ID) must be 1-128 characters, got ${JSON.stringify(o.holder)}`);
+    if (!(o.reapAfterMs > 0)) throw new Error(`etcd store: reapAfterMs must be positive, got ${o.reapAfterMs}`);
+    if (o.endpoints.length === 0) throw new Error('etcd store: no etcd endpoint given');
+    this.#o = o;
+    this.#log = o.logger;
+    this.#sessionTtlS = o.sessionTtlS ?? 3;
+    // etcd's minimum TTL is 2 s (it raises shorter ones silently).
+    this.#dataTtlS = Math.max(2, Math.ceil(o.reapAfterMs / 1000));
+    this.#dataKeepaliveMs = Math.max(500, Math.min((this.#dataTtlS * 1000) / 3, 30_000));
+    this.#keys = new Keys(o.prefix);
+    this.#client = createEtcdClient({ endpoints: o.endpoints, tls: o.tls, auth: o.auth });
+    this.#replica = new Replica({ startIndex: 1 });
+    this.#feed = new Feed({ client: this.#client, keys: this.#keys, logger: this.#log, apply: (b) => this.#replica.apply(b) });
+    this.#keeper = new LeaseKeeper(this.#client, { logger: this.#log, onLost: (id) => this.#lost(id) });
+    const every = o.compactEveryMs ?? 5 * 60_000;
+    this.#compactor = every > 0 ? new Compactor({ client: this.#client, key: this.#keys.compaction, intervalMs: every, logger: this.#log }) : undefined;
+  }
+
+  get query(): Replica {
+    return this.#replica;
+  }
+
+  get writable(): boolean {
+    return this.#writable;
+  }
+
+  /** Figures for /metrics. */
+  get figures(): {
+    txns: number;
+    ops: number;
+    writeFailures: number;
+    relists: number;
+    compactions: number;
+    writable: boolean;
+    leasesHeld: number;
+    nodesHeld: number;
+    revision: number;
+  } {
+    return {
+      txns: this.#stats.txns,
+      ops: this.#stats.ops,
+      writeFailures: this.#stats.writeFailures,
+      relists: this.#feed.stats.relists,
+      compactions: this.#compactor?.stats.compactions ?? 0,
+      writable: this.#writable,
+      leasesHeld: this.#keeper.size,
+      nodesHeld: this.#held.size,
+      revision: this.#feed.revision,
+    };
+  }
+
+  /** The compactor, for tests (one round on demand). */
+  get compactor(): Compactor | undefined {
+    return this.#compactor;
+  }
+
+  /** The change feed, for tests. */
+  get feed(): Feed {
+    return this.#feed;
+  }
+
+  onWritableChange(listener: (writable: boolean) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    this.#keeper.start();
+    await this.#feed.start();
+    if (this.#closed) return;
+    await this.#grantSession();
+    this.#monitor = setInterval(() => this.#check(), 100);
+    this.#monitor.unref();
+    this.#check();
+    this.#compactor?.start();
+    this.#log.info({ prefix: this.#keys.prefix, revision: this.#feed.revision, nodes: [...this.#replica.nodeNames()].length, session: this.#session }, 'etcd: catalog loaded');
+  }
+
+  prepare(services: readonly ServiceInstance[]): void {
+    prepareServices(services);
+  }
+
+  touch(node: string): void {
+    this.#replica.touch(node);
+  }
+
+  replaceNode(node: NodeRecord, services: readonly ServiceInstance[]): Promise<void> {
+    return this.#serial(node.name, async () => {
+      this.#assertWritable('replaceNode');
+      let { lease, fresh } = await this.#holdLease(node.name);
+      for (let attempt = 0; ; attempt++) {
+        const current = this.#replica.records(node.name);
+        const ops = fresh ? rewriteOps(current, node, services, this.#o.holder) : snapshotOps(current, node, services, this.#o.holder);
+        if (!fresh) this.#fixLeases(node.name, current, ops, lease);
+        try {
+          await this.#write(node.name, ops, lease);
+          return;
+        } catch (err) {
+          if (!(err instanceof EtcdLeaseInvalidError) || attempt > 0) throw this.#failed(err);
+          // The lease lapsed between adopting it and writing: a new one, everything rewritten.
+          ({ lease, fresh } = await this.#newLease(node.name));
+        }
+      }
+    });
+  }
+
+  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void> {
+    return this.#serial(node, async () => {
+      this.#assertWritable('updateServices');
+      const before = this.#replica.records(node);
+      if (!before?.node) throw new Error(`unknown node ${node}`);
+      let { lease, fresh } = await this.#holdLease(node);
+      for (let attempt = 0; ; attempt++) {
+        const current = this.#replica.records(node);
+        if (!current?.node) throw new Error(`unknown node ${node}`);
+        let ops: RecordOp[];
+        if (fresh) {
+          // Its lease lapsed: the whole node again, under the new one.
+          const gone = new Set(remove);
+          const byId = new Map([...current.services].map(([id, s]) => [id, s.record.service] as const));
+          for (const id of gone) byId.delete(id);
+          for (const s of upsert) byId.set(s.id, s);
+          ops = rewriteOps(current, current.node, [...byId.values()], this.#o.holder);
+        } else {
+          ops = deltaOps(current, upsert, remove);
+          this.#fixLeases(node, current, ops, lease);
+        }
+        try {
+          await this.#write(node, ops, lease);
+          return;
+        } catch (err) {
+          if (!(err instanceof EtcdLeaseInvalidError) || attempt > 0) throw this.#failed(err);
+          ({ lease, fresh } = await this.#newLease(node));
+        }
+      }
+    });
+  }
+
+  release(node: string, reason: string): Promise<void> {
+    return this.#serial(node, async () => {
+      const held = this.#held.get(node);
+      // In all cases this aggregator stops keeping the data lease alive: etcd reaps the node
+      // after the delay unless another aggregator takes it.
+      this.#drop(node);
+      this.#assertWritable('release');
+      const lease = held?.lease ?? this.#feed.leases(node)?.node;
+      if (!lease || lease === '0') return;
+      const key = Buffer.from(this.#keys.health(node));
+      const mine = json({ up: true, holder: this.#o.holder, reason: '' } satisfies HealthRecord);
+      const down: HealthRecord = { up: false, holder: '', reason: reason.slice(0, 256) };
+      try {
+        const res = await this.#retry('release', () =>
+          this.#client.kv.txn({
+            compare: [{ key, target: 'Value', result: 'Equal', value: mine }],
+            success: [{ request_put: { key, value: json(down), lease } }],
+            failure: [],
+          }),
+        );
+        this.#stats.txns++;
+        if (!res.succeeded) return;
+        this.#stats.ops++;
+        await this.#seen(Number(res.header.revision));
+      } catch (err) {
+        if (err instanceof EtcdLeaseInvalidError) return; // the lease lapsed: the node is gone already
+        throw this.#failed(err);
+      }
+    });
+  }
+
+  removeNode(node: string): Promise<void> {
+    return this.#serial(node, async () => {
+      const held = this.#held.get(node);
+      this.#drop(node);
+      this.#assertWritable('removeNode');
+      const lease = held?.lease ?? this.#feed.leases(node)?.node;
+      const services = Buffer.from(this.#keys.servicesOf(node));
+      try {
+        // One revision: the node, its health and its services leave together.
+        const res = await this.#retry('removeNode', () =>
+          this.#client.kv.txn({
+            compare: [],
+            success: [
+              { request_delete_range: { key: Buffer.from(this.#keys.node(node)) } },
+              { request_delete_range: { key: Buffer.from(this.#keys.health(node)) } },
+              { request_delete_range: { key: services, range_end: rangeEnd(services) } },
+            ],
+            failure: [],
+          }),
+        );
+        this.#stats.txns++;
+        this.#stats.ops += 3;
+        if (lease && lease !== '0') {
+          await this.#retry('removeNode revoke', () => this.#client.leaseClient.leaseRevoke({ ID: lease })).catch((err: unknown) => {
+            this.#log.debug({ node, lease, err: errorText(err) }, 'etcd: revoking a removed node\'s lease failed (it lapses by itself)');
+          });
+        }
+        await this.#seen(Number(res.header.revision));
+      } catch (err) {
+        throw this.#failed(err);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#abort.abort();
+    clearInterval(this.#monitor);
+    this.#compactor?.stop();
+    // No revoke, no delete: another aggregator takes the nodes over; the session lapses by itself.
+    this.#keeper.close();
+    this.#held.clear();
+    await this.#feed.close();
+    this.#setWritable(false, 'closed');
+    this.#client.close();
+  }
+
+  // ---- writes ---------------------------------------------------------------------------
+
+  /** The ops as etcd requests, split into transactions, one after the other; resolves once the replica shows the last. */
+  async #write(node: string, ops: readonly RecordOp[], lease: string): Promise<void> {
+    if (ops.length === 0) return;
+    const requests = ops.map((op) => this.#request(node, op, lease));
+    let revision = 0;
+    for (const txn of splitOps(requests)) {
+      this.#assertWritable('write');
+      const res = await this.#retry('txn', () => this.#client.kv.txn({ compare: [], success: txn, failure: [] }));
+      this.#stats.txns++;
+      this.#stats.ops += txn.length;
+      revision = Number(res.header.revision);
+    }
+    await this.#seen(revision);
+  }
+
+  #request(node: string, op: RecordOp, lease: string): IRequestOp {
+    switch (op.op) {
+      case 'putNode':
+        return { request_put: { key: Buffer.from(this.#keys.node(node)), value: json(op.record), lease } };
+      case 'putService':
+        return { request_put: { key: Buffer.from(this.#keys.service(node, op.id)), value: json(op.record), lease } };
+      case 'deleteService':
+        return { request_delete_range: { key: Buffer.from(this.#keys.service(node, op.id)) } };
+      case 'putHealth': {
+        // Up: on this aggregator's session (gone with it). Down: on the node's data lease (reaped with it).
+        const session = this.#session;
+        if (op.record.up && !session) throw new StoreUnavailableError('etcd: no session lease (etcd unreachable)');
+        return { request_put: { key: Buffer.from(this.#keys.health(node)), value: json(op.record), lease: op.record.up ? session! : lease } };
+      }
+    }
+  }
+
+  /**
+   * Every key of a held node must be on its data lease (and its `up` health on this session):
+   * a key left on another lease (two aggregators racing for the node, a predecessor with the
+   * same holder ID) would vanish when that lease lapses. Such keys are written again as they
+   * are (revisions resolved, so indexes stay).
+   */
+  #fixLeases(node: string, current: NodeRecords | undefined, ops: RecordOp[], lease: string): void {
+    const leases = this.#feed.leases(node);
+    if (!current || !leases) return;
+    const touched = new Set<string>();
+    let nodePut = false;
+    let healthPut = false;
+    for (const op of ops) {
+      if (op.op === 'putNode') nodePut = true;
+      else if (op.op === 'putHealth') healthPut = true;
+      else touched.add(op.id);
+    }
+    if (!nodePut && current.node && leases.node !== undefined && leases.node !== lease) ops.unshift({ op: 'putNode', record: current.node });
+    for (const [id, s] of current.services) {
+      if (touched.has(id)) continue;
+      const l = leases.services.get(id);
+      if (l !== undefined && l !== lease) ops.push({ op: 'putService', id, record: kept(s.record, s.modRevision) });
+    }
+    const h = current.health;
+    if (!healthPut && h && leases.health !== undefined) {
+      const want = h.up ? this.#session : lease;
+      if (h.up && h.holder === this.#o.holder && leases.health !== want) ops.push(upOp(this.#o.holder));
+    }
+  }
+
+  /** The node's data lease, held by this aggregator from now on: the one it has, the one etcd still has alive, or a new one. */
+  async #holdLease(node: string): Promise<{ lease: string; fresh: boolean }> {
+    const held = this.#held.get(node);
+    if (held) return { lease: held.lease, fresh: false };
+    const existing = this.#feed.leases(node)?.node;
+    if (existing && existing !== '0') {
+      const res = await this.#retry('leaseTimeToLive', () => this.#client.leaseClient.leaseTimeToLive({ ID: existing, keys: false }));
+      if (Number(res.TTL) > 0) {
+        this.#keeper.add(existing, this.#dataKeepaliveMs);
+        this.#held.set(node, { lease: existing });
+        this.#stats.leasesAdopted++;
+        this.#log.debug({ node, lease: existing, ttl: res.TTL }, 'etcd: took over the node\'s data lease');
+        return { lease: existing, fresh: false };
+      }
+    }
+    return this.#newLease(node);
+  }
+
+  async #newLease(node: string): Promise<{ lease: string; fresh: boolean }> {
+    const res = await this.#retry('leaseGrant', () => this.#client.leaseClient.leaseGrant({ TTL: this.#dataTtlS, ID: 0 }));
+    if (res.error) throw new Error(`etcd lease grant: ${res.error}`);
+    const old = this.#held.get(node);
+    if (old) this.#keeper.remove(old.lease);
+    this.#keeper.add(res.ID, this.#dataKeepaliveMs);
+    this.#held.set(node, { lease: res.ID });
+    this.#stats.leasesGranted++;
+    return { lease: res.ID, fresh: true };
+  }
+
+  #drop(node: string): void {
+    const held = this.#held.get(node);
+    if (!held) return;
+    this.#held.delete(node);
+    this.#keeper.remove(held.lease);
+  }
+
+  /** Waits until the replica shows `revision` (read-your-writes); a watch that does not deliver it is reopened once. */
+  async #seen(revision: number): Promise<void> {
+    if (this.#replica.index >= revision) return;
+    for (let round = 0; round < 2; round++) {
+      const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(SEE_TIMEOUT_MS)]);
+      await this.#replica.waitForIndex(revision, signal);
+      if (this.#replica.index >= revision) return;
+      if (this.#closed) throw new StoreUnavailableError('etcd store closed');
+      this.#log.warn({ revision, replica: this.#replica.index }, 'etcd: a write is not in the watch yet, reopening it');
+      this.#feed.nudge();
+    }
+    throw new StoreUnavailableError(`etcd: revision ${revision} written but not seen by the watch within ${2 * SEE_TIMEOUT_MS} ms`);
+  }
+
+  #retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return withRetry(`etcd ${what}`, fn, {
+      budgetMs: this.#o.retryBudgetMs ?? 3000,
+      signal: this.#abort.signal,
+      onRetry: (err, attempt) => this.#log.debug({ what, attempt, err: errorText(err) }, 'etcd: transient error, retrying'),
+    });
+  }
+
+  #failed(err: unknown): Error {
+    if (err instanceof StoreUnavailableError) return err;
+    if (isTransient(err)) return new StoreUnavailableError(`etcd: ${errorText(err)}`);
+    return err instanceof Error ? err : new Error(String(err));
+  }
+
+  #assertWritable(what: string): void {
+    if (this.#closed) throw new StoreUnavailableError(`etcd store closed (${what})`);
+    if (!this.#writable) throw new StoreUnavailableError(`etcd unreachable: ${what} refused (the replica is served as last known)`);
+  }
+
+  /** One node's writes strictly in order (the agent link awaits each; this guards the rest). */
+  #serial<T>(node: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#chains.get(node) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => {});
+    this.#chains.set(node, tail);
+    void tail.then(() => {
+      if (this.#chains.get(node) === tail) this.#chains.delete(node);
+    });
+    return run.catch((err: unknown) => {
+      this.#stats.writeFailures++;
+      throw this.#failed(err);
+    });
+  }
+
+  // ---- liveness -------------------------------------------------------------------------
+
+  /** Grants a session lease, retrying until it has one (or closes); then rewrites the `up` health of the nodes it holds. */
+  #grantSession(): Promise<void> {
+    this.#granting ??= (async () => {
+      let delay = 100;
+      while (!this.#closed) {
+        try {
+          const res = await this.#client.leaseClient.leaseGrant({ TTL: this.#sessionTtlS, ID: 0 });
+          if (this.#closed) return;
+          this.#session = res.ID;
+          this.#stats.sessionsGranted++;
+          this.#keeper.add(res.ID, SESSION_KEEPALIVE_MS);
+          this.#log.info({ session: res.ID, ttl: res.TTL }, 'etcd: session lease granted');
+          break;
+        } catch (err) {
+          this.#log.debug({ err: errorText(err) }, 'etcd: granting the session lease failed, retrying');
+          await sleep(delay, this.#abort.signal);
+          delay = Math.min(delay * 2, 1000);
+        }
+      }
+    })().finally(() => {
+      this.#granting = undefined;
+    });
+    return this.#granting;
+  }
+
+  #lost(id: string): void {
+    if (this.#closed) return;
+    if (id === this.#session) {
+      this.#session = undefined;
+      this.#log.warn({ session: id }, 'etcd: the session lease lapsed (this aggregator was cut from etcd); nodes held here went critical');
+      this.#setWritable(false, 'session lease lapsed');
+      void this.#grantSession().then(() => this.#reclaimHealth());
+      return;
+    }
+    for (const [node, held] of this.#held) {
+      if (held.lease !== id) continue;
+      // etcd deleted the node's records (its lease lapsed while held): the next write rewrites them.
+      this.#held.delete(node);
+      this.#log.warn({ node, lease: id }, 'etcd: a held node\'s data lease lapsed; its next snapshot writes it again');
+    }
+  }
+
+  /** After a new session: the nodes still held here are up again under it. */
+  async #reclaimHealth(): Promise<void> {
+    for (const node of [...this.#held.keys()]) {
+      void this.#serial(node, async () => {
+        const held = this.#held.get(node);
+        if (!held || !this.#writable) return;
+        await this.#write(node, [upOp(this.#o.holder)], held.lease);
+      }).catch((err: unknown) => this.#log.warn({ node, err: errorText(err) }, 'etcd: re-marking a held node up failed'));
+    }
+  }
+
+  /** Every 100 ms: is the session confirmed recently enough to write? */
+  #check(): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    const session = this.#session;
+    const lastOk = session ? this.#keeper.lastOk(session) : undefined;
+    if (lastOk === undefined) {
+      this.#setWritable(false, 'no session lease');
+      return;
+    }
+    const silent = now - lastOk;
+    if (silent > 1000) this.#probe();
+    const reachable = now - this.#lastProbeOk < 700;
+    const ok = silent < UNWRITABLE_AFTER_MS || (reachable && silent < UNWRITABLE_AFTER_ELECTION_MS);
+    if (ok !== this.#writable) {
+      const wasReclaim = ok && !this.#writable;
+      this.#setWritable(ok, ok ? 'session lease confirmed' : `session lease not confirmed for ${silent} ms`);
+      if (wasReclaim) void this.#reclaimHealth();
+    }
+  }
+
+  /** Does any member answer at all? (An election on a reachable cluster, not a cut.) */
+  #probe(): void {
+    if (this.#probing) return;
+    this.#probing = true;
+    this.#client.maintenance
+      .status({ deadline: Date.now() + 400 })
+      .then(() => {
+        this.#lastProbeOk = Date.now();
+      })
+      .catch(() => {})
+      .finally(() => {
+        this.#probing = false;
+      });
+  }
+
+  #setWritable(writable: boolean, why: string): void {
+    if (writable === this.#writable) return;
+    this.#writable = writable;
+    this.#stats.writableFlips++;
+    this.#replica.setStale(!writable);
+    if (writable) this.#log.info({ why }, 'etcd: store writable again');
+    else this.#log.warn({ why }, 'etcd: store not writable (serving the replica as last known)');
+    for (const l of [...this.#listeners]) {
+      try {
+        l(writable);
+      } catch (err) {
+        this.#log.error({ err: errorText(err) }, 'etcd: a writable listener threw');
+      }
+    }
+  }
+}
+
+/**
+ * Everything of the node under a new lease: every record written again (unchanged ones with
+ * their revisions resolved, so indexes stay), stored services the snapshot no longer has deleted.
+ */
+function rewriteOps(current: NodeRecords | undefined, node: NodeRecord, services: readonly ServiceInstance[], holder: string): RecordOp[] {
+  const ops = fullOps(current, node, services, holder);
+  if (current) {
+    const keep = new Set(services.map((s) => s.id));
+    const gone: RecordOp[] = [];
+    for (const id of current.services.keys()) if (!keep.has(id)) gone.push({ op: 'deleteService', id });
+    ops.splice(1, 0, ...gone);
+  }
+  return ops;
+}
+
+function kept(record: ServiceRecord, modRevision: number): ServiceRecord {
+  return {
+    service: record.service,
+    definitionRevision: resolveRevision(record.definitionRevision, modRevision),
+    checkRevisions: record.checkRevisions.map((r) => resolveRevision(r, modRevision)),
+  };
+}
+
+function json(record: NodeRecord | HealthRecord | ServiceRecord): Buffer {
+  return Buffer.from(JSON.stringify(record));
+}

@@ -1,0 +1,162 @@
+import { Etcd3, EtcdError, EtcdLeaseInvalidError, GRPCCancelledError, GRPCDeadlineExceededError, GRPCUnavailableError, GRPCInternalError, GRPCResourceExhastedError, EtcdWatchStreamEnded, type IOptions } from 'etcd3';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
+import { StoreUnavailableError } from '../store.js';
+
+export interface EtcdTls {
+  /** PEM text of the CA that signed the members' certificates (system CAs when absent). */
+  ca?: string;
+  /** PEM text of this client's certificate and key (mutual TLS). */
+  cert?: string;
+  key?: string;
+}
+
+export interface EtcdAuth {
+  username: string;
+  password: string;
+}
+
+export interface EtcdTarget {
+  /** `http://HOST:PORT` or `https://HOST:PORT`, one per member given. */
+  endpoints: string[];
+  tls: boolean;
+}
+
+/**
+ * `etcd://HOST:PORT[,HOST:PORT…]` (plain gRPC) or `etcds://HOST:PORT[,…]` (TLS: system CAs unless
+ * --etcd-ca is given). The port defaults to 2379; IPv6 hosts in brackets (`[::1]:2379`).
+ */
+export function parseEtcdUrl(url: string): EtcdTarget {
+  const m = /^(etcds?):\/\/(.*)$/.exec(url.trim());
+  if (!m) throw new Error(`store URL ${JSON.stringify(url)}: expected etcd://HOST:PORT[,HOST:PORT…] or etcds://… (TLS)`);
+  const tls = m[1] === 'etcds';
+  const list = m[2]!.replace(/\/+$/, '');
+  if (list.length === 0) throw new Error(`store URL ${JSON.stringify(url)}: no etcd member given`);
+  const endpoints = list.split(',').map((part) => {
+    const hp = part.trim();
+    const v6 = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(hp);
+    const v4 = /^([A-Za-z0-9.-]+)(?::(\d+))?$/.exec(hp);
+    const host = v6 ? `[${v6[1]}]` : v4?.[1];
+    const portText = v6 ? v6[2] : v4?.[2];
+    if (!host) throw new Error(`store URL ${JSON.stringify(url)}: ${JSON.stringify(hp)} is not HOST:PORT`);
+    const port = portText === undefined ? 2379 : Number(portText);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`store URL ${JSON.stringify(url)}: bad port in ${JSON.stringify(hp)}`);
+    return `${tls ? 'https' : 'http'}://${host}:${port}`;
+  });
+  return { endpoints, tls };
+}
+
+export interface ClientOptions {
+  endpoints: readonly string[];
+  tls?: EtcdTls;
+  auth?: EtcdAuth;
+  /** Deadline of one unary call (default 1,500 ms): a hung member must not eat the retry window. */
+  callTimeoutMs?: number;
+}
+
+/**
+ * An etcd3 client tuned for the store: no hidden retries (the store retries itself, bounded in
+ * time), a member that failed twice is skipped for 1 s, each unary call has a deadline, and
+ * responses of any size (a relist of a big catalog, a revoke deleting thousands of keys).
+ */
+export function createEtcdClient(o: ClientOptions): Etcd3 {
+  const tls = o.tls && (o.tls.ca || o.tls.cert || o.tls.key) ? o.tls : undefined;
+  if (tls && (tls.cert === undefined) !== (tls.key === undefined)) throw new Error('etcd TLS: a client certificate needs its key, and a key its certificate');
+  const secure = tls !== undefined || o.endpoints.some((e) => e.startsWith('https://'));
+  const hosts = o.endpoints.map((e) => (secure ? e.replace(/^http:\/\//, 'https://') : e));
+  const callTimeoutMs = o.callTimeoutMs ?? 1500;
+  const options: IOptions = {
+    hosts,
+    ...(tls
+      ? {
+          credentials: {
+            rootCertificate: tls.ca ? Buffer.from(tls.ca) : (undefined as unknown as Buffer),
+            ...(tls.key ? { privateKey: Buffer.from(tls.key) } : {}),
+            ...(tls.cert ? { certChain: Buffer.from(tls.cert) } : {}),
+          },
+        }
+      : {}),
+    ...(o.auth ? { auth: { username: o.auth.username, password: o.auth.password, callOptions: () => ({ deadline: Date.now() + callTimeoutMs }) } } : {}),
+    grpcOptions: {
+      'grpc.max_receive_message_length': -1,
+      'grpc.max_send_message_length': -1,
+      // etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
+      'grpc.keepalive_time_ms': 5000,
+      'grpc.keepalive_timeout_ms': 2000,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+    },
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+    faultHandling: {
+      host: () => circuitBreaker(handleWhen(isTransient), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(2) }),
+      global: noop,
+    },
+  };
+  return new Etcd3(options);
+}
+
+/** Leader elections, a member down or hung, a closed stream: worth another try (elsewhere). */
+export function isTransient(err: unknown): boolean {
+  if (isBrokenCircuitError(err)) return true;
+  if (err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError || err instanceof GRPCCancelledError) return true;
+  if (err instanceof GRPCResourceExhastedError || err instanceof EtcdWatchStreamEnded) return true;
+  if (err instanceof EtcdLeaseInvalidError) return false;
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof EtcdError || err instanceof GRPCInternalError || /etcdserver:/.test(message)) {
+    return /leader changed|no leader|request timed out|timed out|too many requests|not capable|stopped|unhealthy|not started|connection|transport/i.test(message);
+  }
+  return /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|No connection established|Deadline exceeded|UNAVAILABLE/i.test(message);
+}
+
+/** An etcd member answered but there is no leader right now (an election): the cluster is there. */
+export function isElection(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : String(err);
+  return /leader changed|no leader/i.test(message);
+}
+
+export interface RetryOptions {
+  /** Give up after this long (default 3 s) with StoreUnavailableError. */
+  budgetMs?: number;
+  signal?: AbortSignal;
+  /** Called on each transient failure (counted, logged at debug). */
+  onRetry?: (err: unknown, attempt: number) => void;
+}
+
+/**
+ * Runs `fn` until it succeeds, retrying transient failures with backoff (50 ms doubling to
+ * 400 ms) for up to `budgetMs`; then rejects with StoreUnavailableError. Other errors reject at
+ * once as they are.
+ */
+export async function withRetry<T>(what: string, fn: () => Promise<T>, o: RetryOptions = {}): Promise<T> {
+  const end = Date.now() + (o.budgetMs ?? 3000);
+  let delay = 50;
+  for (let attempt = 1; ; attempt++) {
+    if (o.signal?.aborted) throw new StoreUnavailableError(`${what}: the store is closing`);
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isTransient(err)) throw err;
+      o.onRetry?.(err, attempt);
+      const left = end - Date.now();
+      if (left <= 0) throw new StoreUnavailableError(`${what}: etcd unavailable for ${o.budgetMs ?? 3000} ms (${errorText(err)})`);
+      await sleep(Math.min(delay, left), o.signal);
+      delay = Math.min(delay * 2, 400);
+    }
+  }
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
