@@ -123,9 +123,10 @@ test('a change during a sliced render does not tear the body: body and X-Consul-
   api.app.server.once('request', (_req: IncomingMessage, res: ServerResponse) =>
     setImmediate(() => {
       changedMidRender = !res.headersSent;
-      // The memory store applies a write within the call: both land in this turn.
-      void api.store.release('node-000', 'Agent connection closed');
+      // The memory store applies a write within the call: both land in this turn. The snapshot
+      // first: a snapshot marks its node up.
       void fill(api.store, 1, 1000, 9999); // node-000's instances, all on a new port
+      void api.store.release('node-000', 'Agent connection closed');
     }),
   );
   const res = await fetch(`${api.base}/v1/health/state/any`);
