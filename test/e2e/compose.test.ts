@@ -19,7 +19,11 @@ interface ComposeConfig {
     ports?: Array<string | { target: number; published: number | string; protocol: string; host_ip?: string }>;
     profiles?: string[];
     volumes?: string[];
+    image?: string;
+    networks?: Record<string, { aliases?: string[] } | null>;
+    depends_on?: Record<string, unknown> | string[];
   }>;
+  volumes?: Record<string, unknown>;
 }
 
 async function skipReason(): Promise<string | undefined> {
@@ -81,5 +85,49 @@ describe(`${FILE} validates with docker-compose`, { skip: await skipReason() }, 
     const r = await composeConfig('aggregator', { PORTOLAN_DNS_PUBLISH: 'not-a-port' });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /services\.aggregator\.ports .*invalid/);
+  });
+
+  it('the ha profile: a 3-member etcd cluster, two aggregators on it behind one network alias, and an agent that connects by that name', async () => {
+    const r = await composeConfig('ha', {});
+    assert.equal(r.code, 0, r.stderr);
+    const services = r.config!.services;
+    const members = ['etcd-1', 'etcd-2', 'etcd-3'];
+    for (const m of members) {
+      const etcd = services[m]!;
+      assert.deepEqual(etcd.profiles, ['ha'], m);
+      const flags = etcd.command!.join(' ');
+      assert.match(flags, new RegExp(`--name ${m} `), `${m}: ${flags}`);
+      assert.match(flags, new RegExp(`--advertise-client-urls http://${m}:2379`), `${m}: ${flags}`);
+      assert.match(flags, new RegExp(`--initial-advertise-peer-urls http://${m}:2380`), `${m}: ${flags}`);
+      assert.equal(etcd.environment!.ETCD_INITIAL_CLUSTER, members.map((x) => `${x}=http://${x}:2380`).join(','), m);
+      assert.equal(etcd.environment!.ETCD_INITIAL_CLUSTER_STATE, 'new');
+      assert.ok(etcd.volumes!.some((v) => v.startsWith(`${m}:/var/lib/etcd`)), `${m} keeps its data in its own volume: ${etcd.volumes}`);
+      assert.equal(etcd.ports, undefined, `${m} publishes nothing: only the aggregators talk to etcd`);
+    }
+    assert.deepEqual(Object.keys(r.config!.volumes ?? {}).sort(), members);
+    const published: string[] = [];
+    for (const name of ['aggregator-1', 'aggregator-2']) {
+      const a = services[name]!;
+      assert.deepEqual(a.profiles, ['ha'], name);
+      assert.deepEqual(a.command, ['aggregator']);
+      assert.equal(a.environment!.PORTOLAN_STORE, 'etcd://etcd-1:2379,etcd-2:2379,etcd-3:2379', name);
+      assert.equal(a.environment!.PORTOLAN_NAME, name);
+      assert.deepEqual(a.networks?.default?.aliases, ['portolan'], `${name} answers to the shared name`);
+      published.push(...a.ports!.map(portText));
+    }
+    assert.deepEqual(published.sort(), ['8500->8500/tcp', '8501->8500/tcp', '8600->8600/tcp', '8600->8600/udp', '8601->8600/tcp', '8601->8600/udp']);
+    const agent = services['agent-ha']!;
+    assert.deepEqual(agent.profiles, ['ha']);
+    assert.equal(agent.environment!.PORTOLAN_AGGREGATOR, 'ws://portolan:8500');
+    assert.ok(agent.volumes!.some((v) => v.startsWith('/var/run/docker.sock:/var/run/docker.sock')), String(agent.volumes));
+    // The non-HA profiles are unchanged: the single aggregator keeps the memory store.
+    assert.equal(services.aggregator!.environment!.PORTOLAN_STORE, undefined);
+  });
+
+  it('the ha profile: the second aggregator\'s ports and the etcd image can be set', async () => {
+    const r = await composeConfig('ha', { PORTOLAN_HTTP_PUBLISH_2: '9500', PORTOLAN_DNS_PUBLISH_2: '10.0.0.2:53', PORTOLAN_ETCD_IMAGE: 'registry.example/etcd:3.4' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.config!.services['aggregator-2']!.ports!.map(portText).sort(), ['10.0.0.2:53->8600/tcp', '10.0.0.2:53->8600/udp', '9500->8500/tcp']);
+    assert.equal(r.config!.services['etcd-1']!.image, 'registry.example/etcd:3.4');
   });
 });
