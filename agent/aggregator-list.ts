@@ -90,11 +90,6 @@ export class AggregatorEndpoints {
     this.#timeoutMs = timeoutMs;
   }
 
-  /** True when every entry is an IP literal: resolving takes no time and never changes. */
-  get literal(): boolean {
-    return this.targets.every((t) => isIP(t.host) !== 0);
-  }
-
   async resolve(): Promise<Endpoint[]> {
     const lists = await Promise.all(this.targets.map((t) => this.#expand(t)));
     const endpoints: Endpoint[] = [];

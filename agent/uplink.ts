@@ -44,7 +44,8 @@ export interface UplinkOptions {
   failoverJitterMs?: number;
   /**
    * From the connect to the welcome (TCP, TLS, upgrade, welcome): longer counts as a failure.
-   * Default CONNECT_TIMEOUT_MS with one aggregator, FAILOVER_CONNECT_TIMEOUT_MS with several.
+   * Default CONNECT_TIMEOUT_MS with one aggregator, FAILOVER_CONNECT_TIMEOUT_MS with several
+   * (counted after resolving: a name with several addresses is several).
    */
   connectTimeoutMs?: number;
 }
@@ -133,7 +134,6 @@ export class Uplink {
   readonly #random: () => number;
   /** This agent's own order of the endpoints (see rotation()). */
   readonly #seed: number;
-  readonly #connectTimeoutMs: number;
   /** The endpoints of this round, in rotation order, and those this round has tried. */
   #ordered: Endpoint[] = [];
   #tried = new Set<string>();
@@ -142,6 +142,8 @@ export class Uplink {
   /** The endpoint that last took the snapshot, and why the connection to it ended. */
   #home: Endpoint | undefined;
   #homeLost: string | undefined;
+  /** Why the last connection attempt ended. */
+  #lastWhy: string | undefined;
   #failovers = 0;
   /** Bumped by every schedule and by stop(): a pending round that sees another number is dropped. */
   #seq = 0;
@@ -151,7 +153,8 @@ export class Uplink {
   #maxPayload = 0;
   #live = false;
   #stopped = false;
-  #attempt = 0;
+  /** Rounds failed since the last registration: the backoff's exponent. */
+  #backoffStep = 0;
   #reconnects = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   #pingTimer: NodeJS.Timeout | undefined;
@@ -163,8 +166,6 @@ export class Uplink {
     this.#endpoints = new AggregatorEndpoints(targets, opts.resolve);
     this.#random = opts.random ?? Math.random;
     this.#seed = Math.floor(this.#random() * 2 ** 32);
-    const several = targets.length > 1 || !this.#endpoints.literal;
-    this.#connectTimeoutMs = opts.connectTimeoutMs ?? (several ? FAILOVER_CONNECT_TIMEOUT_MS : CONNECT_TIMEOUT_MS);
   }
 
   start(): void {
@@ -216,7 +217,7 @@ export class Uplink {
         const next = nextEndpoint(this.#ordered, this.#seed, from, this.#tried, this.#avoid);
         // Only `from` is left (DNS dropped the others): that makes a whole round failed.
         if (!next) return this.#schedule(this.#backoff(), from, true, []);
-        if (from && next.key !== from.key) this.#log.info({ from: from.label, to: next.label, why: this.#homeLost }, 'trying another aggregator');
+        if (from && next.key !== from.key) this.#log.info({ from: from.label, to: next.label, why: this.#lastWhy }, 'trying another aggregator');
         this.#connect(next);
       });
     if (delayMs <= 0) go();
@@ -225,10 +226,12 @@ export class Uplink {
 
   #connect(to: Endpoint): void {
     this.#tried.add(to.key);
+    // Judged on this round's endpoints: one name with one address is a single aggregator, as ever.
+    const connectTimeoutMs = this.#o.connectTimeoutMs ?? (this.#ordered.length > 1 ? FAILOVER_CONNECT_TIMEOUT_MS : CONNECT_TIMEOUT_MS);
     const headers: Record<string, string> = this.#o.token ? { authorization: `Bearer ${this.#o.token}` } : {};
     const ws = new WebSocket(to.url, {
       headers,
-      handshakeTimeout: this.#connectTimeoutMs,
+      handshakeTimeout: connectTimeoutMs,
       ...(this.#o.ca === undefined ? {} : { ca: this.#o.ca }),
       // A resolved name: connect to that address; the URL keeps the name for Host and TLS.
       ...(to.address === undefined ? {} : { lookup: pinnedLookup(to.address, to.family ?? 4) }),
@@ -244,10 +247,10 @@ export class Uplink {
       this.#send({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.#o.node, agentVersion: VERSION, engineId: this.#o.engineId() });
       this.#watchSilence(ws, to);
       welcomeTimer = setTimeout(() => {
-        attempt.failure = `no welcome within ${this.#connectTimeoutMs} ms`;
-        this.#log.warn({ url: to.label }, `aggregator sent no welcome within ${this.#connectTimeoutMs} ms; dropping the connection`);
+        attempt.failure = `no welcome within ${connectTimeoutMs} ms`;
+        this.#log.warn({ url: to.label }, `aggregator sent no welcome within ${connectTimeoutMs} ms; dropping the connection`);
         ws.terminate();
-      }, Math.max(0, this.#connectTimeoutMs - (performance.now() - started)));
+      }, Math.max(0, connectTimeoutMs - (performance.now() - started)));
     });
     ws.on('message', (data, isBinary) => {
       const msg = parseFrame(AggregatorMessage, data, isBinary);
@@ -293,7 +296,7 @@ export class Uplink {
     const onPong = (data: Buffer): void => {
       if (data.toString() !== ACK_PING) return;
       ws.off('pong', onPong);
-      this.#attempt = 0;
+      this.#backoffStep = 0;
       attempt.registered = true;
       this.#avoid.delete(to.key);
       const from = this.#home;
@@ -327,6 +330,7 @@ export class Uplink {
     this.#reconnects++;
     const { to } = attempt;
     const why = attempt.failure ?? `closed ${code}${reason ? `: ${reason}` : ''}`;
+    this.#lastWhy = why;
     if (attempt.registered) this.#homeLost = why;
     if (code === CloseCode.storeUnavailable) this.#avoid.add(to.key);
     let delay: number;
@@ -334,7 +338,7 @@ export class Uplink {
     let tried: string[];
     if (code === CloseCode.nodeConflict) {
       // Another engine holds the name (on every aggregator alike): slow retries, a new round each.
-      this.#attempt++;
+      this.#backoffStep++;
       const least = this.#o.conflictRetryMs ?? CONFLICT_RETRY_MS;
       delay = least + this.#random() * (least / 2);
       fresh = true;
@@ -360,7 +364,7 @@ export class Uplink {
 
   /** The delay after a whole round failed: exponential backoff with jitter. */
   #backoff(): number {
-    return backoff(this.#attempt++, this.#o.retryMinMs ?? RETRY_MIN_MS, this.#o.retryMaxMs ?? RETRY_MAX_MS, this.#random);
+    return backoff(this.#backoffStep++, this.#o.retryMinMs ?? RETRY_MIN_MS, this.#o.retryMaxMs ?? RETRY_MAX_MS, this.#random);
   }
 
   /**
