@@ -24,10 +24,11 @@ import { until } from '../support/until.js';
 /**
  * How a fake aggregator answers a connection: `welcome` speaks the protocol (welcome to each hello,
  * records snapshots); `http503`/`http401` refuse the upgrade; `storeUnavailable` closes 4010 on
- * hello, as an aggregator that cannot write its store; `mute` takes the TCP connection and never
+ * hello, as an aggregator that cannot write its store; `nodeConflict` closes 4009 on hello (another
+ * engine holds the node name); `mute` takes the TCP connection and never
  * answers the upgrade.
  */
-type Mode = 'welcome' | 'http503' | 'http401' | 'storeUnavailable' | 'mute';
+type Mode = 'welcome' | 'http503' | 'http401' | 'storeUnavailable' | 'nodeConflict' | 'mute';
 
 interface Fake {
   readonly name: string;
@@ -104,6 +105,7 @@ async function fake(t: TestContext, name: string, { host = '127.0.0.1', port = 0
           node = msg.node;
           f.hellos.push({ at: performance.now(), node });
           if (f.mode === 'storeUnavailable') return ws.close(CloseCode.storeUnavailable, 'store unavailable: etcd unreachable');
+          if (f.mode === 'nodeConflict') return ws.close(CloseCode.nodeConflict, `node name "${node}" is registered by engine OTHER`);
           ws.send(JSON.stringify(welcome(req.socket.remoteAddress ?? '')));
         }
         if (msg.type === 'snapshot') f.snapshots.push({ at: performance.now(), snapshot: msg });
@@ -270,6 +272,16 @@ test('after a 4010 the agent does not come back to that aggregator first: the ot
   assert.equal(b.upgrades.length, 2, 'b (refusing) was tried again before a, which said it cannot write');
   assert.ok(b.upgrades[1]! < a.hellos[1]!.at);
   await until(() => a.snapshots.length === 2 && uplink.stats.connected);
+});
+
+test('refused for a node name another engine holds (4009), the agent keeps the slow retry even with another aggregator in the list', async (t) => {
+  const a = await fake(t, 'a', { mode: 'nodeConflict' });
+  const b = await fake(t, 'b', { mode: 'nodeConflict' });
+  link(t, `${a.url},${b.url}`, { conflictRetryMs: 400 });
+  await until(() => a.hellos.length + b.hellos.length === 2, 3000);
+  const [first, second] = [...a.hellos, ...b.hellos].map((h) => h.at).sort((x, y) => x - y);
+  assert.ok(second! - first! >= 400, `second try after ${Math.round(second! - first!)} ms`);
+  assert.equal(a.hellos.length, 1, 'and the second try went to the other aggregator');
 });
 
 test('all aggregators down: a round at once, then backoff between rounds; reconnects when one returns', async (t) => {
