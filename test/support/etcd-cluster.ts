@@ -67,6 +67,7 @@ export class EtcdCluster {
   readonly #extraArgs: readonly string[];
   readonly #token: string;
   #stopped = false;
+  readonly #paused = new Set<number>();
 
   private constructor(root: string, members: Member[], extraArgs: readonly string[]) {
     this.#root = root;
@@ -177,7 +178,7 @@ export class EtcdCluster {
     const end = Date.now() + timeoutMs;
     let last = '';
     for (;;) {
-      const running = this.#members.map((_, i) => i).filter((i) => this.isRunning(i));
+      const running = this.#answering();
       const states = await Promise.all(running.map((i) => this.#health(i)));
       if (running.length > 0 && states.every((s) => s === 'true')) return;
       last = running.map((i, k) => `m${i}: ${states[k]}`).join(', ') || 'no member running';
@@ -198,7 +199,7 @@ export class EtcdCluster {
 
   /** Runs etcdctl against the running members (or the given endpoints) and returns stdout. */
   async etcdctl(args: readonly string[], endpoints?: readonly string[]): Promise<string> {
-    const eps = endpoints ?? this.#members.filter((m) => m.process).map((m) => `127.0.0.1:${m.clientPort}`);
+    const eps = endpoints ?? this.#answering().map((i) => `127.0.0.1:${this.#member(i).clientPort}`);
     const { stdout } = await execFileP(ETCDCTL, [`--endpoints=${eps.join(',')}`, '--command-timeout=3s', ...args], {
       env: { ...process.env, ETCDCTL_API: '3' },
       maxBuffer: 64 * 1024 * 1024,
@@ -206,9 +207,14 @@ export class EtcdCluster {
     return stdout;
   }
 
-  /** The index of the member that is leader now (asks every running member; throws if none knows). */
+  /** Members running and not paused. */
+  #answering(): number[] {
+    return this.#members.map((_, i) => i).filter((i) => this.isRunning(i) && !this.#paused.has(i));
+  }
+
+  /** The index of the member that is leader now (asks every running, unpaused member; throws if none knows). */
   async leader(): Promise<number> {
-    const running = this.#members.map((_, i) => i).filter((i) => this.isRunning(i));
+    const running = this.#answering();
     const statuses = await Promise.all(
       running.map(async (i) => {
         try {
@@ -242,7 +248,7 @@ export class EtcdCluster {
     }
   }
 
-  /** The cluster's current revision. */
+  /** The cluster's current revision (asked of the members that answer). */
   async revision(): Promise<number> {
     const out = await this.etcdctl(['endpoint', 'status', '-w', 'json']);
     const entries = JSON.parse(out) as { Status: { header: { revision: number } } }[];
@@ -261,6 +267,7 @@ export class EtcdCluster {
     if (!child) return;
     child.kill('SIGCONT');
     child.kill('SIGKILL');
+    this.#paused.delete(member);
     await m.exited;
   }
 
@@ -269,11 +276,13 @@ export class EtcdCluster {
     const child = this.#member(member).process;
     if (!child) throw new Error(`EtcdCluster: member ${member} is not running`);
     child.kill('SIGSTOP');
+    this.#paused.add(member);
   }
 
   /** SIGCONTs a paused member. */
   resume(member: number): void {
     this.#member(member).process?.kill('SIGCONT');
+    this.#paused.delete(member);
   }
 
   /**

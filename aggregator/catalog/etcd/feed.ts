@@ -43,6 +43,7 @@ export class Feed {
   #loop: Promise<void> | undefined;
   #watching = false;
   #nudged = false;
+  #suspended: { promise: Promise<void>; resolve: () => void } | undefined;
   readonly stats = { relists: 0, lists: 0, watchResponses: 0, watchStreams: 0, badValues: 0 };
 
   constructor(o: FeedOptions) {
@@ -79,8 +80,28 @@ export class Feed {
     this.#stream.cancel();
   }
 
+  /**
+   * Stops watching until resume() (tests: a watch that is down while history is compacted).
+   * Resolves once the stream is closed.
+   */
+  async suspend(): Promise<void> {
+    if (this.#suspended) return;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.#suspended = { promise, resolve };
+    this.#stream?.cancel();
+    while (this.#stream) await sleep(10);
+  }
+
+  resume(): void {
+    const s = this.#suspended;
+    this.#suspended = undefined;
+    s?.resolve();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
+    this.resume();
     this.#abort.abort();
     this.#stream?.cancel();
     this.#firstList.resolve();
@@ -97,6 +118,8 @@ export class Feed {
           needList = false;
           this.#firstList.resolve();
         }
+        if (this.#suspended) await this.#suspended.promise;
+        if (this.#closed) break;
         const outcome = await this.#watch();
         if (outcome === 'compacted') {
           needList = true;
