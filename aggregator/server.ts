@@ -50,7 +50,7 @@ export interface RunningAggregator {
 
 /** Wires the one store to its writer (the agent link) and its views (HTTP, DNS). */
 export async function startAggregator(opts: AggregatorOptions, logger: Logger): Promise<RunningAggregator> {
-  const store = await openStore(opts.store ?? { kind: 'memory' }, { datacenter: opts.datacenter, reapAfterMs: opts.reapAfterMs, logger: logger.child({ component: 'store' }) });
+  const store = await openStore(opts.store ?? { kind: 'memory' }, { reapAfterMs: opts.reapAfterMs, logger: logger.child({ component: 'store' }) });
   if (!opts.token) {
     logger.warn('no --token configured: any host that can reach this aggregator can register services');
   }
