@@ -163,7 +163,7 @@ export class EtcdStore implements CatalogStore {
     this.#keeper.start();
     await this.#feed.start();
     if (this.#closed) return;
-    await this.#grantSession();
+    await this.#grantSession(true);
     this.#monitor = setInterval(() => this.#check(), 100);
     this.#monitor.unref();
     this.#check();
@@ -434,6 +434,7 @@ export class EtcdStore implements CatalogStore {
 
   #failed(err: unknown): Error {
     if (err instanceof StoreUnavailableError) return err;
+    if (this.#closed) return new StoreUnavailableError(`etcd store closed (${errorText(err)})`);
     if (isTransient(err)) return new StoreUnavailableError(`etcd: ${errorText(err)}`);
     return err instanceof Error ? err : new Error(String(err));
   }
@@ -461,7 +462,7 @@ export class EtcdStore implements CatalogStore {
   // ---- liveness -------------------------------------------------------------------------
 
   /** Grants a session lease, retrying until it has one (or closes); then rewrites the `up` health of the nodes it holds. */
-  #grantSession(): Promise<void> {
+  #grantSession(starting = false): Promise<void> {
     this.#granting ??= (async () => {
       let delay = 100;
       while (!this.#closed) {
@@ -474,6 +475,7 @@ export class EtcdStore implements CatalogStore {
           this.#log.info({ session: res.ID, ttl: res.TTL }, 'etcd: session lease granted');
           break;
         } catch (err) {
+          if (starting && !isTransient(err)) throw new Error(`etcd: cannot grant the session lease: ${errorText(err)}`);
           this.#log.debug({ err: errorText(err) }, 'etcd: granting the session lease failed, retrying');
           await sleep(delay, this.#abort.signal);
           delay = Math.min(delay * 2, 1000);
@@ -491,7 +493,8 @@ export class EtcdStore implements CatalogStore {
       this.#session = undefined;
       this.#log.warn({ session: id }, 'etcd: the session lease lapsed (this aggregator was cut from etcd); nodes held here went critical');
       this.#setWritable(false, 'session lease lapsed');
-      void this.#grantSession().then(() => this.#reclaimHealth());
+      // Writable again once granted (#check), which then re-marks the nodes still held.
+      void this.#grantSession();
       return;
     }
     for (const [node, held] of this.#held) {
@@ -502,9 +505,14 @@ export class EtcdStore implements CatalogStore {
     }
   }
 
-  /** After a new session: the nodes still held here are up again under it. */
+  /**
+   * Writable again: the nodes still held here whose `up` health is not on the current session
+   * (it lapsed with the old one) are marked up again under it.
+   */
   async #reclaimHealth(): Promise<void> {
     for (const node of [...this.#held.keys()]) {
+      const h = this.#replica.records(node)?.health;
+      if (h?.up && h.holder === this.#o.holder && this.#feed.leases(node)?.health === this.#session) continue;
       void this.#serial(node, async () => {
         const held = this.#held.get(node);
         if (!held || !this.#writable) return;

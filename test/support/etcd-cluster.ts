@@ -1,5 +1,6 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, writeFile, readFile } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,36 @@ export interface EtcdClusterOptions {
   extraArgs?: readonly string[];
   /** How long start() waits for a healthy cluster (default 20 s). */
   startTimeoutMs?: number;
+  /**
+   * Serve clients over TLS with a fresh CA (openssl), requiring client certificates: `tls`
+   * then holds the PEM texts a client needs. Peers stay plain on loopback.
+   */
+  tls?: boolean;
+}
+
+/** PEM texts for a client of a TLS test cluster. */
+export interface EtcdClusterTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** A CA, a server certificate for 127.0.0.1/localhost and a client certificate, in `dir`. */
+async function makeCerts(dir: string): Promise<{ files: Record<'ca' | 'serverCert' | 'serverKey' | 'clientCert' | 'clientKey', string>; pem: EtcdClusterTls }> {
+  const f = (name: string) => join(dir, name);
+  const ssl = (args: string[]) => execFileP('openssl', args, { cwd: dir });
+  await ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=portolan-test-ca', '-keyout', f('ca.key'), '-out', f('ca.pem')]);
+  await writeFile(f('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
+  await writeFile(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
+  for (const who of ['server', 'client']) {
+    await ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=portolan-test-${who}`, '-keyout', f(`${who}.key`), '-out', f(`${who}.csr`)]);
+    await ssl(['x509', '-req', '-in', f(`${who}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f(`${who}.ext`), '-out', f(`${who}.pem`)]);
+  }
+  const read = (name: string) => readFile(f(name), 'utf8');
+  return {
+    files: { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') },
+    pem: { ca: await read('ca.pem'), cert: await read('client.pem'), key: await read('client.key') },
+  };
 }
 
 /** Ports the kernel says are free now (bound and closed at once: good enough on loopback). */
@@ -68,6 +99,8 @@ export class EtcdCluster {
   readonly #token: string;
   #stopped = false;
   readonly #paused = new Set<number>();
+  #certs: Awaited<ReturnType<typeof makeCerts>> | undefined;
+  #auth: { user: string; password: string } | undefined;
 
   private constructor(root: string, members: Member[], extraArgs: readonly string[]) {
     this.#root = root;
@@ -89,6 +122,7 @@ export class EtcdCluster {
     }
     const cluster = new EtcdCluster(root, members, options.extraArgs ?? []);
     try {
+      if (options.tls) cluster.#certs = await makeCerts(root);
       for (let i = 0; i < count; i++) await cluster.#spawn(i, 'new');
       await cluster.waitHealthy(options.startTimeoutMs ?? 20_000);
     } catch (err) {
@@ -98,9 +132,36 @@ export class EtcdCluster {
     return cluster;
   }
 
-  /** Client URLs of all members, in member order (`http://127.0.0.1:PORT`). */
+  /** Client URLs of all members, in member order (`http://127.0.0.1:PORT`, https:// with tls). */
   get endpoints(): string[] {
-    return this.#members.map((m) => `http://127.0.0.1:${m.clientPort}`);
+    return this.#members.map((m) => `${this.#scheme}://127.0.0.1:${m.clientPort}`);
+  }
+
+  get #scheme(): string {
+    return this.#certs ? 'https' : 'http';
+  }
+
+  /** PEM texts for a client (tls clusters only). */
+  get tls(): EtcdClusterTls | undefined {
+    return this.#certs?.pem;
+  }
+
+  /**
+   * Turns on etcd authentication: creates `root` with `password` (and the role root) and
+   * enables auth; etcdctl() goes on as root.
+   */
+  async enableAuth(password: string): Promise<void> {
+    await this.etcdctl(['user', 'add', `root:${password}`]);
+    await this.etcdctl(['auth', 'enable']);
+    this.#auth = { user: 'root', password };
+  }
+
+  /** Adds a user with read-write access to keys under `prefix` only. */
+  async addUser(user: string, password: string, prefix: string): Promise<void> {
+    await this.etcdctl(['user', 'add', `${user}:${password}`]);
+    await this.etcdctl(['role', 'add', `${user}-role`]);
+    await this.etcdctl(['role', 'grant-permission', `${user}-role`, '--prefix=true', 'readwrite', prefix]);
+    await this.etcdctl(['user', 'grant-role', user, `${user}-role`]);
   }
 
   /** `HOST:PORT` of all members, for an `etcd://` URL. */
@@ -140,8 +201,11 @@ export class EtcdCluster {
     const args = [
       '--name', m.name,
       '--data-dir', m.dataDir,
-      '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
-      '--advertise-client-urls', `http://127.0.0.1:${m.clientPort}`,
+      '--listen-client-urls', `${this.#scheme}://127.0.0.1:${m.clientPort}`,
+      '--advertise-client-urls', `${this.#scheme}://127.0.0.1:${m.clientPort}`,
+      ...(this.#certs
+        ? ['--cert-file', this.#certs.files.serverCert, '--key-file', this.#certs.files.serverKey, '--trusted-ca-file', this.#certs.files.ca, '--client-cert-auth']
+        : []),
       '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
       '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`,
       '--initial-cluster', initialCluster,
@@ -188,8 +252,24 @@ export class EtcdCluster {
   }
 
   async #health(i: number): Promise<string> {
+    const url = `${this.#scheme}://127.0.0.1:${this.#member(i).clientPort}/health`;
     try {
-      const res = await fetch(`http://127.0.0.1:${this.#member(i).clientPort}/health`, { signal: AbortSignal.timeout(1000) });
+      if (this.#certs) {
+        const { ca, cert, key } = this.#certs.pem;
+        const text = await new Promise<string>((resolve, reject) => {
+          const req = httpsGet(url, { ca, cert, key, servername: 'localhost', timeout: 1000 }, (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (body += c));
+            res.on('end', () => resolve(body));
+            res.on('error', reject);
+          });
+          req.on('timeout', () => req.destroy(new Error('timeout')));
+          req.on('error', reject);
+        });
+        return String((JSON.parse(text) as { health?: string }).health);
+      }
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
       const body = (await res.json()) as { health?: string };
       return String(body.health);
     } catch (err) {
@@ -200,7 +280,10 @@ export class EtcdCluster {
   /** Runs etcdctl against the running members (or the given endpoints) and returns stdout. */
   async etcdctl(args: readonly string[], endpoints?: readonly string[]): Promise<string> {
     const eps = endpoints ?? this.#answering().map((i) => `127.0.0.1:${this.#member(i).clientPort}`);
-    const { stdout } = await execFileP(ETCDCTL, [`--endpoints=${eps.join(',')}`, '--command-timeout=3s', ...args], {
+    const tlsArgs = this.#certs ? [`--cacert=${this.#certs.files.ca}`, `--cert=${this.#certs.files.clientCert}`, `--key=${this.#certs.files.clientKey}`] : [];
+    const authArgs = this.#auth ? [`--user=${this.#auth.user}:${this.#auth.password}`] : [];
+    const scheme = this.#certs ? 'https://' : '';
+    const { stdout } = await execFileP(ETCDCTL, [`--endpoints=${eps.map((e) => (e.includes('://') ? e : scheme + e)).join(',')}`, '--command-timeout=3s', ...tlsArgs, ...authArgs, ...args], {
       env: { ...process.env, ETCDCTL_API: '3' },
       maxBuffer: 64 * 1024 * 1024,
     });

@@ -1,7 +1,8 @@
 import type { Etcd3, IDuplexStream, IKeyValue, IWatchRequest, IWatchResponse } from 'etcd3';
 import type { Logger } from 'pino';
 import { HealthRecord, NodeRecord, ServiceRecord, type ChangeBatch, type RecordChange } from '../records.js';
-import { errorText, sleep, withRetry } from './connect.js';
+import { StoreUnavailableError } from '../store.js';
+import { errorText, isTransient, sleep, withRetry } from './connect.js';
 import type { Keys } from './keys.js';
 
 /** The leases a node's keys carry in etcd ('0' = none), as last listed or watched. */
@@ -39,7 +40,7 @@ export class Feed {
   #closed = false;
   readonly #abort = new AbortController();
   #stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
-  #firstList: { promise: Promise<void>; resolve: () => void };
+  #firstList: { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void; done: boolean };
   #loop: Promise<void> | undefined;
   #watching = false;
   #nudged = false;
@@ -49,8 +50,12 @@ export class Feed {
   constructor(o: FeedOptions) {
     this.#o = { pageSize: 1000, silenceMs: 3000, ...o };
     let resolve!: () => void;
-    const promise = new Promise<void>((r) => (resolve = r));
-    this.#firstList = { promise, resolve };
+    let reject!: (err: Error) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.#firstList = { promise, resolve, reject, done: false };
   }
 
   /** The last revision applied (a list's, or the last watched event's). */
@@ -67,7 +72,11 @@ export class Feed {
     return this.#leases.get(node);
   }
 
-  /** Starts the loop; resolves once the first list is applied (retrying until it is, or close()). */
+  /**
+   * Starts the loop; resolves once the first list is applied (retrying transient failures until
+   * it is, or close()). Rejects when the first list fails for good (bad credentials, no
+   * permission on the prefix): a misconfiguration, said at once.
+   */
   start(): Promise<void> {
     this.#loop ??= this.#run();
     return this.#firstList.promise;
@@ -116,6 +125,7 @@ export class Feed {
         if (needList) {
           await this.#list();
           needList = false;
+          this.#firstList.done = true;
           this.#firstList.resolve();
         }
         if (this.#suspended) await this.#suspended.promise;
@@ -130,6 +140,11 @@ export class Feed {
         if (outcome === 'healthy-end') backoff = 100;
       } catch (err) {
         if (this.#closed) break;
+        if (!this.#firstList.done && !isTransient(err) && !(err instanceof StoreUnavailableError) && !isCompacted(err)) {
+          this.#closed = true;
+          this.#firstList.reject(new Error(`etcd: cannot read ${this.#o.keys.prefix}: ${errorText(err)}`));
+          break;
+        }
         if (isCompacted(err)) needList = true;
         this.#o.logger.warn({ err: errorText(err) }, needList ? 'etcd: listing the catalog failed, retrying' : 'etcd: watch failed, retrying');
       }
