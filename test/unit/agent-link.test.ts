@@ -6,6 +6,9 @@ import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { AgentLink, MAX_AWAITING_HELLO, type AgentLinkOptions } from '../../aggregator/agent-link.js';
 import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
+import { StoreUnavailableError, type CatalogStore } from '../../aggregator/catalog/store.js';
+import type { NodeRecord } from '../../aggregator/catalog/records.js';
+import type { ServiceInstance } from '../../shared/model.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
 import { Uplink } from '../../agent/uplink.js';
@@ -22,9 +25,15 @@ function capturedLogger() {
   return { logger, lines, parsed };
 }
 
+type LinkOptions = Omit<Partial<AgentLinkOptions>, 'store'>;
+
 /** The link over a real MemoryStore; `reapAfterMs` is the store's (it reaps, not the link). */
-async function startLink(t: TestContext, { reapAfterMs = 300, ...over }: Partial<AgentLinkOptions> & { reapAfterMs?: number } = {}) {
-  const store = new MemoryStore({ reapAfterMs });
+async function startLink(t: TestContext, { reapAfterMs = 300, ...over }: LinkOptions & { reapAfterMs?: number } = {}) {
+  return serveLink(t, new MemoryStore({ reapAfterMs }), over);
+}
+
+/** The link over `store` on a loopback HTTP server. */
+async function serveLink<S extends CatalogStore>(t: TestContext, store: S, over: LinkOptions = {}) {
   t.after(() => store.close());
   const link = new AgentLink({
     store,
@@ -359,4 +368,124 @@ test(`2,000 WebSockets that never say hello: ${MAX_AWAITING_HELLO} wait and are 
   assert.equal(link.connectedAgents, 1);
   await registered(url, 'late');
   await until(() => store.query.node('late')?.connected);
+});
+
+/**
+ * The memory store behind a switch that makes it unable to write, as the etcd store is while
+ * its cluster is unreachable: every write refused with StoreUnavailableError, `writable` false
+ * and its listeners told. `snapshotDelayMs` makes a snapshot's write take that long, as a
+ * round trip to etcd does.
+ */
+class SwitchedStore implements CatalogStore {
+  writable = true;
+  snapshotDelayMs = 0;
+  readonly inner = new MemoryStore({ reapAfterMs: 10_000 });
+  readonly #listeners = new Set<(writable: boolean) => void>();
+
+  get query() {
+    return this.inner.query;
+  }
+
+  setWritable(writable: boolean): void {
+    this.writable = writable;
+    for (const l of this.#listeners) l(writable);
+  }
+
+  onWritableChange(listener: (writable: boolean) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  start(): Promise<void> {
+    return this.inner.start();
+  }
+
+  async replaceNode(node: NodeRecord, services: readonly ServiceInstance[]): Promise<void> {
+    this.#refuseUnlessWritable();
+    if (this.snapshotDelayMs > 0) await new Promise((r) => setTimeout(r, this.snapshotDelayMs));
+    await this.inner.replaceNode(node, services);
+  }
+
+  async updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void> {
+    this.#refuseUnlessWritable();
+    await this.inner.updateServices(node, upsert, remove);
+  }
+
+  async release(node: string, reason: string): Promise<void> {
+    this.#refuseUnlessWritable();
+    await this.inner.release(node, reason);
+  }
+
+  async removeNode(node: string): Promise<void> {
+    this.#refuseUnlessWritable();
+    await this.inner.removeNode(node);
+  }
+
+  prepare(services: readonly ServiceInstance[]): void {
+    this.inner.prepare(services);
+  }
+
+  touch(node: string): void {
+    this.inner.touch(node);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  #refuseUnlessWritable(): void {
+    if (!this.writable) throw new StoreUnavailableError('etcd unreachable (switched off by the test)');
+  }
+}
+
+const STORE_UNAVAILABLE = { code: CloseCode.storeUnavailable, reason: 'aggregator cannot write its store (etcd unreachable); use another aggregator' };
+
+test('a write refused because the store cannot write closes that agent with 4010 and the reason, not 1011', async (t) => {
+  const log = capturedLogger();
+  const store = new SwitchedStore();
+  const { link, url } = await serveLink(t, store, { logger: log.logger });
+  const a = await registered(url, 'a');
+  await until(() => store.query.node('a')?.connected === true);
+  // Only the write fails (no writable flip yet): as when etcd drops out in the middle of a write.
+  store.writable = false;
+  a.send({ type: 'delta', upsert: [], remove: ['a:web:80'] });
+  assert.deepEqual(await a.closed, STORE_UNAVAILABLE);
+  assert.equal(link.stats.rejections.get(CloseCode.storeUnavailable), 1);
+  assert.ok(log.parsed().some((l) => l.msg === "applying the agent's delta failed" && l.node === 'a'));
+  assert.equal(store.query.instances('web').length, 1, 'the catalog keeps what it had');
+});
+
+test('when the store stops being writable every agent is moved away with 4010, and a hello is refused until it can write again', async (t) => {
+  const store = new SwitchedStore();
+  const { link, url } = await serveLink(t, store);
+  const peers = await Promise.all(['a', 'b', 'c'].map((n) => registered(url, n)));
+  await until(() => store.query.nodes().length === 3 && link.connectedAgents === 3);
+  store.setWritable(false);
+  for (const p of peers) assert.deepEqual(await p.closed, STORE_UNAVAILABLE);
+  await until(() => link.connectedAgents === 0);
+  assert.equal(store.query.nodes().length, 3, 'served as last known: this aggregator could not release them');
+
+  const early = await connect(url);
+  early.send(hello('d'));
+  assert.deepEqual(await early.closed, STORE_UNAVAILABLE);
+  assert.equal(early.inbox.length, 0, 'no welcome');
+
+  store.setWritable(true);
+  await registered(url, 'd');
+  await until(() => store.query.node('d')?.connected === true);
+  assert.equal(link.stats.rejections.get(CloseCode.storeUnavailable), 4);
+});
+
+test('a node\'s writes reach the store one at a time, in order: a delta sent while its snapshot is being written waits for it', async (t) => {
+  const store = new SwitchedStore();
+  store.snapshotDelayMs = 200;
+  const { url } = await serveLink(t, store);
+  const a = await connect(url);
+  a.send(hello('a'));
+  a.send(snapshot('a', ['a:web:80']));
+  a.send({ type: 'delta', upsert: [instance({ id: 'a:web:81', name: 'web' })], remove: ['a:web:80'] });
+  a.send({ type: 'delta', upsert: [instance({ id: 'a:web:82', name: 'web' })], remove: [] });
+  await until(() => store.query.nodeInstances('a').length === 2, 3000);
+  assert.deepEqual(store.query.nodeInstances('a').map((i) => i.service.id), ['a:web:81', 'a:web:82']);
+  assert.equal(a.ws.readyState, WebSocket.OPEN, 'no delta was refused as coming before its node');
 });
