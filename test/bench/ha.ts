@@ -38,7 +38,7 @@ import { startAggregatorProcess, type AggregatorMemory, type AggregatorProcess }
 import { countInstances, getJson, waitForNodes } from './support/catalog-client.js';
 import { dnsperf, writeQueries, type DnsperfResult } from './support/dnsperf.js';
 import { fleetArgs } from './support/fleet-args.js';
-import { etcdCounters, etcdDelta, type EtcdCounters } from './support/ha-etcd.js';
+import { etcdCounters, etcdDelta, histogramQuantile } from './support/ha-etcd.js';
 import { HaFleet } from './support/ha-fleet.js';
 import { PassingWatchers } from './support/ha-watch.js';
 import { JsonLines } from './support/json-lines.js';
@@ -74,6 +74,8 @@ for (const [flag, v] of Object.entries({ hosts: shape.hosts, services: shape.ser
 }
 if (shape.names > shape.hosts * shape.servicesPerHost) throw new Error(`--names ${shape.names} is more than the ${shape.hosts * shape.servicesPerHost} instances: some names would have none`);
 
+/** After churn, for the last changes to reach their watchers. */
+const graceMs = smoke ? 1000 : 2000;
 const GOALS = { dnsRatio: 0.95, loadS: 15, churnP99Ms: 100, failoverP99S: 3, falseWithdrawals: 0, rssMb: 350 };
 const LOAD_TIMEOUT_MS = smoke ? 30_000 : 180_000;
 const dnsWatchPath = fileURLToPath(new URL('./support/ha-dns-watch.ts', import.meta.url));
@@ -81,6 +83,8 @@ const dnsWatchPath = fileURLToPath(new URL('./support/ha-dns-watch.ts', import.m
 const random = seeded(args.seed);
 const sleep = (msec: number): Promise<void> => new Promise((r) => setTimeout(r, msec));
 const uptime = (): string => execFileSync('uptime').toString().trim();
+const began = performance.now();
+const phase = (what: string): void => console.error(`bench:ha +${((performance.now() - began) / 1000).toFixed(1)} s: ${what}`);
 
 function sample<T>(items: readonly T[], n: number): T[] {
   const copy = [...items];
@@ -174,8 +178,9 @@ async function main(): Promise<void> {
   };
   try {
     // 1. memory reference
-    console.error('bench:ha: memory reference');
-    const m = await start([]);
+    phase('memory reference (and etcd starting)');
+    const [m, etcd] = await Promise.all([start([]), EtcdCluster.start({ members })]);
+    cluster = etcd;
     const fleetM = new HaFleet(shape, [label(m)], args.seed);
     fleets.push(fleetM);
     const tm = performance.now();
@@ -186,11 +191,9 @@ async function main(): Promise<void> {
     const memRss = await m.memory();
 
     // 2. etcd: A and B on one cluster
-    console.error(`bench:ha: etcd (${members} members), aggregators A and B`);
-    cluster = await EtcdCluster.start({ members });
+    phase(`etcd (${members} member${members > 1 ? 's' : ''}), aggregators A and B`);
     const etcdStore = ['--store', cluster.url];
-    const a = await start(etcdStore);
-    const b = await start(etcdStore);
+    const [a, b] = await Promise.all([start(etcdStore), start(etcdStore)]);
     const etcdBefore = await etcdCounters(cluster);
     const fleetE = new HaFleet(shape, [label(a), label(b)], args.seed + 1);
     fleets.push(fleetE);
@@ -210,18 +213,15 @@ async function main(): Promise<void> {
     const per1k = 1000 / fleetE.instanceCount;
     const split = { a: fleetE.homedOn(label(a)).length, b: fleetE.homedOn(label(b)).length };
     const [rssA, rssB] = await Promise.all([a.memory(), b.memory()]);
-    const idle = {
-      m: await cpuPercent(m.pid, idleSeconds * 1000),
-      a: await cpuPercent(a.pid, idleSeconds * 1000),
-      b: await cpuPercent(b.pid, idleSeconds * 1000),
-    };
     const etcdPids = Array.from({ length: members }, (_, i) => cluster!.pid(i)).filter((p): p is number => p !== undefined);
-    const etcdIdleCpu = (await Promise.all(etcdPids.map((p) => cpuPercent(p, idleSeconds * 1000)))).reduce((x, y) => x + y, 0);
+    const [idleM, idleA, idleB, ...idleEtcd] = await Promise.all([m.pid, a.pid, b.pid, ...etcdPids].map((p) => cpuPercent(p, idleSeconds * 1000)));
+    const idle = { m: idleM!, a: idleA!, b: idleB! };
+    const etcdIdleCpu = idleEtcd.reduce((x, y) => x + y, 0);
 
     // 3. DNS, fleets idle: M, A, B in turn
-    console.error('bench:ha: DNS');
+    phase('DNS');
     const dns: Record<'m' | 'a' | 'b', DnsperfResult[]> = { m: [], a: [], b: [] };
-    for (const agg of [m, a, b]) await dnsperf(agg.dnsPort, queries, 1, { latencies: false }); // warm-up
+    if (!smoke) for (const agg of [m, a, b]) await dnsperf(agg.dnsPort, queries, 1, { latencies: false }); // warm-up
     // M, A, B, then B, A, M, …: a drift of the machine's load over the rounds falls on all three alike.
     for (let r = 0; r < dnsRounds; r++) {
       const order = (['m', 'a', 'b'] as const).slice();
@@ -236,25 +236,28 @@ async function main(): Promise<void> {
     const dnsLost = [...dns.m, ...dns.a, ...dns.b].reduce((n, x) => n + x.lost, 0);
 
     // 4. churn: M → M (reference), then A → B
-    console.error('bench:ha: churn');
+    phase('churn');
     const watchedNames = sample(names, watcherCount);
     const wm = await watch(m.http, watchedNames);
     const changesM = await fleetM.churn(rate, churnSeconds, random, fleetM.hosts, (c) => wm.expect(c));
-    await sleep(2000);
+    await sleep(graceMs);
     const churnM = { changes: changesM, unseen: wm.unseen, wake: percentiles(wm.latencies) };
     await wm.stop();
 
+    // Watched on B (the figure) and on A too: A's own view of its write tells the etcd round
+    // trip (write, then the watch event back into A's replica) from the propagation to B.
     const onA = fleetE.homedOn(label(a));
-    const wb = await watch(b.http, watchedNames);
+    const [wb, wa] = await Promise.all([watch(b.http, watchedNames), watch(a.http, watchedNames)]);
     const etcdChurnBefore = await etcdCounters(cluster);
-    const changesE = await fleetE.churn(rate, churnSeconds, random, onA, (c) => wb.expect(c));
-    await sleep(2000);
+    const changesE = await fleetE.churn(rate, churnSeconds, random, onA, (c) => (wb.expect(c), wa.expect(c)));
+    await sleep(graceMs);
     const etcdChurn = etcdDelta(etcdChurnBefore, await etcdCounters(cluster));
-    const churnE = { changes: changesE, unseen: wb.unseen, wake: percentiles(wb.latencies) };
-    await wb.stop();
+    const churnE = { changes: changesE, unseen: wb.unseen, wake: percentiles(wb.latencies), onA: { unseen: wa.unseen, wake: percentiles(wa.latencies) } };
+    await Promise.all([wb.stop(), wa.stop()]);
+    const fsync = { p50: histogramQuantile(etcdChurn.walFsync, 0.5) * 1000, p99: histogramQuantile(etcdChurn.walFsync, 0.99) * 1000, mean: (etcdChurn.walFsync.sum / etcdChurn.walFsync.count) * 1000 };
 
     // 5. failover: kill -9 A, watch B
-    console.error('bench:ha: failover');
+    phase('failover');
     await sleep(1000);
     const expected = fleetE.expected();
     const passingBefore = await countPassing(b.http, names);
@@ -290,6 +293,7 @@ async function main(): Promise<void> {
     const rss = (x: AggregatorMemory): string => `${mb(x.rss)} (heap ${mb(x.heapUsed)})`;
     const ratio = (x: number): string => `${x.toFixed(2)} ×`;
     const perK = (n: number): string => (n * per1k).toFixed(1);
+    phase('report');
     const figures: Figure[] = [
       { label: 'load before (uptime)', value: uptimeBefore.replace(/^.*load average: /, '') },
       { label: `memory: ${shape.hosts} hosts stored on M`, value: `${memLoadS.toFixed(2)} s` },
@@ -317,6 +321,8 @@ async function main(): Promise<void> {
       { label: 'churn A → B (etcd) p99', value: ms(churnE.wake.p99), goal: `≤ ${GOALS.churnP99Ms} ms`, met: churnE.wake.p99 <= GOALS.churnP99Ms },
       { label: '  max, unseen', value: `${ms(churnE.wake.max)}, ${churnE.unseen}` },
       { label: '  p99 etcd / memory', value: ratio(churnE.wake.p99 / churnM.wake.p99) },
+      { label: '  change A → A (etcd) p50 / p99', value: `${ms(churnE.onA.wake.p50)} / ${ms(churnE.onA.wake.p99)} (max ${ms(churnE.onA.wake.max)})` },
+      { label: `  etcd WAL fsync during churn (${etcdChurn.walFsync.count}), mean / p50 / p99 ≤`, value: `${ms(fsync.mean)} / ${ms(fsync.p50)} / ${ms(fsync.p99)}` },
       { label: `  etcd writes per change (${changesE} changes)`, value: `${(etcdChurn.revision / changesE).toFixed(2)} revisions, ${(etcdChurn.txns / changesE).toFixed(2)} txns, ${(etcdChurn.puts / changesE).toFixed(2)} puts, ${(etcdChurn.deletes / changesE).toFixed(2)} deletes` },
       { label: `failover: kill -9 A, ${homedOnA.length} hosts re-homed to B, p50`, value: `${rehome.p50.toFixed(2)} s` },
       { label: 'failover re-home p99', value: `${rehome.p99.toFixed(2)} s`, goal: `≤ ${GOALS.failoverP99S} s`, met: rehome.p99 <= GOALS.failoverP99S && notRehomed === 0 },
@@ -345,7 +351,7 @@ async function main(): Promise<void> {
       {
         shape, members, rate, churnSeconds, dnsSeconds, dnsRounds, watcherCount, watchSeconds, uptimeBefore, uptimeAfter,
         memory: { loadS: memLoadS, rss: memRss, churn: churnM },
-        etcd: { loadS: etcdLoadS, loadA, loadB, registeredS, split, indexA, indexB, writesForLoad: load, writesForChurn: etcdChurn, rssA, rssB, churn: churnE },
+        etcd: { loadS: etcdLoadS, loadA, loadB, registeredS, split, indexA, indexB, writesForLoad: load, writesForChurn: etcdChurn, walFsyncDuringChurnMs: fsync, rssA, rssB, churn: churnE },
         idleCpu: { ...idle, etcd: etcdIdleCpu },
         dns: { qps, runs: dns, lost: dnsLost },
         failover: { hosts: homedOnA.length, rehome, notRehomed, rehomeError, falseWithdrawals, withdrawn: [...wf.withdrawn].slice(0, 50), dns: dnsSummary, dnsMissesAfter: dnsMissesAfter.slice(0, 50), baselineMisses, nodesB, passingBefore, passingAfter, rssBAfter },
@@ -357,7 +363,9 @@ async function main(): Promise<void> {
         're-homed: the uplink\'s registration with B (the pong to the ping after its snapshot), from the kill',
       ],
     );
-    const failed = dnsLost > 0 || notRehomed > 0 || nodesB !== shape.hosts || instA !== instB;
+    // Goals are judged in the table; the exit status says whether the run itself went wrong
+    // (a smoke run on a busy machine may lose a DNS query under dnsperf's full load: not judged).
+    const failed = (!smoke && dnsLost > 0) || notRehomed > 0 || nodesB !== shape.hosts || instA !== instB;
     if (failed) process.exitCode = 1;
   } finally {
     for (const w of watchers) await w.stop();

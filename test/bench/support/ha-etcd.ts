@@ -15,6 +15,37 @@ export interface EtcdCounters {
   /** Largest backend file of the members (dbSize), and the part of it in use (dbSizeInUse). */
   dbSize: number;
   dbSizeInUse: number;
+  /** WAL fsync durations of the first running member (a write waits for a quorum's fsync): cumulative buckets, le in s → count. */
+  walFsync: Histogram;
+}
+
+/** A Prometheus histogram's cumulative buckets (upper bound → count) with its sum and count. */
+export interface Histogram {
+  buckets: Array<[number, number]>;
+  sum: number;
+  count: number;
+}
+
+function histogram(text: string, name: string): Histogram {
+  const buckets: Array<[number, number]> = [];
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`, 'gm'))) buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
+  return { buckets, sum: metric(text, `${name}_sum`), count: metric(text, `${name}_count`) };
+}
+
+/** b − a of one histogram. */
+function histogramDelta(a: Histogram, b: Histogram): Histogram {
+  return {
+    buckets: b.buckets.map(([le, n], i) => [le, n - (a.buckets[i]?.[1] ?? 0)]),
+    sum: b.sum - a.sum,
+    count: b.count - a.count,
+  };
+}
+
+/** The upper bound of the bucket holding quantile q (NaN without samples). */
+export function histogramQuantile(h: Histogram, q: number): number {
+  if (!(h.count > 0)) return NaN;
+  const rank = q * h.count;
+  return h.buckets.find(([, n]) => n >= rank)?.[0] ?? NaN;
 }
 
 const metric = (text: string, name: string): number => {
@@ -31,6 +62,8 @@ export async function etcdCounters(cluster: EtcdCluster): Promise<EtcdCounters> 
     cluster.endpoints.map((e, i) => (cluster.isRunning(i) ? fetch(`${e}/metrics`).then((r) => r.text()) : Promise.resolve(''))),
   );
   const max = (name: string): number => Math.max(...texts.filter(Boolean).map((t) => metric(t, name)));
+  // The first running member's (every member fsyncs every entry; a write waits for a quorum's).
+  const walFsync = histogram(texts.find(Boolean) ?? '', 'etcd_disk_wal_fsync_duration_seconds');
   const status = JSON.parse(await cluster.etcdctl(['endpoint', 'status', '-w', 'json'])) as Array<{
     Status: { header: { revision: number }; dbSize: number; dbSizeInUse: number };
   }>;
@@ -43,6 +76,7 @@ export async function etcdCounters(cluster: EtcdCluster): Promise<EtcdCounters> 
     leasesGranted: max('etcd_debugging_lease_granted_total'),
     dbSize: Math.max(...status.map((s) => s.Status.dbSize)),
     dbSizeInUse: Math.max(...status.map((s) => s.Status.dbSizeInUse)),
+    walFsync,
   };
 }
 
@@ -57,5 +91,6 @@ export function etcdDelta(a: EtcdCounters, b: EtcdCounters): EtcdCounters {
     leasesGranted: b.leasesGranted - a.leasesGranted,
     dbSize: b.dbSize,
     dbSizeInUse: b.dbSizeInUse,
+    walFsync: histogramDelta(a.walFsync, b.walFsync),
   };
 }
