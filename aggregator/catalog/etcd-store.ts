@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { ServiceInstance } from '../../shared/model.js';
 import { prepareServices } from './fingerprints.js';
 import { deltaOps, fullOps, snapshotOps, upOp } from './node-writes.js';
-import type { HealthRecord, NodeRecord, RecordOp, ServiceRecord } from './records.js';
+import type { ChangeBatch, HealthRecord, NodeRecord, RecordOp, ServiceRecord } from './records.js';
 import { Replica, type NodeRecords } from './replica.js';
 import { StoreUnavailableError, type CatalogStore } from './store.js';
 import { resolveRevision } from './views.js';
@@ -76,6 +76,8 @@ export class EtcdStore implements CatalogStore {
   readonly #abort = new AbortController();
   readonly #held = new Map<string, Held>();
   readonly #chains = new Map<string, Promise<unknown>>();
+  /** Nodes with a lease fix queued. */
+  readonly #fixing = new Set<string>();
   readonly #listeners = new Set<(writable: boolean) => void>();
   readonly #dataTtlS: number;
   readonly #dataKeepaliveMs: number;
@@ -103,7 +105,7 @@ export class EtcdStore implements CatalogStore {
     this.#keys = new Keys(o.prefix);
     this.#client = createEtcdClient({ endpoints: o.endpoints, tls: o.tls, auth: o.auth });
     this.#replica = new Replica({ startIndex: 1 });
-    this.#feed = new Feed({ client: this.#client, keys: this.#keys, logger: this.#log, apply: (b) => this.#replica.apply(b) });
+    this.#feed = new Feed({ client: this.#client, keys: this.#keys, logger: this.#log, apply: (b) => this.#applied(b) });
     this.#keeper = new LeaseKeeper(this.#client, { logger: this.#log, onLost: (id) => this.#lost(id) });
     const every = o.compactEveryMs ?? 5 * 60_000;
     this.#compactor = every > 0 ? new Compactor({ client: this.#client, key: this.#keys.compaction, intervalMs: every, logger: this.#log }) : undefined;
@@ -401,6 +403,43 @@ export class EtcdStore implements CatalogStore {
     this.#held.set(node, { lease: res.ID });
     this.#stats.leasesGranted++;
     return { lease: res.ID, fresh: true };
+  }
+
+  /**
+   * Feeds the replica, then looks for keys of nodes this aggregator holds (per the health
+   * record: holder = this one) that sit on another lease, e.g. two aggregators that both
+   * granted a lease for a node arriving at both at once: those keys are moved to the node's
+   * lease, or they would vanish when the other lease lapses. Only the holder named in etcd
+   * does this, so two aggregators never take turns.
+   */
+  #applied(batch: ChangeBatch): void {
+    this.#replica.apply(batch);
+    if (this.#held.size === 0) return;
+    for (const c of batch.changes) {
+      if (!c.record || this.#fixing.has(c.node)) continue;
+      const held = this.#held.get(c.node);
+      if (!held) continue;
+      const leases = this.#feed.leases(c.node);
+      const lease = c.kind === 'node' ? leases?.node : c.kind === 'service' ? leases?.services.get(c.id) : leases?.health;
+      const want = c.kind === 'health' && c.record.up ? this.#session : held.lease;
+      if (lease === undefined || lease === want) continue;
+      const health = this.#replica.records(c.node)?.health;
+      if (!health?.up || health.holder !== this.#o.holder) continue;
+      this.#fixing.add(c.node);
+      void this.#serial(c.node, async () => {
+        this.#fixing.delete(c.node);
+        const h = this.#held.get(c.node);
+        if (!h || !this.#writable) return;
+        const ops: RecordOp[] = [];
+        this.#fixLeases(c.node, this.#replica.records(c.node), ops, h.lease);
+        if (ops.length === 0) return;
+        this.#log.info({ node: c.node, ops: ops.length }, 'etcd: moving keys of a held node onto its lease');
+        await this.#write(c.node, ops, h.lease);
+      }).catch((err: unknown) => {
+        this.#fixing.delete(c.node);
+        this.#log.warn({ node: c.node, err: errorText(err) }, 'etcd: moving keys onto the node\'s lease failed (the next snapshot does it)');
+      });
+    }
   }
 
   #drop(node: string): void {

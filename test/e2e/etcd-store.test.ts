@@ -105,6 +105,28 @@ describe('etcd store on a 3-member cluster', () => {
     assert.equal(a.query.nodeInstances('host-1').length, 10);
   });
 
+  test('a node written by two stores at once ends with every key on the lease of the holder etcd names, and survives the other letting go', async () => {
+    const prefix = freshPrefix();
+    const a = await store(prefix, 'agg-a', { reapAfterMs: 3000 });
+    const b = await store(prefix, 'agg-b', { reapAfterMs: 3000 });
+    const many = services(400);
+    // Both grant a fresh lease; their split transactions interleave.
+    await Promise.all([a.replaceNode(nodeReg('host-1'), many), b.replaceNode(nodeReg('host-1'), many)]);
+    await until(() => a.query.index === b.query.index && a.query.records('host-1')?.health?.up, 3000, 'settled');
+    const holder = a.query.records('host-1')!.health!.holder;
+    const [winner, loser] = holder === 'agg-a' ? [a, b] : [b, a];
+    await loser.release('host-1', 'moved');
+    const onOneLease = (): boolean => {
+      const l = winner.feed.leases('host-1');
+      return !!l && l.services.size === 400 && [...l.services.values()].every((x) => x === l.node);
+    };
+    await until(onOneLease, 5000, 'every key on one lease');
+    await new Promise((r) => setTimeout(r, 4500));
+    assert.equal(winner.query.nodeInstances('host-1').length, 400, 'nothing reaped with the other lease');
+    assert.equal(loser.query.nodeInstances('host-1').length, 400);
+    assert.equal(winner.query.node('host-1')!.serfHealth.status, 'passing');
+  });
+
   test('a released node goes critical at once and is gone after the reap delay', async () => {
     const prefix = freshPrefix();
     const a = await store(prefix, 'agg-a', { reapAfterMs: 3000 });
