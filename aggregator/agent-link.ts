@@ -235,7 +235,9 @@ export class AgentLink {
         this.#log.info({ node: session.hello.node }, 'agent said goodbye; node leaves the catalog');
         if (this.#byNode.get(session.hello.node) === session) {
           this.#byNode.delete(session.hello.node);
-          this.#write(session, 'goodbye', (store, node) => store.removeNode(node));
+          const node = session.hello.node;
+          // Not #write: it skips the writes of a closing connection, and this one closes just below.
+          this.#enqueue(node, () => this.#opts.store.removeNode(node));
         }
         session.closing = true;
         session.ws.close(CloseCode.normal, 'goodbye');

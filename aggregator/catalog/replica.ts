@@ -294,11 +294,17 @@ export class Replica implements CatalogQuery {
         d.node = true;
         touch(touched, topics.checks, change.modRevision);
         return;
-      case 'service':
+      case 'service': {
+        // Both names' topics at this change's own revision, even if a later change in the batch
+        // undoes it: replicas fed the same revisions in other groupings agree.
+        const before = n.services.get(change.id);
+        if (n.stored && before) touch(touched, topics.service(before.record.service.name), change.modRevision);
+        if (n.stored && change.record) touch(touched, topics.service(change.record.service.name), change.modRevision);
         if (change.record) n.services.set(change.id, { record: change.record, createRevision: change.createRevision, modRevision: change.modRevision });
         else n.services.delete(change.id);
         d.services.add(change.id);
         return;
+      }
     }
   }
 
@@ -343,13 +349,13 @@ export class Replica implements CatalogQuery {
       const prev = n.views.get(id);
       if (!stored) this.#hide(n, id, touched, revision);
       else if (prev && !d.services.has(id)) this.#show(n, renodeInstanceView(view, prev), touched, revision);
-      else this.#showChanged(n, prev, stored, touched);
+      // An instance shown because its node record arrived is new to readers at that record's revision.
+      else this.#showChanged(n, prev, stored, touched, appeared ? Math.max(stored.modRevision, n.stored.modRevision) : stored.modRevision);
     }
   }
 
-  #showChanged(n: NodeState, prev: InstanceView | undefined, stored: StoredService, touched: Touched): void {
+  #showChanged(n: NodeState, prev: InstanceView | undefined, stored: StoredService, touched: Touched, revision: number): void {
     const service = stored.record.service;
-    const revision = stored.modRevision;
     if (prev && prev.service.name.toLowerCase() !== service.name.toLowerCase()) {
       this.#hide(n, service.id, touched, revision);
       prev = undefined;
