@@ -43,11 +43,13 @@ export interface UplinkOptions {
   /** The move to the next aggregator waits a random delay up to this (spreads a fleet's reconnects). */
   failoverJitterMs?: number;
   /**
-   * From the connect to the welcome (TCP, TLS, upgrade, welcome): longer counts as a failure.
-   * Default CONNECT_TIMEOUT_MS with one aggregator, FAILOVER_CONNECT_TIMEOUT_MS with several
-   * (counted after resolving: a name with several addresses is several).
+   * TCP, TLS and the WebSocket upgrade must take no longer, else the attempt failed. Default
+   * CONNECT_TIMEOUT_MS with one aggregator, FAILOVER_CONNECT_TIMEOUT_MS with several (counted
+   * after resolving: a name with several addresses is several).
    */
   connectTimeoutMs?: number;
+  /** After the upgrade, the welcome must come within this (default WELCOME_TIMEOUT_MS). */
+  welcomeTimeoutMs?: number;
 }
 
 /** Figures for the agent's metrics, read when scraped. */
@@ -93,14 +95,21 @@ export const SILENCE_MS = 15_000;
  */
 export const FAILOVER_JITTER_MS = 100;
 
-/** TCP + TLS + upgrade + welcome of one aggregator (as ws's handshake timeout before lists). */
+/** TCP + TLS + upgrade of the one aggregator (ws's handshake timeout, as before lists). */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
- * The same with several aggregators: a live one on a LAN answers in milliseconds, so one that has
- * not welcomed within 3 s (a host gone, packets dropped) is passed for the next.
+ * The same with several aggregators: a live one on a LAN completes the upgrade in milliseconds,
+ * so one that has not within 3 s (a host gone, packets dropped) is passed for the next.
  */
 export const FAILOVER_CONNECT_TIMEOUT_MS = 3000;
+
+/**
+ * An aggregator that took the upgrade is up; a late welcome means it is busy (a fleet arriving at
+ * once), and leaving it would only add the same load elsewhere. Only one that stays mute this
+ * long (hung) is left.
+ */
+export const WELCOME_TIMEOUT_MS = 10_000;
 
 /** Payload of the ping that follows the snapshot: its pong says the aggregator took everything before it. */
 const ACK_PING = 'registered';
@@ -239,18 +248,18 @@ export class Uplink {
     const attempt: Attempt = { ws, to, registered: false };
     this.#ws = ws;
     this.#attemptNow = attempt;
-    const started = performance.now();
     let welcomed = false;
     let welcomeTimer: NodeJS.Timeout | undefined;
     ws.on('open', () => {
       this.#log.debug({ url: to.label }, 'connected to aggregator; saying hello');
       this.#send({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.#o.node, agentVersion: VERSION, engineId: this.#o.engineId() });
       this.#watchSilence(ws, to);
+      const welcomeTimeoutMs = this.#o.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
       welcomeTimer = setTimeout(() => {
-        attempt.failure = `no welcome within ${connectTimeoutMs} ms`;
-        this.#log.warn({ url: to.label }, `aggregator sent no welcome within ${connectTimeoutMs} ms; dropping the connection`);
+        attempt.failure = `no welcome within ${welcomeTimeoutMs} ms`;
+        this.#log.warn({ url: to.label }, `aggregator sent no welcome within ${welcomeTimeoutMs} ms; dropping the connection`);
         ws.terminate();
-      }, Math.max(0, connectTimeoutMs - (performance.now() - started)));
+      }, welcomeTimeoutMs);
     });
     ws.on('message', (data, isBinary) => {
       const msg = parseFrame(AggregatorMessage, data, isBinary);

@@ -26,9 +26,10 @@ import { until } from '../support/until.js';
  * records snapshots); `http503`/`http401` refuse the upgrade; `storeUnavailable` closes 4010 on
  * hello, as an aggregator that cannot write its store; `nodeConflict` closes 4009 on hello (another
  * engine holds the node name); `mute` takes the TCP connection and never
- * answers the upgrade.
+ * answers the upgrade; `noWelcome` takes the upgrade and never welcomes. `welcomeDelayMs` delays
+ * each welcome.
  */
-type Mode = 'welcome' | 'http503' | 'http401' | 'storeUnavailable' | 'nodeConflict' | 'mute';
+type Mode = 'welcome' | 'http503' | 'http401' | 'storeUnavailable' | 'nodeConflict' | 'mute' | 'noWelcome';
 
 interface Fake {
   readonly name: string;
@@ -36,6 +37,7 @@ interface Fake {
   readonly url: string;
   readonly port: number;
   mode: Mode;
+  welcomeDelayMs: number;
   /** performance.now() and node of every upgrade request and hello. */
   readonly upgrades: number[];
   readonly hellos: Array<{ at: number; node: string }>;
@@ -69,6 +71,7 @@ async function fake(t: TestContext, name: string, { host = '127.0.0.1', port = 0
     url: '',
     port: 0,
     mode,
+    welcomeDelayMs: 0,
     upgrades: [] as number[],
     hellos: [] as Array<{ at: number; node: string }>,
     snapshots: [] as Array<{ at: number; snapshot: Snapshot }>,
@@ -106,7 +109,10 @@ async function fake(t: TestContext, name: string, { host = '127.0.0.1', port = 0
           f.hellos.push({ at: performance.now(), node });
           if (f.mode === 'storeUnavailable') return ws.close(CloseCode.storeUnavailable, 'store unavailable: etcd unreachable');
           if (f.mode === 'nodeConflict') return ws.close(CloseCode.nodeConflict, `node name "${node}" is registered by engine OTHER`);
-          ws.send(JSON.stringify(welcome(req.socket.remoteAddress ?? '')));
+          if (f.mode === 'noWelcome') return;
+          const answer = () => ws.send(JSON.stringify(welcome(req.socket.remoteAddress ?? '')));
+          if (f.welcomeDelayMs > 0) setTimeout(answer, f.welcomeDelayMs);
+          else answer();
         }
         if (msg.type === 'snapshot') f.snapshots.push({ at: performance.now(), snapshot: msg });
         if (msg.type === 'goodbye') f.goodbyes.push(node);
@@ -240,23 +246,39 @@ test('killing the connected aggregator: the agent is on the other within 1 s wit
   assert.equal(home.hellos.length, 1, 'the revived one was not connected to');
 });
 
-for (const [mode, what] of [['http503', 'answering HTTP 503'], ['http401', 'answering HTTP 401'], ['storeUnavailable', 'closing 4010 (store unavailable)'], ['mute', 'never answering the upgrade (timeout)']] as const) {
+for (const [mode, what] of [
+  ['http503', 'answering HTTP 503'],
+  ['http401', 'answering HTTP 401'],
+  ['storeUnavailable', 'closing 4010 (store unavailable)'],
+  ['mute', 'never answering the upgrade (connect timeout)'],
+  ['noWelcome', 'taking the upgrade but never welcoming (welcome timeout)'],
+] as const) {
   test(`an aggregator ${what}: the next one is tried at once`, async (t) => {
     const bad = await fake(t, 'bad', { mode });
     const good = await fake(t, 'good');
-    const connectTimeoutMs = 300;
+    const [connectTimeoutMs, welcomeTimeoutMs] = [300, 500];
     const seed = seedStartingAt([bad.url, good.url], bad.url);
     // Jitter at its largest (random → 1): the move still takes ≤ 100 ms.
-    const uplink = link(t, `${bad.url},${good.url}`, { random: seeded(seed, 0.999), connectTimeoutMs });
+    const uplink = link(t, `${bad.url},${good.url}`, { random: seeded(seed, 0.999), connectTimeoutMs, welcomeTimeoutMs });
     const registered = await until(() => good.snapshots[0], 3000);
     assert.equal(bad.upgrades.length, 1, 'the bad one was tried first');
-    const allowed = (mode === 'mute' ? connectTimeoutMs : 0) + 150;
+    const allowed = (mode === 'mute' ? connectTimeoutMs : mode === 'noWelcome' ? welcomeTimeoutMs : 0) + 150;
     const gap = good.upgrades[0]! - bad.upgrades[0]!;
     assert.ok(gap < allowed, `moved after ${Math.round(gap)} ms (allowed ${allowed})`);
     assert.deepEqual(ids(registered.snapshot), fullIds);
     assert.equal(uplink.stats.aggregator, good.url);
   });
 }
+
+test('a welcome slower than the connect timeout is waited for: an aggregator that took the upgrade is busy, not gone', async (t) => {
+  const a = await fake(t, 'a');
+  const b = await fake(t, 'b');
+  a.welcomeDelayMs = b.welcomeDelayMs = 600;
+  const uplink = link(t, `${a.url},${b.url}`, { connectTimeoutMs: 200, welcomeTimeoutMs: 3000 });
+  await until(() => uplink.stats.connected, 3000);
+  assert.equal(a.upgrades.length + b.upgrades.length, 1, 'no second attempt');
+  assert.equal(uplink.stats.reconnects, 0);
+});
 
 test('after a 4010 the agent does not come back to that aggregator first: the others are tried, even twice', async (t) => {
   const a = await fake(t, 'a');
