@@ -67,6 +67,7 @@ export class HaHost {
     urls: readonly string[],
     seed: number,
     onRegistered: (r: Registration) => void,
+    onClosed: (code: number, reason: string) => void,
   ) {
     this.name = hostName(index);
     for (let slot = 0; slot < shape.servicesPerHost; slot++) this.services.set(slot, instance(shape, index, slot, 20000 + slot));
@@ -76,6 +77,7 @@ export class HaHost {
         hooks: {
           logMethod: (args) => {
             const [fields, msg] = args as unknown as [Record<string, unknown>, string | undefined];
+            if (msg === 'aggregator connection closed; reconnecting') onClosed(Number(fields.code), String(fields.reason ?? ''));
             if (msg === 'registered with aggregator') {
               this.home = String(fields.url);
               onRegistered({ host: index, url: this.home, at: performance.now() });
@@ -139,10 +141,12 @@ export class HaHost {
 export class HaFleet {
   readonly hosts: HaHost[];
   readonly registrations: Registration[] = [];
+  /** Connections closed under the uplinks, by close code (1006: dropped), with the first reason of each. */
+  readonly closes = new Map<number, { count: number; reason: string }>();
   #waiting: { since: number; hosts: Set<number>; resolve: () => void } | undefined;
 
   constructor(readonly shape: FleetShape, urls: readonly string[], seed: number) {
-    this.hosts = Array.from({ length: shape.hosts }, (_, i) => new HaHost(i, shape, urls, seed, (r) => this.#registered(r)));
+    this.hosts = Array.from({ length: shape.hosts }, (_, i) => new HaHost(i, shape, urls, seed, (r) => this.#registered(r), (code, reason) => this.#closed(code, reason)));
   }
 
   /** Starts every uplink at once; resolves when each host has registered. */
@@ -159,6 +163,17 @@ export class HaFleet {
       this.#waiting = waiting;
       if (waiting.hosts.size === 0) resolve();
     });
+  }
+
+  #closed(code: number, reason: string): void {
+    const c = this.closes.get(code);
+    if (c) c.count++;
+    else this.closes.set(code, { count: 1, reason });
+  }
+
+  /** The closes as text: `code ×count (first reason)`, or 'none'. */
+  closesText(): string {
+    return [...this.closes].map(([code, c]) => `${code} ×${c.count}${c.reason ? ` (${c.reason})` : ''}`).join(', ') || 'none';
   }
 
   #registered(r: Registration): void {
