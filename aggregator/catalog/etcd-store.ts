@@ -9,7 +9,7 @@ import { Replica, type NodeRecords } from './replica.js';
 import { StoreUnavailableError, type CatalogStore } from './store.js';
 import { resolveRevision } from './views.js';
 import { Compactor } from './etcd/compactor.js';
-import { createEtcdClient, errorText, isTransient, sleep, withRetry, type EtcdAuth, type EtcdTls } from './etcd/connect.js';
+import { createEtcdClient, errorText, isElection, isTransient, sleep, withRetry, type EtcdAuth, type EtcdTls } from './etcd/connect.js';
 import { Feed } from './etcd/feed.js';
 import { Keys, rangeEnd } from './etcd/keys.js';
 import { LeaseKeeper } from './etcd/lease-keeper.js';
@@ -44,6 +44,8 @@ const SESSION_KEEPALIVE_MS = 500;
 const UNWRITABLE_AFTER_MS = 1500;
 /** …unless a member still answers (an election on a reachable cluster): then this long. */
 const UNWRITABLE_AFTER_ELECTION_MS = 2500;
+/** A member answered (a status probe, an election error) this recently: etcd is there. */
+const REACHABLE_FOR_MS = 1500;
 /** A write seen by etcd but not yet by the watch after this long: the watch is reopened, then the write fails. */
 const SEE_TIMEOUT_MS = 3000;
 
@@ -89,7 +91,7 @@ export class EtcdStore implements CatalogStore {
   #closed = false;
   #monitor: NodeJS.Timeout | undefined;
   #probing = false;
-  #lastProbeOk = 0;
+  #lastReachable = 0;
   readonly #stats = { txns: 0, ops: 0, writeFailures: 0, sessionsGranted: 0, leasesGranted: 0, leasesAdopted: 0, writableFlips: 0 };
 
   constructor(o: EtcdStoreOptions) {
@@ -422,7 +424,9 @@ export class EtcdStore implements CatalogStore {
       const leases = this.#feed.leases(c.node);
       const lease = c.kind === 'node' ? leases?.node : c.kind === 'service' ? leases?.services.get(c.id) : leases?.health;
       const want = c.kind === 'health' && c.record.up ? this.#session : held.lease;
-      if (lease === undefined || lease === want) continue;
+      // This aggregator just became the holder etcd names: keys written before that by another are checked too.
+      const named = c.kind === 'health' && c.record.up && c.record.holder === this.#o.holder;
+      if (!named && (lease === undefined || lease === want)) continue;
       const health = this.#replica.records(c.node)?.health;
       if (!health?.up || health.holder !== this.#o.holder) continue;
       this.#fixing.add(c.node);
@@ -467,7 +471,11 @@ export class EtcdStore implements CatalogStore {
     return withRetry(`etcd ${what}`, fn, {
       budgetMs: this.#o.retryBudgetMs ?? 3000,
       signal: this.#abort.signal,
-      onRetry: (err, attempt) => this.#log.debug({ what, attempt, err: errorText(err) }, 'etcd: transient error, retrying'),
+      onRetry: (err, attempt) => {
+        // "leader changed" / "no leader" come from a member that answers: an election, not a cut.
+        if (isElection(err)) this.#lastReachable = Date.now();
+        this.#log.debug({ what, attempt, err: errorText(err) }, 'etcd: transient error, retrying');
+      },
     });
   }
 
@@ -572,7 +580,7 @@ export class EtcdStore implements CatalogStore {
     }
     const silent = now - lastOk;
     if (silent > 1000) this.#probe();
-    const reachable = now - this.#lastProbeOk < 700;
+    const reachable = now - this.#lastReachable < REACHABLE_FOR_MS;
     const ok = silent < UNWRITABLE_AFTER_MS || (reachable && silent < UNWRITABLE_AFTER_ELECTION_MS);
     if (ok !== this.#writable) {
       const wasReclaim = ok && !this.#writable;
@@ -586,9 +594,9 @@ export class EtcdStore implements CatalogStore {
     if (this.#probing) return;
     this.#probing = true;
     this.#client.maintenance
-      .status({ deadline: Date.now() + 400 })
+      .status({ deadline: Date.now() + 1000 })
       .then(() => {
-        this.#lastProbeOk = Date.now();
+        this.#lastReachable = Date.now();
       })
       .catch(() => {})
       .finally(() => {

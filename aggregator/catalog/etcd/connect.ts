@@ -55,7 +55,7 @@ export interface ClientOptions {
 
 /**
  * An etcd3 client tuned for the store: no hidden retries (the store retries itself, bounded in
- * time), a member that failed twice is skipped for 1 s, each unary call has a deadline, and
+ * time), a member that failed is skipped for 1 s, each unary call has a deadline, and
  * responses of any size (a relist of a big catalog, a revoke deleting thousands of keys).
  */
 export function createEtcdClient(o: ClientOptions): Etcd3 {
@@ -87,7 +87,7 @@ export function createEtcdClient(o: ClientOptions): Etcd3 {
     },
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     faultHandling: {
-      host: () => circuitBreaker(handleWhen(isTransient), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(2) }),
+      host: () => circuitBreaker(handleWhen(isTransient), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) }),
       global: noop,
     },
   };
