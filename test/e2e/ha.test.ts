@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { testbedSkipReason, useTestbed, type Host } from '../testbed/index.js';
-import { useHaCluster } from './support/ha-cluster.js';
+import { etcdSkipReason, useHaCluster } from './support/ha-cluster.js';
 import { getOk, httpGet, metric, percentile, Poller, sleep, srvPorts, type PollResult } from './support/ha-probes.js';
 import { catalogKeys, diffKeys, dockerKeysOf, msUntil, runWeb, sameKeys, type CatalogServiceEntry } from './support/faults.js';
 import { churn } from './support/faults-churn.js';
 
-const skip = await testbedSkipReason();
+const skip = (await etcdSkipReason()) ?? (await testbedSkipReason());
 
 /** --reap-after of the aggregators here (short, for test speed). */
 const REAP_AFTER_MS = 10_000;
@@ -159,7 +159,7 @@ describe('HA: three aggregators on one 3-member etcd cluster (real CLI, testbed,
     report(`while agg0 was killed: ${results.map((r) => `${r.name} ${tally(r)}`).join('; ')}`);
     for (const r of results) {
       assert.deepEqual(r.misses, [], `${r.name} polls that missed a live service`);
-      assert.ok(r.polls >= 150, `${r.name}: only ${r.polls} polls`);
+      assert.ok(r.polls >= 40, `${r.name}: only ${r.polls} polls`);
     }
     assert.ok(Math.max(...times) <= 3000, `re-homed within 3 s (max ${Math.max(...times)} ms)`);
     const connected = await Promise.all([1, 2].map((i) => metric(http(i), 'portolan_agents_connected')));
@@ -256,7 +256,9 @@ describe('HA: three aggregators on one 3-member etcd cluster (real CLI, testbed,
     await etcd.start(leader);
     await etcd.waitHealthy();
     assert.deepEqual(result.errors, [], 'docker commands of the churn');
-    for (const r of results) assert.deepEqual(r.misses, [], `${r.name}: reads that failed or were wrong`);
+    // First what the issue's test 4 names (no read fails), then what "withdraws nothing alive" adds.
+    for (const r of results) assert.deepEqual(r.misses.filter((m) => !m.includes(', want [')), [], `${r.name}: reads that failed`);
+    for (const r of results) assert.deepEqual(r.misses, [], `${r.name}: answers without a live instance (a healthy host withdrawn during the election)`);
     settled.forEach((ms, i) => assert.ok(ms <= SETTLE_WITHIN_MS, `agg${i} settled ${ms} ms after the churn`));
   });
 

@@ -14,6 +14,10 @@ export interface TcpProxyOptions {
  * listens again on the same port. What goes through is not looked at; each accepted connection
  * gets its own upstream connection, and either side closing or failing closes the other.
  * Used to cut one client (an aggregator) from a server (an etcd member) without touching either.
+ *
+ * Otherwise it stays out of the way: while the target refuses connections (a killed member) the
+ * proxy refuses too (its listener is closed until a probe every 50 ms finds the target back), so
+ * the client sees what it would see without the proxy, not connections that open and then drop.
  */
 export class TcpProxy {
   readonly #o: Required<TcpProxyOptions>;
@@ -22,6 +26,8 @@ export class TcpProxy {
   #port = 0;
   #cut = false;
   #stopped = false;
+  /** Set while the target refuses: the listener is closed and this probes for its return. */
+  #probe: NodeJS.Timeout | undefined;
   /** Connections accepted so far (each one forwarded), and connections destroyed by cut(). */
   readonly stats = { accepted: 0, severed: 0 };
 
@@ -57,6 +63,11 @@ export class TcpProxy {
     return this.#pairs.size;
   }
 
+  /** True while the proxy refuses because its target does (not because of cut()). */
+  get targetDown(): boolean {
+    return this.#probe !== undefined;
+  }
+
   #listen(): Promise<void> {
     const server = createServer({ noDelay: true }, (client) => this.#accept(client));
     return new Promise<void>((resolve, reject) => {
@@ -85,10 +96,18 @@ export class TcpProxy {
       client.destroy();
       upstream.destroy();
     };
+    let connected = false;
     upstream.once('connect', () => {
+      connected = true;
       client.pipe(upstream);
       upstream.pipe(client);
       client.resume();
+    });
+    upstream.once('error', (err: NodeJS.ErrnoException) => {
+      if (connected || err.code !== 'ECONNREFUSED') return;
+      // The target refuses: so does the proxy (a reset now, then a closed port) until it is back.
+      client.resetAndDestroy();
+      void this.#targetRefused();
     });
     for (const s of pair) {
       s.on('error', close);
@@ -96,10 +115,29 @@ export class TcpProxy {
     }
   }
 
+  async #targetRefused(): Promise<void> {
+    if (this.#probe || this.#stopped) return;
+    this.#probe = setInterval(() => {
+      const probe = createConnection({ host: this.#o.targetHost, port: this.#o.targetPort });
+      probe.once('error', () => probe.destroy());
+      probe.once('connect', () => {
+        probe.destroy();
+        if (!this.#probe) return;
+        clearInterval(this.#probe);
+        this.#probe = undefined;
+        if (!this.#cut && !this.#stopped && !this.#server) void this.#listen().catch(() => {});
+      });
+    }, 50);
+    const server = this.#server;
+    this.#server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
   /** Destroys every forwarded connection and refuses new ones until heal(). Resolves once the listener is closed. */
   async cut(): Promise<void> {
     if (this.#cut) return;
     this.#cut = true;
+    // (A probe for a refusing target goes on: heal() then listens only once the target is back.)
     const server = this.#server;
     this.#server = undefined;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
@@ -115,9 +153,10 @@ export class TcpProxy {
   /** Listens again on the same port; new connections are forwarded. */
   async heal(): Promise<void> {
     if (!this.#cut || this.#stopped) return;
+    this.#cut = false;
+    if (this.#probe) return; // the target refuses: the probe listens once it is back
     // The port was ours a moment ago; another process may take it in between (then this throws).
     await this.#listen();
-    this.#cut = false;
   }
 
   /** Closes the listener and every connection. Idempotent. */
@@ -125,6 +164,8 @@ export class TcpProxy {
     if (this.#stopped) return;
     await this.cut();
     this.#stopped = true;
+    clearInterval(this.#probe);
+    this.#probe = undefined;
   }
 }
 

@@ -1,3 +1,5 @@
+import { access, constants, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { useSuiteResource } from '../../support/suite-resource.js';
 import { EtcdCluster } from '../../support/etcd-cluster.js';
 import { TcpProxyGroup } from '../../support/tcp-proxy.js';
@@ -26,6 +28,8 @@ export interface HaAggregator {
   readonly etcdPath: TcpProxyGroup;
   /** The process running now, or the last one if it is down (undefined before the first start). */
   process?: CliProcess;
+  /** Every process started for it, in order (for the logs). */
+  readonly history: CliProcess[];
 }
 
 /**
@@ -38,6 +42,8 @@ export interface HaAggregator {
  */
 export class HaCluster {
   readonly agents = new Map<string, CliProcess>();
+  /** Every agent process started per host (for the logs). */
+  readonly #allAgents = new Map<string, CliProcess[]>();
 
   private constructor(
     private readonly bed: Testbed,
@@ -56,7 +62,8 @@ export class HaCluster {
       '--http', `0.0.0.0:${a.httpPort}`,
       '--dns', `0.0.0.0:${a.dnsPort}`,
       '--name', `agg${a.index}`,
-      '--store', `etcd://${a.etcdPath.hostPorts.join(',')}`,
+      // PORTOLAN_HA_DIRECT_ETCD=1 (diagnosis: is it the proxies?): straight to the members; cutting one aggregator then does nothing.
+      '--store', process.env.PORTOLAN_HA_DIRECT_ETCD === '1' ? etcd.url : `etcd://${a.etcdPath.hostPorts.join(',')}`,
       '--reap-after', options.reapAfter ?? '10s',
       ...(options.aggregatorArgs ?? []),
     ];
@@ -65,7 +72,7 @@ export class HaCluster {
       for (let index = 0; index < count; index++) {
         const [httpPort, dnsPort] = [await freePort(), await freePort()];
         const etcdPath = await TcpProxyGroup.start(etcd.hostPorts);
-        aggregators.push({ index, httpPort, dnsPort, etcdPath });
+        aggregators.push({ index, httpPort, dnsPort, etcdPath, history: [] });
       }
       cluster = new HaCluster(bed, etcd, aggregators, argsOf, options.agentArgs ?? []);
       await cluster.startAggregator(0);
@@ -113,6 +120,7 @@ export class HaCluster {
     for (let attempt = 0; ; attempt++) {
       const next = runCli(this.argsOf(a));
       a.process = next;
+      a.history.push(next);
       try {
         await next.waitForLog((l) => l.msg === 'aggregator serving', 30_000);
         return performance.now();
@@ -150,6 +158,7 @@ export class HaCluster {
   async startAgent(host: Host): Promise<CliProcess> {
     const agent = runCli(['agent', '--aggregator', this.aggregatorList, '--docker', host.dockerHost, '--node', host.name, ...this.agentArgs], { netns: host.ns });
     this.agents.set(host.name, agent);
+    this.#allAgents.set(host.name, [...(this.#allAgents.get(host.name) ?? []), agent]);
     await agent.waitForLog((l) => l.msg === 'registered with aggregator');
     return agent;
   }
@@ -188,7 +197,19 @@ export class HaCluster {
     return c.exitCode === null && c.signalCode === null;
   }
 
+  /** Writes every aggregator's and agent's log lines (all their processes) as JSON lines under `dir`. */
+  async writeLogs(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    const lines = (p: CliProcess) => p.logs.map((l) => JSON.stringify(l)).join('\n');
+    for (const a of this.aggregators) {
+      await writeFile(join(dir, `agg${a.index}.log`), a.history.map((p, k) => `# process ${k} (pid ${p.child.pid})\n${lines(p)}`).join('\n'));
+    }
+    for (const [name, agent] of this.#allAgents) await writeFile(join(dir, `agent-${name}.log`), agent.map((p, k) => `# process ${k} (pid ${p.child.pid})\n${lines(p)}`).join('\n'));
+  }
+
   async stop(): Promise<void> {
+    // PORTOLAN_HA_LOGS=<dir>: keep the logs of the run there.
+    if (process.env.PORTOLAN_HA_LOGS) await this.writeLogs(process.env.PORTOLAN_HA_LOGS).catch(() => {});
     for (const agent of this.agents.values()) await agent.stop('SIGKILL');
     for (const a of this.aggregators) {
       if (!a.process) continue;
@@ -204,4 +225,19 @@ export class HaCluster {
 /** An HA cluster started before the enclosing suite's tests and stopped after them. */
 export function useHaCluster(bed: () => Testbed, options: HaClusterOptions = {}): () => HaCluster {
   return useSuiteResource('HA cluster', () => HaCluster.start(bed(), options));
+}
+
+/**
+ * Why the HA tests cannot run here (etcd or etcdctl missing), or undefined. Under CI=true that
+ * is a failure, not a skip (.ci/run installs etcd-server and etcd-client).
+ */
+export async function etcdSkipReason(): Promise<string | undefined> {
+  const bins = [process.env.PORTOLAN_ETCD_BIN ?? '/usr/bin/etcd', process.env.PORTOLAN_ETCDCTL_BIN ?? '/usr/bin/etcdctl'];
+  const missing: string[] = [];
+  for (const b of bins) await access(b, constants.X_OK).catch(() => missing.push(b));
+  if (missing.length === 0) return undefined;
+  const reason = `${missing.join(' and ')} not found (Debian packages etcd-server, etcd-client)`;
+  if (process.env.CI === 'true') throw new Error(`HA TESTS CANNOT RUN under CI=true: ${reason}`);
+  process.stderr.write(`\nHA TESTS SKIPPED: ${reason}\n\n`);
+  return reason;
 }
