@@ -166,7 +166,7 @@ const seconds = (s: number): string => (Number.isFinite(s) ? `${s.toFixed(2)} s`
 async function settledInstances(http: string, names: readonly string[], want: number, timeoutMs: number): Promise<number> {
   const end = performance.now() + timeoutMs;
   for (;;) {
-    const n = await countInstances(http, names);
+    const n = await countInstances(http, names).catch((err: Error) => (console.error(`bench:ha: ${http}: ${err.message}`), NaN));
     if (n === want || performance.now() > end) return n;
     await sleep(500);
   }
@@ -195,8 +195,23 @@ async function main(): Promise<void> {
     };
     const agg = await startAggregatorProcess({ cli: args.cli, nodeFlags, args: ['--reap-after', '10m', ...store], onLog });
     aggregators.push(agg);
+    // An aggregator that dies on its own (not the kill of the failover, not the final stop) is
+    // reported with the last lines it wrote (a crash's stack is not a JSON log line).
+    const tail: string[] = [];
+    agg.child.stderr!.on('data', (d: Buffer) => {
+      tail.push(...d.toString().split('\n').filter(Boolean));
+      tail.splice(0, Math.max(0, tail.length - 15));
+    });
+    agg.child.once('exit', (code, signal) => {
+      if (ending.has(agg)) return;
+      const text = `${name} exited on its own (${code ?? signal}); its last lines:\n${tail.join('\n')}`;
+      crashes.push(text);
+      console.error(`bench:ha: ${text}`);
+    });
     return agg;
   };
+  const ending = new Set<AggregatorProcess>();
+  const crashes: string[] = [];
   const watch = async (http: string, on: readonly string[], expected?: (name: string) => ReadonlyMap<string, number> | undefined): Promise<PassingWatchers> => {
     const w = new PassingWatchers({ http, waitSeconds: 60, retryMs: 100, ...(expected ? { expected } : {}) });
     watchers.push(w);
@@ -230,6 +245,7 @@ async function main(): Promise<void> {
     const registeredS = ((await withTimeout(registered, 30_000, 'every uplink registered').catch(() => Infinity)) - te) / 1000;
     const loadedCount = fleetE.instanceCount;
     const [instA, instB] = await Promise.all([a, b].map((x) => settledInstances(x.http, names, loadedCount, 10_000)));
+    if (crashes.length > 0) throw new Error(`an aggregator died during the load:\n${crashes.join('\n')}`);
     const etcdLoadS = Math.max(loadA, loadB);
     if (!Number.isFinite(etcdLoadS)) console.error(`bench:ha: uplink closes: ${fleetE.closesText()}\n${complaintsText().join('\n')}`);
     const [indexA, indexB] = await Promise.all([catalogIndex(a.http), catalogIndex(b.http)]);
@@ -282,6 +298,7 @@ async function main(): Promise<void> {
     await Promise.all([wb.stop(), wa.stop()]);
     const fsync = { p50: histogramQuantile(etcdChurn.walFsync, 0.5) * 1000, p99: histogramQuantile(etcdChurn.walFsync, 0.99) * 1000, mean: (etcdChurn.walFsync.sum / etcdChurn.walFsync.count) * 1000 };
 
+    if (crashes.length > 0) throw new Error(`an aggregator died before the failover:\n${crashes.join('\n')}`);
     // 5. failover: kill -9 A, watch B
     phase('failover');
     await sleep(1000);
@@ -296,6 +313,7 @@ async function main(): Promise<void> {
     const homedOnA = fleetE.homedOn(label(a)).map((h) => h.index);
     const rehomed = fleetE.awaitRegistrations(homedOnA);
     const killedAt = performance.now();
+    ending.add(a);
     await a.kill();
     let rehomeError: string | undefined;
     await withTimeout(rehomed, 60_000, `re-homing ${homedOnA.length} hosts to B`).catch((err: Error) => (rehomeError = err.message));
@@ -372,6 +390,7 @@ async function main(): Promise<void> {
       { label: 'uplink closes, memory fleet', value: fleetM.closesText() },
       { label: 'uplink closes, etcd fleet (the kill included)', value: fleetE.closesText() },
       { label: 'aggregator warnings and errors logged', value: String([...complaints.values()].reduce((n, c) => n + c.count, 0)) },
+      { label: 'aggregators that exited on their own', value: String(crashes.length) },
       { label: 'load after (uptime)', value: uptimeAfter.replace(/^.*load average: /, '') },
     ];
     await report(
@@ -393,15 +412,17 @@ async function main(): Promise<void> {
         'stored and visible: /v1/catalog/nodes on A and B polled every 50 ms; churn: blocking /v1/health/service/<name>?passing on the other aggregator',
         're-homed: the uplink\'s registration with B (the pong to the ping after its snapshot), from the kill',
         ...complaintsText().map((t) => `logged by ${t}`),
+        ...crashes,
       ],
     );
     // Goals are judged in the table; the exit status says whether the run itself went wrong
     // (a smoke run on a busy machine may lose a DNS query under dnsperf's full load: not judged).
-    const failed = (!smoke && dnsLost > 0) || notRehomed > 0 || nodesB !== shape.hosts || memInstances !== memLoadedCount || instA !== loadedCount || instB !== loadedCount;
+    const failed = crashes.length > 0 || (!smoke && dnsLost > 0) || notRehomed > 0 || nodesB !== shape.hosts || memInstances !== memLoadedCount || instA !== loadedCount || instB !== loadedCount;
     if (failed) process.exitCode = 1;
   } finally {
     for (const w of watchers) await w.stop();
     await Promise.all(fleets.map((f) => f.stop()));
+    for (const x of aggregators) ending.add(x);
     await Promise.all(aggregators.map((x) => x.stop()));
     await cluster?.stop();
     await rm(dir, { recursive: true, force: true });
