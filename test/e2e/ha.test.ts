@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { testbedSkipReason, useTestbed, type Host } from '../testbed/index.js';
 import { etcdSkipReason, useHaCluster } from './support/ha-cluster.js';
 import { getOk, httpGet, metric, percentile, Poller, sleep, srvPorts, type PollResult } from './support/ha-probes.js';
@@ -41,6 +41,18 @@ describe('HA: three aggregators on one 3-member etcd cluster (real CLI, testbed,
   const dockerPs = () => dockerKeysOf(bed().hosts);
   const nodesOn = async (i: number) => (await getOk<Array<{ Node: string }>>(http(i), '/v1/catalog/nodes')).body.map((n) => n.Node).sort();
 
+  /** Pollers of the running test; a test that throws leaves them to afterEach. */
+  const running = new Set<Poller>();
+  const poller = (...args: ConstructorParameters<typeof Poller>): Poller => {
+    const p = new Poller(...args);
+    running.add(p);
+    return p;
+  };
+  afterEach(async () => {
+    await Promise.all([...running].map((p) => p.stop()));
+    running.clear();
+  });
+
   /** DNS (dig from host a) and ?passing on each of `aggregators`, round robin, every `everyMs`: each read must hold `ports`. */
   const watchLive = (aggregators: () => number[], ports: readonly number[], everyMs = 20): Poller[] => {
     const want = ports.join();
@@ -49,17 +61,24 @@ describe('HA: three aggregators on one 3-member etcd cluster (real CLI, testbed,
       return list[tick % list.length]!;
     };
     return [
-      new Poller('dns', everyMs, async (tick) => {
+      poller('dns', everyMs, async (tick) => {
         const i = pick(tick);
         const got = (await webDns(i)).join();
         return got === want ? undefined : `agg${i} DNS web = [${got}], want [${want}]`;
       }),
-      new Poller('passing', everyMs, async (tick) => {
+      poller('passing', everyMs, async (tick) => {
         const i = pick(tick);
         const got = (await passingPorts(i)).join();
         return got === want ? undefined : `agg${i} ?passing web = [${got}], want [${want}]`;
       }),
     ];
+  };
+  /** Before a fault: every running aggregator serves web on every host (so one test's failure does not become the next one's). */
+  const settled = async (aggregators: readonly number[] = ha().up) => {
+    await msUntil('every aggregator serves web on every host', async () => {
+      for (const i of aggregators) if ((await webDns(i)).join() !== WEB_PORTS.join() || (await passingPorts(i)).join() !== WEB_PORTS.join()) return false;
+      return true;
+    }, performance.now(), 15_000, 100);
   };
   const stopAll = async (pollers: Poller[]) => Promise.all(pollers.map(async (p) => ({ name: p.name, ...(await p.stop()) })));
 
@@ -140,6 +159,7 @@ describe('HA: three aggregators on one 3-member etcd cluster (real CLI, testbed,
   });
 
   it('2. kill -9 of the aggregator every agent is connected to: DNS and ?passing on the others, polled every 20 ms, never miss a live service; every agent re-homes', async () => {
+    await settled();
     assert.deepEqual(ha().agentsOn(0), ['a', 'b', 'c']);
     const survivors = () => [1, 2];
     const pollers = watchLive(survivors, WEB_PORTS);
@@ -225,44 +245,8 @@ describe('HA: three aggregators on one 3-member etcd cluster (real CLI, testbed,
     assert.deepEqual(await webDns(0, 'seven'), [7701, 7702]);
   });
 
-  it('4. kill -9 of the etcd leader during churn: every DNS and HTTP read on every aggregator succeeds; each catalog equals docker ps within 5 s of the churn\'s end', async () => {
-    const all = () => [0, 1, 2];
-    const pollers = [
-      ...watchLive(all, WEB_PORTS, 30),
-      new Poller('http services', 30, async (tick) => {
-        const i = tick % 3;
-        const a = await httpGet(http(i), '/v1/catalog/services');
-        return a.status === 200 ? undefined : `agg${i} /v1/catalog/services HTTP ${a.status}`;
-      }),
-    ];
-    const etcd = ha().etcd;
-    const churning = churn({ hosts: bed().hosts, containers: 6, basePort: 7800, durationMs: 8000, workers: 2, seed: 13 });
-    await sleep(2500);
-    const leader = await etcd.leader();
-    const killedAt = performance.now();
-    await etcd.kill(leader);
-    const elected = await etcd.waitLeader(10_000);
-    report(`etcd leader m${leader} killed; m${elected} leader ${Math.round(performance.now() - killedAt)} ms later (as etcdctl saw it)`);
-    const result = await churning;
-    const churnEnd = performance.now();
-    const expected = await dockerPs();
-    const settled: number[] = [];
-    for (const i of all()) {
-      settled.push(await msUntil(`agg${i} equals docker ps`, async () => sameKeys(await catalogKeys(http(i)), expected), churnEnd, SETTLE_WITHIN_MS + 5000, 50));
-    }
-    report(`churn ${JSON.stringify(result.operations)} with the leader killed: catalogs equal docker ps ${settled.map((ms, i) => `agg${i} ${ms} ms`).join(', ')} after the churn's end`);
-    const results = await stopAll(pollers);
-    report(`reads during the leader kill: ${results.map((r) => `${r.name} ${tally(r)}`).join('; ')}`);
-    await etcd.start(leader);
-    await etcd.waitHealthy();
-    assert.deepEqual(result.errors, [], 'docker commands of the churn');
-    // First what the issue's test 4 names (no read fails), then what "withdraws nothing alive" adds.
-    for (const r of results) assert.deepEqual(r.misses.filter((m) => !m.includes(', want [')), [], `${r.name}: reads that failed`);
-    for (const r of results) assert.deepEqual(r.misses, [], `${r.name}: answers without a live instance (a healthy host withdrawn during the election)`);
-    settled.forEach((ms, i) => assert.ok(ms <= SETTLE_WITHIN_MS, `agg${i} settled ${ms} ms after the churn`));
-  });
-
   it('5. one aggregator cut from etcd alone: it says so (X-Consul-KnownLeader false, portolan_catalog_stale 1), its agents move to the others, no healthy host leaves DNS or ?passing anywhere; healed, it catches up', async () => {
+    await settled();
     const candidates = [0, 1, 2].map((i) => ({ i, agents: ha().agentsOn(i) })).sort((x, y) => y.agents.length - x.agents.length);
     const { i: cut, agents: itsAgents } = candidates[0]!;
     assert.ok(itsAgents.length > 0, 'some aggregator holds agents');
@@ -313,6 +297,7 @@ describe('HA: three aggregators on one 3-member etcd cluster (real CLI, testbed,
   });
 
   it('3. kill -9 of an agent: its services leave DNS and ?passing on every aggregator within 4 s; the node is reaped after --reap-after', async () => {
+    await settled();
     const killedAt = performance.now();
     await ha().agent('b').stop('SIGKILL');
     const gone: number[] = [];
@@ -333,6 +318,7 @@ describe('HA: three aggregators on one 3-member etcd cluster (real CLI, testbed,
   });
 
   it('3b. kill -9 of an agent and of the aggregator it is connected to, together: its services still leave DNS on the others within 4 s, and are reaped (no orphan)', async () => {
+    await settled();
     const home = ha().home('c')!.aggregator;
     const others = [0, 1, 2].filter((i) => i !== home);
     const killedAt = performance.now();
@@ -350,5 +336,44 @@ describe('HA: three aggregators on one 3-member etcd cluster (real CLI, testbed,
     for (const i of others) assert.deepEqual(await webDns(i), [7680, 7681]);
     await ha().startAggregator(home);
     assert.ok(!(await nodesOn(home)).includes('c'), 'the restarted aggregator has no orphan c');
+    await ha().startAgent(bed().host('c'));
+  });
+
+  it('4. kill -9 of the etcd leader during churn: every DNS and HTTP read on every aggregator succeeds; each catalog equals docker ps within 5 s of the churn\'s end', async () => {
+    await settled();
+    const all = () => [0, 1, 2];
+    const pollers = [
+      ...watchLive(all, WEB_PORTS, 30),
+      poller('http services', 30, async (tick) => {
+        const i = tick % 3;
+        const a = await httpGet(http(i), '/v1/catalog/services');
+        return a.status === 200 ? undefined : `agg${i} /v1/catalog/services HTTP ${a.status}`;
+      }),
+    ];
+    const etcd = ha().etcd;
+    const churning = churn({ hosts: bed().hosts, containers: 6, basePort: 7800, durationMs: 8000, workers: 2, seed: 13 });
+    await sleep(2500);
+    const leader = await etcd.leader();
+    const killedAt = performance.now();
+    await etcd.kill(leader);
+    const elected = await etcd.waitLeader(10_000);
+    report(`etcd leader m${leader} killed; m${elected} leader ${Math.round(performance.now() - killedAt)} ms later (as etcdctl saw it)`);
+    const result = await churning;
+    const churnEnd = performance.now();
+    const expected = await dockerPs();
+    const settleMs: number[] = [];
+    for (const i of all()) {
+      settleMs.push(await msUntil(`agg${i} equals docker ps`, async () => sameKeys(await catalogKeys(http(i)), expected), churnEnd, SETTLE_WITHIN_MS + 5000, 50));
+    }
+    report(`churn ${JSON.stringify(result.operations)} with the leader killed: catalogs equal docker ps ${settleMs.map((ms, i) => `agg${i} ${ms} ms`).join(', ')} after the churn's end`);
+    const results = await stopAll(pollers);
+    report(`reads during the leader kill: ${results.map((r) => `${r.name} ${tally(r)}`).join('; ')}`);
+    await etcd.start(leader);
+    await etcd.waitHealthy();
+    assert.deepEqual(result.errors, [], 'docker commands of the churn');
+    // First what the issue's test 4 names (no read fails), then what "withdraws nothing alive" adds.
+    for (const r of results) assert.deepEqual(r.misses.filter((m) => !m.includes(', want [')), [], `${r.name}: reads that failed`);
+    for (const r of results) assert.deepEqual(r.misses, [], `${r.name}: answers without a live instance (a healthy host withdrawn during the election)`);
+    settleMs.forEach((ms, i) => assert.ok(ms <= SETTLE_WITHIN_MS, `agg${i} settled ${ms} ms after the churn`));
   });
 });

@@ -55,7 +55,9 @@ export class HaCluster {
 
   static async start(bed: Testbed, options: HaClusterOptions = {}): Promise<HaCluster> {
     const count = options.aggregators ?? 3;
+    const t0 = performance.now();
     const etcd = await EtcdCluster.start({ members: 3 });
+    const etcdMs = Math.round(performance.now() - t0);
     const aggregators: HaAggregator[] = [];
     const argsOf = (a: HaAggregator): string[] => [
       'aggregator',
@@ -78,6 +80,7 @@ export class HaCluster {
       await cluster.startAggregator(0);
       for (const host of bed.hosts) await cluster.startAgent(host);
       for (let i = 1; i < count; i++) await cluster.startAggregator(i);
+      console.log(`[ha] set-up: etcd (3 members) ${etcdMs} ms, then ${count} aggregators and ${bed.hosts.length} agents: ${Math.round(performance.now() - t0)} ms in all`);
       return cluster;
     } catch (err) {
       if (cluster) await cluster.stop();
@@ -210,6 +213,7 @@ export class HaCluster {
   async stop(): Promise<void> {
     // PORTOLAN_HA_LOGS=<dir>: keep the logs of the run there.
     if (process.env.PORTOLAN_HA_LOGS) await this.writeLogs(process.env.PORTOLAN_HA_LOGS).catch(() => {});
+    const t0 = performance.now();
     for (const agent of this.agents.values()) await agent.stop('SIGKILL');
     for (const a of this.aggregators) {
       if (!a.process) continue;
@@ -219,6 +223,7 @@ export class HaCluster {
     }
     await Promise.all(this.aggregators.map((a) => a.etcdPath.stop()));
     await this.etcd.stop();
+    console.log(`[ha] teardown (agents, aggregators, proxies, etcd): ${Math.round(performance.now() - t0)} ms`);
   }
 }
 

@@ -92,9 +92,11 @@ export class Poller {
         });
       this.#inFlight.add(run);
     }, everyMs);
+    // A test that fails before stop() must not keep the process alive.
+    this.#timer.unref();
   }
 
-  /** Stops starting probes, waits for those in flight and returns the tally. */
+  /** Stops starting probes, waits for those in flight and returns the tally. Idempotent. */
   async stop(): Promise<PollResult> {
     clearInterval(this.#timer);
     await Promise.all([...this.#inFlight]);
