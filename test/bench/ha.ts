@@ -200,7 +200,7 @@ async function main(): Promise<void> {
     const tail: string[] = [];
     agg.child.stderr!.on('data', (d: Buffer) => {
       tail.push(...d.toString().split('\n').filter(Boolean));
-      tail.splice(0, Math.max(0, tail.length - 15));
+      tail.splice(0, Math.max(0, tail.length - 40));
     });
     agg.child.once('exit', (code, signal) => {
       if (ending.has(agg)) return;
