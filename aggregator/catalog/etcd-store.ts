@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Etcd3, IRequestOp } from 'etcd3';
 import { EtcdLeaseInvalidError } from 'etcd3';
 import type { Logger } from 'pino';
@@ -44,10 +45,13 @@ const SESSION_KEEPALIVE_MS = 500;
 const UNWRITABLE_AFTER_MS = 1500;
 /** …unless a member still answers (an election on a reachable cluster): then this long. */
 const UNWRITABLE_AFTER_ELECTION_MS = 2500;
+const CHECK_EVERY_MS = 100;
+/** Transactions and lease grants in flight at once, per store. */
+const MAX_IN_FLIGHT = 32;
 /** A member answered (a status probe, an election error) this recently: etcd is there. */
 const REACHABLE_FOR_MS = 1500;
-/** A write seen by etcd but not yet by the watch after this long: the watch is reopened, then the write fails. */
-const SEE_TIMEOUT_MS = 3000;
+/** A write committed but not yet in the replica after this long fails (StoreUnavailableError). */
+const SEE_TIMEOUT_MS = 10_000;
 
 interface Held {
   /** The node's data lease ID (decimal string). */
@@ -92,6 +96,11 @@ export class EtcdStore implements CatalogStore {
   #monitor: NodeJS.Timeout | undefined;
   #probing = false;
   #lastReachable = 0;
+  #lastTick = 0;
+  #judgeAfter = 0;
+  #inFlight = 0;
+  readonly #queue: Array<() => void> = [];
+  readonly #stalled: Array<{ at: number; ms: number }> = [];
   readonly #stats = { txns: 0, ops: 0, writeFailures: 0, sessionsGranted: 0, leasesGranted: 0, leasesAdopted: 0, writableFlips: 0 };
 
   constructor(o: EtcdStoreOptions) {
@@ -100,6 +109,8 @@ export class EtcdStore implements CatalogStore {
     if (o.endpoints.length === 0) throw new Error('etcd store: no etcd endpoint given');
     this.#o = o;
     this.#log = o.logger;
+    // Every write in flight listens on it (retry sleeps, waits for the watch).
+    setMaxListeners(0, this.#abort.signal);
     this.#sessionTtlS = o.sessionTtlS ?? 3;
     // etcd's minimum TTL is 2 s (it raises shorter ones silently).
     this.#dataTtlS = Math.max(2, Math.ceil(o.reapAfterMs / 1000));
@@ -168,7 +179,7 @@ export class EtcdStore implements CatalogStore {
     await this.#feed.start();
     if (this.#closed) return;
     await this.#grantSession(true);
-    this.#monitor = setInterval(() => this.#check(), 100);
+    this.#monitor = setInterval(() => this.#check(), CHECK_EVERY_MS);
     this.#monitor.unref();
     this.#check();
     this.#compactor?.start();
@@ -323,9 +334,10 @@ export class EtcdStore implements CatalogStore {
     let revision = 0;
     for (const txn of splitOps(requests)) {
       this.#assertWritable('write');
-      const res = await this.#retry('txn', () => this.#client.kv.txn({ compare: [], success: txn, failure: [] }));
+      const res = await this.#limit(() => this.#retry('txn', () => this.#client.kv.txn({ compare: [], success: txn, failure: [] })));
       this.#stats.txns++;
       this.#stats.ops += txn.length;
+      this.#lastReachable = Date.now();
       revision = Number(res.header.revision);
     }
     await this.#seen(revision);
@@ -397,7 +409,7 @@ export class EtcdStore implements CatalogStore {
   }
 
   async #newLease(node: string): Promise<{ lease: string; fresh: boolean }> {
-    const res = await this.#retry('leaseGrant', () => this.#client.leaseClient.leaseGrant({ TTL: this.#dataTtlS, ID: 0 }));
+    const res = await this.#limit(() => this.#retry('leaseGrant', () => this.#client.leaseClient.leaseGrant({ TTL: this.#dataTtlS, ID: 0 })));
     if (res.error) throw new Error(`etcd lease grant: ${res.error}`);
     const old = this.#held.get(node);
     if (old) this.#keeper.remove(old.lease);
@@ -453,18 +465,35 @@ export class EtcdStore implements CatalogStore {
     this.#keeper.remove(held.lease);
   }
 
-  /** Waits until the replica shows `revision` (read-your-writes); a watch that does not deliver it is reopened once. */
+  /**
+   * Waits until the replica shows `revision` (read-your-writes). A hung watch is the feed's to
+   * notice (it reopens a silent stream); a watch that is only slow (a loaded etcd or process)
+   * must not be restarted, so this waits, up to SEE_TIMEOUT_MS.
+   */
   async #seen(revision: number): Promise<void> {
     if (this.#replica.index >= revision) return;
-    for (let round = 0; round < 2; round++) {
-      const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(SEE_TIMEOUT_MS)]);
-      await this.#replica.waitForIndex(revision, signal);
-      if (this.#replica.index >= revision) return;
-      if (this.#closed) throw new StoreUnavailableError('etcd store closed');
-      this.#log.warn({ revision, replica: this.#replica.index }, 'etcd: a write is not in the watch yet, reopening it');
-      this.#feed.nudge();
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(SEE_TIMEOUT_MS)]);
+    await this.#replica.waitForIndex(revision, signal);
+    if (this.#replica.index >= revision) return;
+    if (this.#closed) throw new StoreUnavailableError('etcd store closed');
+    throw new StoreUnavailableError(`etcd: revision ${revision} written but not seen by the watch within ${SEE_TIMEOUT_MS} ms (replica at ${this.#replica.index})`);
+  }
+
+  /**
+   * At most MAX_IN_FLIGHT writes to etcd at once (a fleet connecting at once is 1,000 nodes):
+   * etcd answers a keepalive only once it has applied what it committed, so a deep queue of
+   * writes would delay the session keepalives past their limit.
+   */
+  async #limit<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => this.#queue.push(r));
+    else this.#inFlight++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#inFlight--;
     }
-    throw new StoreUnavailableError(`etcd: revision ${revision} written but not seen by the watch within ${2 * SEE_TIMEOUT_MS} ms`);
   }
 
   #retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -572,19 +601,31 @@ export class EtcdStore implements CatalogStore {
   #check(): void {
     if (this.#closed) return;
     const now = Date.now();
+    // This process itself was blocked (a big relist, GC): keepalive answers could not be read,
+    // which says nothing about etcd. That time does not count as silence, and judgment waits
+    // until the I/O queued meanwhile is read (timers run before I/O after a stall).
+    const late = this.#lastTick ? now - this.#lastTick - CHECK_EVERY_MS : 0;
+    this.#lastTick = now;
+    if (late > 150) {
+      this.#stalled.push({ at: now, ms: late });
+      this.#judgeAfter = now + 300;
+    }
     const session = this.#session;
     const lastOk = session ? this.#keeper.lastOk(session) : undefined;
     if (lastOk === undefined) {
       this.#setWritable(false, 'no session lease');
       return;
     }
-    const silent = now - lastOk;
+    while (this.#stalled.length > 0 && this.#stalled[0]!.at <= lastOk) this.#stalled.shift();
+    const stalledMs = this.#stalled.reduce((n, x) => n + x.ms, 0);
+    const silent = now - lastOk - stalledMs;
     if (silent > 1000) this.#probe();
-    const reachable = now - this.#lastReachable < REACHABLE_FOR_MS;
+    const reachable = now - Math.max(this.#lastReachable, this.#keeper.lastAnswer) < REACHABLE_FOR_MS;
     const ok = silent < UNWRITABLE_AFTER_MS || (reachable && silent < UNWRITABLE_AFTER_ELECTION_MS);
+    if (!ok && now < this.#judgeAfter) return;
     if (ok !== this.#writable) {
       const wasReclaim = ok && !this.#writable;
-      this.#setWritable(ok, ok ? 'session lease confirmed' : `session lease not confirmed for ${silent} ms`);
+      this.#setWritable(ok, ok ? 'session lease confirmed' : `session lease not confirmed for ${now - lastOk} ms${stalledMs ? ` (${stalledMs} ms of it this process was blocked)` : ''}`);
       if (wasReclaim) void this.#reclaimHealth();
     }
   }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Etcd3, IDuplexStream, IKeyValue, IWatchRequest, IWatchResponse } from 'etcd3';
 import type { Logger } from 'pino';
 import { HealthRecord, NodeRecord, ServiceRecord, type ChangeBatch, type RecordChange } from '../records.js';
@@ -49,6 +50,7 @@ export class Feed {
 
   constructor(o: FeedOptions) {
     this.#o = { pageSize: 1000, silenceMs: 3000, ...o };
+    setMaxListeners(0, this.#abort.signal);
     let resolve!: () => void;
     let reject!: (err: Error) => void;
     const promise = new Promise<void>((res, rej) => {
@@ -245,7 +247,12 @@ export class Feed {
           stream.write({ create_request: { key, range_end, start_revision: this.#revision + 1, progress_notify: false } });
           // A progress request is answered even when nothing changes: a stream that stays silent
           // is hung (a stopped or cut member) and is reopened elsewhere, from where it was.
+          let lastTick = Date.now();
           progressTimer = setInterval(() => {
+            const now = Date.now();
+            // This process was blocked: what it has not read yet is no sign of a hung stream.
+            if (now - lastTick > 1500) lastHeard = Math.max(lastHeard, now - 1000);
+            lastTick = now;
             if (this.#nudged) {
               this.#nudged = false;
               return finish('error', stream, new Error('nudged'));

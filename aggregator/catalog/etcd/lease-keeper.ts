@@ -36,6 +36,10 @@ export class LeaseKeeper {
   #closed = false;
   #reopenAt = 0;
   #backoff = 100;
+  /** When any keepalive was last answered (etcd is there). */
+  lastAnswer = 0;
+  #lastTick = 0;
+  #hungCheckAfter = 0;
   /** Figures: streams opened, keepalives sent, answers. */
   readonly stats = { streams: 0, sent: 0, answered: 0, lost: 0 };
 
@@ -90,12 +94,17 @@ export class LeaseKeeper {
   #tick(): void {
     if (this.#closed || this.#kept.size === 0) return;
     const now = this.#o.now();
+    // After this process was blocked, answers may wait unread in the socket: no verdict on
+    // unanswered keepalives until the I/O had its turn.
+    if (this.#lastTick && now - this.#lastTick > 250) this.#hungCheckAfter = now + 300;
+    this.#lastTick = now;
     const stream = this.#stream;
     if (!stream) {
       if (!this.#opening && now >= this.#reopenAt) this.#open();
       return;
     }
     for (const k of this.#kept.values()) {
+      if (now < this.#hungCheckAfter) break;
       if (k.sentAt !== 0 && now - k.sentAt > this.#o.answerTimeoutMs) {
         this.#o.logger.debug({ lease: k.id }, 'etcd: keepalive unanswered, reopening the keepalive stream');
         this.#fail(stream, new Error('keepalive unanswered'));
@@ -143,6 +152,7 @@ export class LeaseKeeper {
   #answer(res: ILeaseKeepAliveResponse): void {
     const k = this.#kept.get(res.ID);
     this.#backoff = 100;
+    this.lastAnswer = this.#o.now();
     if (!k) return;
     this.stats.answered++;
     k.sentAt = 0;
