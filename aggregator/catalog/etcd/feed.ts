@@ -35,7 +35,7 @@ export interface FeedOptions {
  */
 export class Feed {
   readonly #o: FeedOptions & { pageSize: number; silenceMs: number };
-  readonly #leases = new Map<string, NodeLeases>();
+  #leases = new Map<string, NodeLeases>();
   readonly #badKeys = new Set<string>();
   #revision = 0;
   #closed = false;
@@ -156,12 +156,17 @@ export class Feed {
     }
   }
 
-  /** One consistent read of the whole prefix, in pages pinned to the first page's revision. */
+  /**
+   * One consistent read of the whole prefix, in pages pinned to the first page's revision;
+   * each page is decoded as it arrives (its raw values are dropped then, and the loop gets a
+   * turn between pages).
+   */
   async #list(): Promise<void> {
     const { key: start, range_end } = this.#o.keys.range;
     let key = start;
     let revision = 0;
-    const kvs: IKeyValue[] = [];
+    const changes: RecordChange[] = [];
+    const leases = new Map<string, NodeLeases>();
     for (;;) {
       const res = await withRetry(
         'etcd list',
@@ -173,18 +178,16 @@ export class Feed {
         { budgetMs: 10_000, signal: this.#abort.signal },
       );
       if (!revision) revision = Number(res.header.revision);
-      kvs.push(...res.kvs);
+      for (const kv of res.kvs) {
+        const change = this.#decode(kv, false, leases);
+        if (change) changes.push(change);
+      }
       const last = res.kvs[res.kvs.length - 1];
       if (!res.more || !last) break;
       key = Buffer.concat([last.key, Buffer.from([0])]);
     }
     if (this.#closed) return;
-    this.#leases.clear();
-    const changes: RecordChange[] = [];
-    for (const kv of kvs) {
-      const change = this.#decode(kv, false);
-      if (change) changes.push(change);
-    }
+    this.#leases = leases;
     this.stats.lists++;
     this.#revision = revision;
     this.#apply({ revision, reset: true, changes });
@@ -291,13 +294,13 @@ export class Feed {
   }
 
   /** One KV as a change (undefined for keys not of the catalog); tracks its lease. */
-  #decode(kv: IKeyValue, deleted: boolean): RecordChange | undefined {
+  #decode(kv: IKeyValue, deleted: boolean, leases = this.#leases): RecordChange | undefined {
     const parsed = this.#o.keys.parse(kv.key);
     if (parsed.kind === 'other') return undefined;
     const createRevision = deleted ? 0 : Number(kv.create_revision);
     const modRevision = Number(kv.mod_revision);
     const lease = deleted ? undefined : kv.lease;
-    this.#trackLease(parsed, lease);
+    this.#trackLease(leases, parsed, lease);
     const gone = { node: parsed.node, createRevision, modRevision };
     if (deleted) return parsed.kind === 'service' ? { kind: 'service', id: parsed.id, ...gone } : { kind: parsed.kind, ...gone };
     const key = kv.key.toString('utf8');
@@ -316,7 +319,7 @@ export class Feed {
         this.#o.logger.warn({ key, revision: modRevision, error: result.error?.message?.slice(0, 300) }, 'etcd: a value under the prefix is not a valid record, skipped');
       }
       // Skipped: as if absent (a good record it overwrote must not linger).
-      this.#trackLease(parsed, undefined);
+      this.#trackLease(leases, parsed, undefined);
       if (parsed.kind === 'service') return { kind: 'service', id: parsed.id, node: parsed.node, createRevision: 0, modRevision };
       return { kind: parsed.kind, node: parsed.node, createRevision: 0, modRevision };
     }
@@ -325,19 +328,21 @@ export class Feed {
     return { kind: 'service', node: parsed.node, id: parsed.id, record: result.data as ServiceRecord, createRevision, modRevision };
   }
 
-  #trackLease(parsed: ReturnType<Keys['parse']>, lease: string | undefined): void {
+  #trackLease(leases: Map<string, NodeLeases>, parsed: ReturnType<Keys['parse']>, lease: string | undefined): void {
     if (parsed.kind === 'other') return;
-    let n = this.#leases.get(parsed.node);
+    let n = leases.get(parsed.node);
     if (!n) {
       if (lease === undefined) return;
-      this.#leases.set(parsed.node, (n = { services: new Map() }));
+      leases.set(parsed.node, (n = { services: new Map() }));
     }
+    // One string per lease, not one per key (50,000 keys on 1,000 leases).
+    if (lease !== undefined && lease === n.node) lease = n.node;
     if (parsed.kind === 'service') {
       if (lease === undefined) n.services.delete(parsed.id);
       else n.services.set(parsed.id, lease);
     } else if (lease === undefined) delete n[parsed.kind];
     else n[parsed.kind] = lease;
-    if (n.node === undefined && n.health === undefined && n.services.size === 0) this.#leases.delete(parsed.node);
+    if (n.node === undefined && n.health === undefined && n.services.size === 0) leases.delete(parsed.node);
   }
 }
 
