@@ -5,6 +5,7 @@ import { EtcdStore, type EtcdStoreOptions } from '../../aggregator/catalog/etcd-
 import { StoreUnavailableError } from '../../aggregator/catalog/store.js';
 import { ServiceInstance } from '../../shared/model.js';
 import { EtcdCluster } from '../support/etcd-cluster.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import { instance, nodeReg } from '../support/services.js';
 import { useSuiteResource } from '../support/suite-resource.js';
 import { until } from '../support/until.js';
@@ -194,6 +195,39 @@ describe('etcd store under etcd faults', () => {
     assert.equal(a.query.node('host-1')!.serfHealth.status, 'passing');
     assert.deepEqual(flips.map((f) => f.writable), [false, true]);
     console.log(`# all members down: unwritable after ${downMs} ms; writable ${upMs} ms after restart`);
+  });
+
+  test('an aggregator cut from etcd alone: unwritable in ~1.5 s, its nodes critical elsewhere once its session lapses; healed, it gets a new session and marks what it still holds up again', async () => {
+    const c = cluster();
+    const prefix = freshPrefix();
+    const proxies = await Promise.all(c.hostPorts.map((hp) => TcpProxy.start({ targetHost: '127.0.0.1', targetPort: Number(hp.split(':')[1]) })));
+    try {
+      const a = await store(prefix, 'agg-a', { endpoints: proxies.map((p) => `http://${p.hostPort}`), reapAfterMs: 20_000 });
+      const b = await store(prefix, 'agg-b');
+      await a.replaceNode(nodeReg('host-1'), services(5));
+      await until(() => b.query.node('host-1')?.serfHealth.status === 'passing', 3000, 'b sees host-1 up');
+      const index = b.query.nodeInstances('host-1').map((i) => i.modifyIndex);
+      const t0 = Date.now();
+      for (const p of proxies) p.cut();
+      await until(() => !a.writable, 3000, 'a not writable');
+      const unwritableMs = Date.now() - t0;
+      const criticalMs = await until(() => (b.query.node('host-1')?.serfHealth.status === 'critical' ? Date.now() - t0 : false), 6000, 'critical on b');
+      assert.equal(a.query.nodeInstances('host-1').length, 5, 'a still serves its replica');
+      assert.equal(b.query.nodeInstances('host-1').length, 5, 'the data stays (its lease outlives the cut)');
+      await sleep(1000);
+      for (const p of proxies) await p.heal();
+      const t1 = Date.now();
+      await until(() => a.writable, 10_000, 'a writable again');
+      const writableMs = Date.now() - t1;
+      await until(() => b.query.node('host-1')?.serfHealth.status === 'passing', 5000, 'host-1 up again on b');
+      assert.deepEqual(b.query.records('host-1')!.health, { up: true, holder: 'agg-a', reason: '' });
+      assert.deepEqual(b.query.nodeInstances('host-1').map((i) => i.modifyIndex), index, 'services untouched');
+      await a.updateServices('host-1', [], ['svc-0']);
+      await until(() => b.query.nodeInstances('host-1').length === 4, 3000, 'a writes again');
+      console.log(`# cut from etcd: unwritable after ${unwritableMs} ms, critical elsewhere after ${criticalMs} ms; healed: writable after ${writableMs} ms`);
+    } finally {
+      await Promise.all(proxies.map((p) => p.stop()));
+    }
   });
 
   test('one member paused (hung, sockets open): writes keep working through the others', async () => {
