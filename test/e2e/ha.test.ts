@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { testbedSkipReason, useTestbed, type Host } from '../testbed/index.js';
 import { etcdSkipReason, useHaCluster } from './support/ha-cluster.js';
-import { getOk, httpGet, metric, percentile, Poller, sleep, srvPorts, type PollResult } from './support/ha-probes.js';
+import { getOk, httpGet, metric, Poller, sleep, srvPorts, type PollResult } from './support/ha-probes.js';
 import { catalogKeys, diffKeys, dockerKeysOf, msUntil, runWeb, sameKeys, type CatalogServiceEntry } from './support/faults.js';
 import { churn } from './support/faults-churn.js';
 
