@@ -259,12 +259,12 @@ export class EtcdStore implements CatalogStore {
       const mine = json({ up: true, holder: this.#o.holder, reason: '' } satisfies HealthRecord);
       const down: HealthRecord = { up: false, holder: '', reason: reason.slice(0, 256) };
       try {
-        const res = await this.#retry('release', () =>
+        const res = await this.#retry('release', (call) =>
           this.#client.kv.txn({
             compare: [{ key, target: 'Value', result: 'Equal', value: mine }],
             success: [{ request_put: { key, value: json(down), lease } }],
             failure: [],
-          }),
+          }, call),
         );
         this.#stats.txns++;
         if (!res.succeeded) return;
@@ -286,7 +286,7 @@ export class EtcdStore implements CatalogStore {
       const services = Buffer.from(this.#keys.servicesOf(node));
       try {
         // One revision: the node, its health and its services leave together.
-        const res = await this.#retry('removeNode', () =>
+        const res = await this.#retry('removeNode', (call) =>
           this.#client.kv.txn({
             compare: [],
             success: [
@@ -295,12 +295,12 @@ export class EtcdStore implements CatalogStore {
               { request_delete_range: { key: services, range_end: rangeEnd(services) } },
             ],
             failure: [],
-          }),
+          }, call),
         );
         this.#stats.txns++;
         this.#stats.ops += 3;
         if (lease && lease !== '0') {
-          await this.#retry('removeNode revoke', () => this.#client.leaseClient.leaseRevoke({ ID: lease })).catch((err: unknown) => {
+          await this.#retry('removeNode revoke', (call) => this.#client.leaseClient.leaseRevoke({ ID: lease }, call)).catch((err: unknown) => {
             this.#log.debug({ node, lease, err: errorText(err) }, 'etcd: revoking a removed node\'s lease failed (it lapses by itself)');
           });
         }
@@ -334,7 +334,7 @@ export class EtcdStore implements CatalogStore {
     let revision = 0;
     for (const txn of splitOps(requests)) {
       this.#assertWritable('write');
-      const res = await this.#limit(() => this.#retry('txn', () => this.#client.kv.txn({ compare: [], success: txn, failure: [] })));
+      const res = await this.#limit(() => this.#retry('txn', (call) => this.#client.kv.txn({ compare: [], success: txn, failure: [] }, call)));
       this.#stats.txns++;
       this.#stats.ops += txn.length;
       this.#lastReachable = Date.now();
@@ -396,7 +396,7 @@ export class EtcdStore implements CatalogStore {
     if (held) return { lease: held.lease, fresh: false };
     const existing = this.#feed.leases(node)?.node;
     if (existing && existing !== '0') {
-      const res = await this.#retry('leaseTimeToLive', () => this.#client.leaseClient.leaseTimeToLive({ ID: existing, keys: false }));
+      const res = await this.#retry('leaseTimeToLive', (call) => this.#client.leaseClient.leaseTimeToLive({ ID: existing, keys: false }, call));
       if (Number(res.TTL) > 0) {
         this.#keeper.add(existing, this.#dataKeepaliveMs);
         this.#held.set(node, { lease: existing });
@@ -409,7 +409,7 @@ export class EtcdStore implements CatalogStore {
   }
 
   async #newLease(node: string): Promise<{ lease: string; fresh: boolean }> {
-    const res = await this.#limit(() => this.#retry('leaseGrant', () => this.#client.leaseClient.leaseGrant({ TTL: this.#dataTtlS, ID: 0 })));
+    const res = await this.#limit(() => this.#retry('leaseGrant', (call) => this.#client.leaseClient.leaseGrant({ TTL: this.#dataTtlS, ID: 0 }, call)));
     if (res.error) throw new Error(`etcd lease grant: ${res.error}`);
     const old = this.#held.get(node);
     if (old) this.#keeper.remove(old.lease);
@@ -496,7 +496,7 @@ export class EtcdStore implements CatalogStore {
     }
   }
 
-  #retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  #retry<T>(what: string, fn: (call: { deadline: number }) => Promise<T>): Promise<T> {
     return withRetry(`etcd ${what}`, fn, {
       budgetMs: this.#o.retryBudgetMs ?? 3000,
       signal: this.#abort.signal,

@@ -1,4 +1,5 @@
 import { Etcd3, EtcdError, EtcdLeaseInvalidError, GRPCCancelledError, GRPCDeadlineExceededError, GRPCUnavailableError, GRPCInternalError, GRPCResourceExhastedError, EtcdWatchStreamEnded, type IOptions } from 'etcd3';
+import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
 import { StoreUnavailableError } from '../store.js';
 
@@ -85,14 +86,28 @@ export function createEtcdClient(o: ClientOptions): Etcd3 {
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
     },
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+    defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors: [requireLeader] } : { deadline: Date.now() + callTimeoutMs, interceptors: [requireLeader] }),
     faultHandling: {
-      host: () => circuitBreaker(handleWhen(isTransient), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) }),
+      // Only a member that cannot be reached is skipped; "leader changed" comes from one that can.
+      host: () => circuitBreaker(handleWhen(isHostFailure), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) }),
       global: noop,
     },
   };
   return new Etcd3(options);
 }
+
+/**
+ * etcd's "require leader" (clientv3.WithRequireLeader: metadata `hasleader: true`): a member
+ * without a leader refuses a call at once ("etcdserver: no leader", retried) instead of holding
+ * it until it times out, and cancels streams when it loses its leader (they reopen elsewhere).
+ */
+const requireLeader: Interceptor = (options, nextCall) =>
+  new InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('hasleader', 'true');
+      next(metadata, listener);
+    },
+  });
 
 /** Leader elections, a member down or hung, a closed stream: worth another try (elsewhere). */
 export function isTransient(err: unknown): boolean {
@@ -107,6 +122,12 @@ export function isTransient(err: unknown): boolean {
   return /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|No connection established|Deadline exceeded|UNAVAILABLE/i.test(message);
 }
 
+/** The member itself did not answer (down, hung, unreachable): try another. */
+export function isHostFailure(err: unknown): boolean {
+  if (err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError) return true;
+  return /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|No connection established|Connection dropped/i.test(err instanceof Error ? err.message : String(err));
+}
+
 /** An etcd member answered but there is no leader right now (an election): the cluster is there. */
 export function isElection(err: unknown): boolean {
   const message = err instanceof Error ? err.message : String(err);
@@ -117,6 +138,8 @@ export interface RetryOptions {
   /** Give up after this long (default 3 s) with StoreUnavailableError. */
   budgetMs?: number;
   signal?: AbortSignal;
+  /** Deadline of one attempt (default 1,500 ms), cut to what is left of the budget. */
+  callTimeoutMs?: number;
   /** Called on each transient failure (counted, logged at debug). */
   onRetry?: (err: unknown, attempt: number) => void;
 }
@@ -124,15 +147,17 @@ export interface RetryOptions {
 /**
  * Runs `fn` until it succeeds, retrying transient failures with backoff (50 ms doubling to
  * 400 ms) for up to `budgetMs`; then rejects with StoreUnavailableError. Other errors reject at
- * once as they are.
+ * once as they are. `fn` gets the deadline its call must use (so the last attempt does not
+ * outlast the budget).
  */
-export async function withRetry<T>(what: string, fn: () => Promise<T>, o: RetryOptions = {}): Promise<T> {
+export async function withRetry<T>(what: string, fn: (call: { deadline: number }) => Promise<T>, o: RetryOptions = {}): Promise<T> {
   const end = Date.now() + (o.budgetMs ?? 3000);
   let delay = 50;
   for (let attempt = 1; ; attempt++) {
     if (o.signal?.aborted) throw new StoreUnavailableError(`${what}: the store is closing`);
     try {
-      return await fn();
+      // Each attempt ends by the budget's end at the latest (at least 200 ms to get an answer).
+      return await fn({ deadline: Math.max(Date.now() + 200, Math.min(Date.now() + (o.callTimeoutMs ?? 1500), end)) });
     } catch (err) {
       if (!isTransient(err)) throw err;
       o.onRetry?.(err, attempt);

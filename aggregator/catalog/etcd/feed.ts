@@ -49,7 +49,7 @@ export class Feed {
   readonly stats = { relists: 0, lists: 0, watchResponses: 0, watchStreams: 0, badValues: 0 };
 
   constructor(o: FeedOptions) {
-    this.#o = { pageSize: 1000, silenceMs: 3000, ...o };
+    this.#o = { pageSize: 1000, silenceMs: 2000, ...o };
     setMaxListeners(0, this.#abort.signal);
     let resolve!: () => void;
     let reject!: (err: Error) => void;
@@ -254,7 +254,7 @@ export class Feed {
           progressTimer = setInterval(() => {
             const now = Date.now();
             // This process was blocked: what it has not read yet is no sign of a hung stream.
-            if (now - lastTick > 1500) lastHeard = Math.max(lastHeard, now - 1000);
+            if (now - lastTick > 1000) lastHeard = Math.max(lastHeard, now - 500);
             lastTick = now;
             if (this.#nudged) {
               this.#nudged = false;
@@ -262,7 +262,7 @@ export class Feed {
             }
             if (Date.now() - lastHeard > this.#o.silenceMs) return finish('error', stream, new Error(`watch silent for ${this.#o.silenceMs} ms`));
             if (created) stream.write({ progress_request: {} });
-          }, 1000);
+          }, 500);
           progressTimer.unref();
         })
         .catch((err: unknown) => finish('error', undefined, err));

@@ -175,7 +175,7 @@ export class LeaseKeeper {
     if (this.#closed) return;
     this.#o.logger.debug({ err: errorText(err) }, 'etcd: keepalive stream failed');
     this.#reopenAt = this.#o.now() + this.#backoff;
-    this.#backoff = Math.min(this.#backoff * 2, 800);
+    this.#backoff = Math.min(this.#backoff * 2, 400);
   }
 
   #drop(): void {
