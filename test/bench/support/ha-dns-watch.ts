@@ -6,12 +6,15 @@
  *   node --import tsx test/bench/support/ha-dns-watch.ts --port 8600 --names svc1:25,svc7:24 [--every-ms 20]
  *
  * Each name's instances are on distinct hosts, so it should answer that many distinct A records
- * (asked with EDNS0 and a 4,096-byte buffer, so none is cut). Prints {"ready":true}, then one
- * {"miss":name,"at":ms,"got":n,"rcode":r} per short answer; when stdin closes it prints
- * {"summary":{queries,answered,timeouts,misses}} and exits. Timeouts (no answer in 1 s) are
- * counted apart: an unanswered query is not a withdrawal.
+ * (asked with EDNS0 and a 4,096-byte buffer, so none is cut). Prints {"ready":true}. Each line
+ * "mark" on stdin ends a period and starts the next (the benchmark marks the kill); when stdin
+ * closes it prints {"periods":[{queries,answered,timeouts,misses,names,first}, …]} and exits:
+ * per period the short answers, the names they were for, and the first one
+ * ({name,at,got,rcode}, `at` wall-clock ms). Timeouts (no answer in 1 s) are counted apart:
+ * an unanswered query is not a withdrawal.
  */
 import { createSocket } from 'node:dgram';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { buildQuery } from '../../fixtures/dns/raw.js';
 
@@ -57,9 +60,19 @@ function parseAnswer(msg: Buffer): { rcode: number; addresses: number } {
   return { rcode, addresses: addresses.size };
 }
 
+interface Period {
+  queries: number;
+  answered: number;
+  timeouts: number;
+  misses: number;
+  names: string[];
+  first?: { name: string; at: number; got: number; rcode: number };
+}
+const newPeriod = (): Period => ({ queries: 0, answered: 0, timeouts: 0, misses: 0, names: [] });
+const periods: Period[] = [newPeriod()];
 const socket = createSocket('udp4');
-const outstanding = new Map<number, { name: string; want: number; sent: number }>();
-const stats = { queries: 0, answered: 0, timeouts: 0, misses: 0 };
+/** Queries in flight, with the period they were sent in. */
+const outstanding = new Map<number, { name: string; want: number; sent: number; period: Period }>();
 let nextId = 1;
 
 socket.on('message', (reply) => {
@@ -67,11 +80,13 @@ socket.on('message', (reply) => {
   const q = outstanding.get(reply.readUInt16BE(0));
   if (!q) return;
   outstanding.delete(reply.readUInt16BE(0));
-  stats.answered++;
+  const p = q.period;
+  p.answered++;
   const { rcode, addresses } = parseAnswer(reply);
   if (rcode !== 0 || addresses < q.want) {
-    stats.misses++;
-    emit({ miss: q.name, at: performance.timeOrigin + performance.now(), got: addresses, rcode });
+    p.misses++;
+    if (!p.names.includes(q.name)) p.names.push(q.name);
+    p.first ??= { name: q.name, at: performance.timeOrigin + performance.now(), got: addresses, rcode };
   }
 });
 
@@ -80,27 +95,30 @@ function round(): void {
   for (const [id, q] of outstanding) {
     if (now - q.sent < TIMEOUT_MS) continue;
     outstanding.delete(id);
-    stats.timeouts++;
+    q.period.timeouts++;
   }
+  const period = periods[periods.length - 1]!;
   for (const n of names) {
     const id = nextId;
     nextId = (nextId + 1) & 0xffff || 1;
     if (outstanding.has(id)) continue;
     n.query.writeUInt16BE(id, 0);
-    outstanding.set(id, { name: n.name, want: n.want, sent: now });
-    stats.queries++;
+    outstanding.set(id, { name: n.name, want: n.want, sent: now, period });
+    period.queries++;
     socket.send(n.query, port, '127.0.0.1');
   }
 }
 
 socket.bind(0, '127.0.0.1', () => {
   const timer = setInterval(round, everyMs);
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line.trim() === 'mark') periods.push(newPeriod());
+  });
   process.stdin.on('end', () => {
     clearInterval(timer);
-    emit({ summary: stats });
+    emit({ periods });
     socket.close();
     process.exit(0);
   });
-  process.stdin.resume();
   emit({ ready: true });
 });
