@@ -179,6 +179,7 @@ export class EtcdStore implements CatalogStore {
     await this.#feed.start();
     if (this.#closed) return;
     await this.#grantSession(true);
+    await this.#announce();
     this.#monitor = setInterval(() => this.#check(), CHECK_EVERY_MS);
     this.#monitor.unref();
     this.#check();
@@ -251,7 +252,7 @@ export class EtcdStore implements CatalogStore {
       const held = this.#held.get(node);
       // In all cases this aggregator stops keeping the data lease alive: etcd reaps the node
       // after the delay unless another aggregator takes it.
-      this.#drop(node);
+      this.#drop(node, true);
       this.#assertWritable('release');
       const lease = held?.lease ?? this.#feed.leases(node)?.node;
       if (!lease || lease === '0') return;
@@ -428,6 +429,7 @@ export class EtcdStore implements CatalogStore {
    */
   #applied(batch: ChangeBatch): void {
     this.#replica.apply(batch);
+    if (batch.reset && this.#session !== undefined) void this.#announce();
     if (this.#held.size === 0) return;
     for (const c of batch.changes) {
       if (!c.record || this.#fixing.has(c.node)) continue;
@@ -458,11 +460,13 @@ export class EtcdStore implements CatalogStore {
     }
   }
 
-  #drop(node: string): void {
+  /** Stops holding the node; `refresh`: its data lease gets a last keepalive, so the reap delay counts from now. */
+  #drop(node: string, refresh = false): void {
     const held = this.#held.get(node);
     if (!held) return;
     this.#held.delete(node);
-    this.#keeper.remove(held.lease);
+    if (refresh) this.#keeper.release(held.lease);
+    else this.#keeper.remove(held.lease);
   }
 
   /**
@@ -538,6 +542,23 @@ export class EtcdStore implements CatalogStore {
   // ---- liveness -------------------------------------------------------------------------
 
   /** Grants a session lease, retrying until it has one (or closes); then rewrites the `up` health of the nodes it holds. */
+  /**
+   * Puts this aggregator's presence key. A list's revision is etcd's (other prefixes' writes
+   * included) while a watching replica's is the last event under the prefix: this put, seen by
+   * every replica's watch, brings them all to one revision past the list, so X-Consul-Index is
+   * the same on every aggregator and never goes back for a client moving between them.
+   */
+  async #announce(): Promise<void> {
+    const lease = this.#session;
+    if (lease === undefined) return;
+    try {
+      const res = await this.#client.put(this.#keys.aggregator(this.#o.holder)).value(JSON.stringify({ holder: this.#o.holder })).lease(lease).exec();
+      await this.#replica.waitForIndex(Number(res.header.revision), AbortSignal.any([this.#abort.signal, AbortSignal.timeout(SEE_TIMEOUT_MS)]));
+    } catch (err) {
+      this.#log.warn({ err: errorText(err) }, 'etcd: putting this aggregator\'s presence key failed (indexes may differ between aggregators until the next change)');
+    }
+  }
+
   #grantSession(starting = false): Promise<void> {
     this.#granting ??= (async () => {
       let delay = 100;
@@ -549,6 +570,7 @@ export class EtcdStore implements CatalogStore {
           this.#stats.sessionsGranted++;
           this.#keeper.add(res.ID, SESSION_KEEPALIVE_MS);
           this.#log.info({ session: res.ID, ttl: res.TTL }, 'etcd: session lease granted');
+          if (!starting) void this.#announce();
           break;
         } catch (err) {
           if (starting && !isTransient(err)) throw new Error(`etcd: cannot grant the session lease: ${errorText(err)}`);

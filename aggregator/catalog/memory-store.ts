@@ -43,7 +43,7 @@ export class MemoryStore implements CatalogStore {
     this.#revision = startIndex;
     this.#reapAfterMs = options.reapAfterMs ?? DEFAULT_REAP_AFTER_MS;
     this.#settle = new Settle(options.settleQuietMs ?? SETTLE_QUIET_MS, options.settleMaxMs ?? SETTLE_MAX_MS);
-    this.#replica = new Replica({ startIndex, settled: (signal) => this.#settle.wait(signal), now: this.#now });
+    this.#replica = new Replica({ startIndex, settled: (signal) => this.#settle.wait(signal), now: this.#now, answerIndex: 'topic' });
   }
 
   get query(): Replica {

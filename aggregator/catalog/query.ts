@@ -86,6 +86,11 @@ export interface CatalogQuery {
   whenSettled(signal: AbortSignal): Promise<void>;
   /** The index of the newest change that touched the topic (the store's start index if none). */
   topicIndex(topic: Topic): number;
+  /**
+   * The X-Consul-Index of an answer that reads these topics: at least the newest change among
+   * them, and past any index a reader was given for them before.
+   */
+  answerIndex(watch: readonly Topic[]): number;
   /** Service name → union of tags, names sorted. */
   serviceNames(): ReadonlyMap<string, readonly string[]>;
   /** Instances of a service (case-insensitive name), ordered by node name then service ID. */

@@ -25,6 +25,15 @@ export interface ReplicaOptions {
   /** When the catalog counts as complete after a start; at once when not given. */
   settled?: (signal: AbortSignal) => Promise<void>;
   now?: () => number;
+  /**
+   * What answers carry as X-Consul-Index. `revision` (the default): the replica's revision,
+   * the same on every replica of one store at one revision and never going back, whichever a
+   * client moves to — a replica that relisted (a restart, a compaction) knows when each record
+   * last changed, but not when one it never saw was deleted, so a topic's own index could not
+   * be the same everywhere. `topic`: the newest change among the topics read, so a change
+   * elsewhere leaves an answer's index as it was (one process is the only replica there is).
+   */
+  answerIndex?: 'revision' | 'topic';
 }
 
 interface NodeState {
@@ -62,6 +71,7 @@ export class Replica implements CatalogQuery {
   readonly #startIndex: number;
   readonly #settled: ((signal: AbortSignal) => Promise<void>) | undefined;
   readonly #now: () => number;
+  readonly #answerByTopic: boolean;
   #stale = false;
   readonly #topicIndex = new Map<Topic, number>();
   readonly #nodes = new Map<string, NodeState>();
@@ -82,6 +92,12 @@ export class Replica implements CatalogQuery {
     this.#index = this.#baseIndex = options.startIndex;
     this.#settled = options.settled;
     this.#now = options.now ?? Date.now;
+    this.#answerByTopic = options.answerIndex === 'topic';
+  }
+
+  answerIndex(watch: readonly Topic[]): number {
+    if (this.#answerByTopic) return Math.max(...watch.map((t) => this.topicIndex(t)));
+    return this.#index;
   }
 
   get index(): number {
@@ -237,6 +253,10 @@ export class Replica implements CatalogQuery {
       if (!batch.reset || !this.#holds(change)) this.#record(change, touched, dirty);
     }
     for (const [name, d] of dirty) this.#rebuild(name, d, touched, batch.revision);
+    // A relist cannot tell when a record it lacks was deleted, nor whether the records it holds
+    // changed more than once meanwhile: what it touched moved at the relist's revision, for all
+    // this replica can tell (a waiter past an older index wakes and reads the current state).
+    if (batch.reset) for (const t of touched.keys()) touched.set(t, batch.revision);
     if (first) this.#baseIndex = Math.max(this.#baseIndex, batch.revision);
     this.#commit(batch.revision, touched);
   }

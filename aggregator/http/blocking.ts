@@ -126,7 +126,7 @@ export class Blocker {
     this.#random = random;
   }
 
-  /** The X-Consul-Index of an answer built from these topics. */
+  /** The newest change among these topics: a held query wakes once it moves past the client's index. */
   indexOf(watch: readonly Topic[]): number {
     return Math.max(...watch.map((t) => this.#query.topicIndex(t)));
   }
@@ -267,7 +267,8 @@ export class Blocker {
       reply.hijack();
       return;
     }
-    const answer = query.answerAt(this.indexOf(query.def.watch));
+    // Waking is per topic (indexOf); the index an answer carries is the replica's to say.
+    const answer = query.answerAt(this.#query.answerIndex(query.def.watch));
     if (!(answer instanceof Promise)) {
       this.#write(reply, answer);
       return;

@@ -4,6 +4,7 @@
  *   health/<enc(node)>             → HealthRecord JSON  (up: the holder's session lease; down: the data lease)
  *   services/<enc(node)>/<enc(id)> → ServiceRecord JSON (the node's data lease)
  *   compaction                     → the revision recorded by the last compaction round
+ *   aggregators/<enc(holder)>      → {"holder"} (the aggregator's session lease), put at each (re)list
  * enc = encodeURIComponent, so a name never contains '/' and `services/<enc(node)>/` is exactly
  * that node's services.
  */
@@ -39,6 +40,11 @@ export class Keys {
   /** The prefix of one node's service keys. */
   servicesOf(node: string): string {
     return `${this.prefix}services/${encodeURIComponent(node)}/`;
+  }
+
+  /** Each aggregator's presence: its put after a list gives every replica one revision past it. */
+  aggregator(holder: string): string {
+    return `${this.prefix}aggregators/${encodeURIComponent(holder)}`;
   }
 
   get compaction(): string {

@@ -70,6 +70,17 @@ export class LeaseKeeper {
     this.#kept.delete(id);
   }
 
+  /**
+   * Stops keeping `id` alive after one last keepalive, sent now: its TTL then counts from this
+   * moment, not from the last periodic keepalive (up to a period earlier).
+   */
+  release(id: string): void {
+    this.#kept.delete(id);
+    if (this.#closed || !this.#stream) return;
+    this.stats.sent++;
+    this.#stream.write({ ID: id });
+  }
+
   has(id: string): boolean {
     return this.#kept.has(id);
   }
