@@ -44,6 +44,9 @@ export const MAX_AWAITING_HELLO = 256;
 
 const STORE_UNAVAILABLE = 'aggregator cannot write its store (etcd unreachable); use another aggregator';
 
+/** How long a node whose agent was sent away (4010) stays up here for another aggregator to take it over. */
+const MOVE_GRACE_MS = 5000;
+
 /** A flood of refusals is logged once per this period, with a count, not a line each. */
 const FLOOD_LOG_MS = 5000;
 
@@ -64,6 +67,8 @@ interface Session {
   /** On the link's awake clock: a pause of the aggregator itself is never the agent's silence. */
   lastHeard: number;
   closing: boolean;
+  /** Sent away because the store cannot write: its node stays up while the agent moves. */
+  movedAway: boolean;
   parts: MessageParts;
 }
 
@@ -167,6 +172,7 @@ export class AgentLink {
       live: false,
       lastHeard: this.#clock.now(),
       closing: false,
+      movedAway: false,
       parts: new MessageParts(MAX_PARTS_BYTES),
     };
     this.#sessions.add(session);
@@ -264,7 +270,18 @@ export class AgentLink {
    */
   #moveAgentsAway(): void {
     this.#log.error({ agents: this.#byNode.size }, 'store unavailable: closing agent connections so that agents move to another aggregator');
-    for (const s of this.#sessions) if (s.hello) this.#refuse(s, CloseCode.storeUnavailable, STORE_UNAVAILABLE);
+    for (const s of this.#sessions) if (s.hello) this.#moveAway(s);
+  }
+
+  /**
+   * Closes with 4010. The node is not released at once: its agent is healthy and on its way to
+   * another aggregator, which takes the node over (releasing it here, once the store is back,
+   * would withdraw a live host until then). If no aggregator has taken it after MOVE_GRACE_MS,
+   * it is released (a conditional write: a no-op if another aggregator holds it by then).
+   */
+  #moveAway(session: Session): void {
+    session.movedAway = true;
+    this.#refuse(session, CloseCode.storeUnavailable, STORE_UNAVAILABLE);
   }
 
   #onHello(session: Session, hello: Hello): void {
@@ -343,9 +360,9 @@ export class AgentLink {
       } catch (err) {
         const unavailable = err instanceof StoreUnavailableError;
         this.#log.error({ node, err: err instanceof Error ? err.message : String(err) }, `applying the agent's ${what} failed`);
+        if (unavailable) return this.#moveAway(session);
         if (this.#byNode.get(node) === session) this.#byNode.delete(node);
-        if (unavailable) this.#refuse(session, CloseCode.storeUnavailable, STORE_UNAVAILABLE);
-        else this.#refuse(session, CloseCode.internalError, `aggregator failed to apply the ${what}`);
+        this.#refuse(session, CloseCode.internalError, `aggregator failed to apply the ${what}`);
       }
     });
   }
@@ -365,9 +382,16 @@ export class AgentLink {
     const name = session.hello?.node;
     if (!name || this.#byNode.get(name) !== session) return;
     this.#byNode.delete(name);
-    this.#log.warn({ node: name, code, reason }, 'agent connection lost; node suspect');
     // The store reaps it after the reap delay unless an aggregator holds it again.
-    this.#enqueue(name, () => this.#opts.store.release(name, 'Agent connection closed'));
+    const release = () => this.#enqueue(name, () => this.#opts.store.release(name, 'Agent connection closed'));
+    if (!session.movedAway) {
+      this.#log.warn({ node: name, code, reason }, 'agent connection lost; node suspect');
+      return release();
+    }
+    const timer = setTimeout(() => {
+      if (!this.#byNode.has(name)) release();
+    }, MOVE_GRACE_MS);
+    timer.unref();
   }
 
   /**
