@@ -8,6 +8,9 @@ export async function connect(url: string, headers: Record<string, string> = {},
   const ws = new WebSocket(url, { headers, ...options });
   const inbox: unknown[] = [];
   ws.on('message', (d) => inbox.push(JSON.parse(d.toString())));
+  // A reset (the server torn down at a test's end) is seen as the close that follows it; unheard,
+  // the error event would be an uncaught exception after the test.
+  ws.on('error', () => {});
   const closed = once(ws, 'close').then(([code, reason]) => ({ code: code as number, reason: String(reason) }));
   await once(ws, 'open');
   return { ws, inbox, closed, send: (m: unknown) => ws.send(typeof m === 'string' ? m : JSON.stringify(m)) };
