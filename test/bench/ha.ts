@@ -40,7 +40,7 @@ import { dnsperf, writeQueries, type DnsperfResult } from './support/dnsperf.js'
 import { fleetArgs } from './support/fleet-args.js';
 import { etcdCounters, etcdDelta, histogramQuantile } from './support/ha-etcd.js';
 import { HaFleet } from './support/ha-fleet.js';
-import { PassingWatchers } from './support/ha-watch.js';
+import type { Change } from './support/sim-fleet.js';
 import { JsonLines } from './support/json-lines.js';
 import { cpuPercent } from './support/proc-stats.js';
 import { mb, ms, percentiles, report, type Figure } from './support/report.js';
@@ -79,6 +79,7 @@ const graceMs = smoke ? 1000 : 2000;
 const GOALS = { dnsRatio: 0.95, loadS: 15, churnP99Ms: 100, failoverP99S: 3, falseWithdrawals: 0, rssMb: 350 };
 const LOAD_TIMEOUT_MS = smoke ? 30_000 : 180_000;
 const dnsWatchPath = fileURLToPath(new URL('./support/ha-dns-watch.ts', import.meta.url));
+const watchChildPath = fileURLToPath(new URL('./support/ha-watch-child.ts', import.meta.url));
 
 const random = seeded(args.seed);
 const sleep = (msec: number): Promise<void> => new Promise((r) => setTimeout(r, msec));
@@ -124,6 +125,42 @@ async function catalogIndex(http: string): Promise<number> {
 }
 
 const label = (agg: AggregatorProcess): string => `ws://${agg.http}`;
+
+/** What support/ha-watch-child.ts reports when stopped. */
+interface WatchResult {
+  latencies: number[];
+  unseen: number;
+  withdrawn: number;
+  withdrawnSample: string[];
+  firstWithdrawalAt: number | null;
+  answers: number;
+  errors: number;
+}
+
+/** Blocking ?passing watchers on one aggregator, in a child process (support/ha-watch-child.ts). */
+interface Watch {
+  expect(c: Change): void;
+  /** Stops them (once) and returns what they saw. */
+  stop(): Promise<WatchResult>;
+}
+
+async function startWatch(http: string, names: readonly string[], expected?: ReadonlyMap<string, ReadonlyMap<string, number>>): Promise<Watch> {
+  const child = spawn(process.execPath, ['--import', 'tsx', watchChildPath, '--http', http], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const out = new JsonLines(child.stdout!);
+  const send = (o: object): void => void child.stdin!.write(`${JSON.stringify(o)}\n`);
+  send({ watch: names, ...(expected ? { expected: Object.fromEntries([...expected].map(([n, ids]) => [n, [...ids.keys()]])) } : {}) });
+  await out.waitFor((l) => l.started === true, 120_000, `watchers on ${http} started`);
+  let result: Promise<WatchResult> | undefined;
+  return {
+    expect: (c) => send({ expect: { ...c, sentAt: performance.timeOrigin + c.sentAt } }),
+    stop: () =>
+      (result ??= (async () => {
+        send({ stop: true });
+        const line = await out.waitFor((l) => 'result' in l, 60_000, `watchers on ${http} stopping`);
+        return line.result as WatchResult;
+      })()),
+  };
+}
 
 /** One period of support/ha-dns-watch.ts (before the kill, after it). */
 interface DnsPeriod {
@@ -189,7 +226,7 @@ async function main(): Promise<void> {
   const queries = await writeQueries(join(dir, 'queries.txt'), names.map((n) => `${n}.service.consul`));
   const aggregators: AggregatorProcess[] = [];
   const fleets: HaFleet[] = [];
-  const watchers: PassingWatchers[] = [];
+  const watchers: Watch[] = [];
   let cluster: EtcdCluster | undefined;
   /** Warnings and errors the aggregators logged, by name and message (shown with the figures, and on failure). */
   const complaints = new Map<string, { count: number; first: Record<string, unknown> }>();
@@ -221,10 +258,9 @@ async function main(): Promise<void> {
   };
   const ending = new Set<AggregatorProcess>();
   const crashes: string[] = [];
-  const watch = async (http: string, on: readonly string[], expected?: (name: string) => ReadonlyMap<string, number> | undefined): Promise<PassingWatchers> => {
-    const w = new PassingWatchers({ http, waitSeconds: 60, retryMs: 100, ...(expected ? { expected } : {}) });
+  const watch = async (http: string, on: readonly string[], expected?: ReadonlyMap<string, ReadonlyMap<string, number>>): Promise<Watch> => {
+    const w = await startWatch(http, on, expected);
     watchers.push(w);
-    await w.start(on);
     return w;
   };
   try {
@@ -262,6 +298,9 @@ async function main(): Promise<void> {
     const etcdLoaded = await etcdCounters(cluster);
     const load = etcdDelta(etcdBefore, etcdLoaded);
     const per1k = 1000 / loadedCount;
+    // The etcd side must have settled (no uplink closed for 5 s) before the side-by-side
+    // figures (idle CPU, DNS, churn), or they measure its reconnect storm on the shared cores rather than the stores.
+    const settleMs = await fleetE.quiet(5000, smoke ? 10_000 : 60_000);
     const split = { a: fleetE.homedOn(label(a)).length, b: fleetE.homedOn(label(b)).length };
     const [rssA, rssB] = await Promise.all([a.memory(), b.memory()]);
     const etcdPids = Array.from({ length: members }, (_, i) => cluster!.pid(i)).filter((p): p is number => p !== undefined);
@@ -270,6 +309,7 @@ async function main(): Promise<void> {
     const etcdIdleCpu = idleEtcd.reduce((x, y) => x + y, 0);
 
     // 3. DNS, fleets idle: M, A, B in turn
+    const closesAtDns = { m: fleetM.closeCount, e: fleetE.closeCount };
     phase('DNS');
     const dns: Record<'m' | 'a' | 'b', DnsperfResult[]> = { m: [], a: [], b: [] };
     if (!smoke) for (const agg of [m, a, b]) await dnsperf(agg.dnsPort, queries, 1, { latencies: false }); // warm-up
@@ -287,13 +327,18 @@ async function main(): Promise<void> {
     const dnsLost = [...dns.m, ...dns.a, ...dns.b].reduce((n, x) => n + x.lost, 0);
 
     // 4. churn: M → M (reference), then A → B
+    const closesInDns = { m: fleetM.closeCount - closesAtDns.m, e: fleetE.closeCount - closesAtDns.e };
     phase('churn on M');
     const watchedNames = sample(names, watcherCount);
     const wm = await watch(m.http, watchedNames);
     const changesM = await fleetM.churn(rate, churnSeconds, random, fleetM.hosts, (c) => wm.expect(c));
     await sleep(graceMs);
-    const churnM = { changes: changesM, unseen: wm.unseen, wake: percentiles(wm.latencies) };
-    await wm.stop();
+    const rm_ = await wm.stop();
+    const churnM = { changes: changesM, unseen: rm_.unseen, wake: percentiles(rm_.latencies) };
+    // M and its fleet have given their figures: stopped, so that the etcd side has the cores alone.
+    await fleetM.stop();
+    ending.add(m);
+    await m.stop();
 
     // Watched on B (the figure) and on A too: A's own view of its write tells the etcd round
     // trip (write, then the watch event back into A's replica) from the propagation to B.
@@ -305,8 +350,8 @@ async function main(): Promise<void> {
     const changesE = onA.length === 0 ? 0 : await fleetE.churn(rate, churnSeconds, random, onA, (c) => (wb.expect(c), wa.expect(c)));
     await sleep(graceMs);
     const etcdChurn = etcdDelta(etcdChurnBefore, await etcdCounters(cluster));
-    const churnE = { changes: changesE, unseen: wb.unseen, wake: percentiles(wb.latencies), onA: { unseen: wa.unseen, wake: percentiles(wa.latencies) } };
-    await Promise.all([wb.stop(), wa.stop()]);
+    const [rb, ra] = await Promise.all([wb.stop(), wa.stop()]);
+    const churnE = { changes: changesE, unseen: rb.unseen, wake: percentiles(rb.latencies), onA: { unseen: ra.unseen, wake: percentiles(ra.latencies) } };
     const fsync = { p50: histogramQuantile(etcdChurn.walFsync, 0.5) * 1000, p99: histogramQuantile(etcdChurn.walFsync, 0.99) * 1000, mean: (etcdChurn.walFsync.sum / etcdChurn.walFsync.count) * 1000 };
 
     if (crashes.length > 0) throw new Error(`an aggregator died before the failover:\n${crashes.join('\n')}`);
@@ -314,9 +359,10 @@ async function main(): Promise<void> {
     phase('failover');
     await sleep(1000);
     const expected = fleetE.expected();
+    const closesInChurn = { m: fleetM.closeCount - closesAtDns.m - closesInDns.m, e: fleetE.closeCount - closesAtDns.e - closesInDns.e };
     const passingBefore = await countPassing(b.http, names);
     phase(`failover: watchers on B, then kill -9 A (${fleetE.homedOn(label(a)).length} hosts homed there)`);
-    const wf = await watch(b.http, names, (n) => expected.get(n));
+    const wf = await watch(b.http, names, expected);
     const dnsSample = new Map(sample([...expected.entries()], dnsNames).map(([n, ids]) => [n, ids.size]));
     const dw = startDnsWatch(b.dnsPort, dnsSample);
     await dw.ready;
@@ -336,8 +382,8 @@ async function main(): Promise<void> {
     const rest = killedAt + watchSeconds * 1000 - performance.now();
     if (rest > 0) await sleep(rest);
     const [dnsBefore, dnsAfter] = (await dw.stop()) as [DnsPeriod, DnsPeriod];
-    await wf.stop();
-    const falseWithdrawals = wf.withdrawn.size;
+    const rf = await wf.stop();
+    const falseWithdrawals = rf.withdrawn;
     const [nodesB, passingAfter] = await Promise.all([getJson<unknown[]>(b.http, '/v1/catalog/nodes').then((n) => n.length), countPassing(b.http, names)]);
     const rssBAfter = await b.memory();
     const rehome = percentiles(rehomeTimes.filter(Number.isFinite));
@@ -360,6 +406,12 @@ async function main(): Promise<void> {
       { label: '  per 1,000 instances', value: `${perK(load.revision)} revisions, ${perK(load.txns)} txns, ${perK(load.puts)} puts` },
       { label: 'etcd DB size after load (in use)', value: `${mb(load.dbSize)} (${mb(load.dbSizeInUse)})` },
       { label: '  per 1,000 instances', value: `${mb(load.dbSize * per1k)} (${mb(load.dbSizeInUse * per1k)} in use)` },
+      {
+        label: 'etcd side settled after the load (no uplink closed for 5 s)',
+        value: Number.isFinite(settleMs) ? `after ${seconds(settleMs / 1000)}` : `not within ${smoke ? 10 : 60} s: the figures below include its reconnects`,
+      },
+      { label: '  uplink closes during DNS / churn: memory fleet', value: `${closesInDns.m} / ${closesInChurn.m}` },
+      { label: '  uplink closes during DNS / churn: etcd fleet', value: `${closesInDns.e} / ${closesInChurn.e}` },
       { label: 'RSS M (memory) after load', value: rss(memRss) },
       { label: 'RSS A (etcd) after load', value: rss(rssA), goal: `≤ ${GOALS.rssMb} MB`, met: rssA.rss <= GOALS.rssMb * 2 ** 20 },
       { label: 'RSS B (etcd) after load', value: rss(rssB), goal: `≤ ${GOALS.rssMb} MB`, met: rssB.rss <= GOALS.rssMb * 2 ** 20 },
@@ -411,14 +463,14 @@ async function main(): Promise<void> {
         shape, members, rate, churnSeconds, dnsSeconds, dnsRounds, watcherCount, watchSeconds, uptimeBefore, uptimeAfter,
         memory: { loadS: memLoadS, rss: memRss, churn: churnM },
         etcd: { loadS: etcdLoadS, loadA, loadB, registeredS, split, indexA, indexB, writesForLoad: load, writesForChurn: etcdChurn, walFsyncDuringChurnMs: fsync, rssA, rssB, churn: churnE },
-        idleCpu: { ...idle, etcd: etcdIdleCpu },
+        idleCpu: { ...idle, etcd: etcdIdleCpu }, settleMs, closesInDns, closesInChurn,
         dns: { qps, runs: dns, lost: dnsLost },
         complaints: Object.fromEntries(complaints), closes: { memory: Object.fromEntries(fleetM.closes), etcd: Object.fromEntries(fleetE.closes) },
-        failover: { hosts: homedOnA.length, rehome, notRehomed, rehomeError, falseWithdrawals, withdrawn: [...wf.withdrawn].slice(0, 50), dns: { before: dnsBefore, after: dnsAfter }, nodesB, passingBefore, passingAfter, rssBAfter },
+        failover: { hosts: homedOnA.length, rehome, notRehomed, rehomeError, falseWithdrawals, withdrawn: rf.withdrawnSample, dns: { before: dnsBefore, after: dnsAfter }, nodesB, passingBefore, passingAfter, rssBAfter },
       },
       [
-        'load generator (both fleets with the real agent uplink, the blocking watchers), dnsperf, 3 aggregators and the etcd members share the same cores',
-        'M: --store memory, its own copy of the fleet (connected throughout); A, B: --store etcd://… on one cluster, the fleet given both URLs',
+        'load generator (both fleets with the real agent uplink; the blocking watchers and the DNS watch in child processes), dnsperf, the aggregators and the etcd members share the same cores',
+        'M: --store memory, its own copy of the fleet (stopped after the churn on M); A, B: --store etcd://… on one cluster, the fleet given both URLs',
         'stored and visible: /v1/catalog/nodes on A and B polled every 50 ms; churn: blocking /v1/health/service/<name>?passing on the other aggregator',
         're-homed: the uplink\'s registration with B (the pong to the ping after its snapshot), from the kill',
         ...complaintsText().map((t) => `logged by ${t}`),

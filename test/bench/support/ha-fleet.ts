@@ -165,7 +165,13 @@ export class HaFleet {
     });
   }
 
+  /** Every close so far, and when the last one was (performance.now()). */
+  closeCount = 0;
+  lastCloseAt = 0;
+
   #closed(code: number, reason: string): void {
+    this.closeCount++;
+    this.lastCloseAt = performance.now();
     const c = this.closes.get(code);
     if (c) c.count++;
     else this.closes.set(code, { count: 1, reason });
@@ -185,6 +191,19 @@ export class HaFleet {
       this.#waiting = undefined;
       w.resolve();
     }
+  }
+
+  /**
+   * Resolves when no connection has closed for `quietMs` (the fleet has settled after its
+   * arrival), with the time that took; Infinity if it has not settled within `timeoutMs`.
+   */
+  async quiet(quietMs: number, timeoutMs: number): Promise<number> {
+    const start = performance.now();
+    while (performance.now() - start < timeoutMs) {
+      if (performance.now() - Math.max(this.lastCloseAt, start - quietMs) >= quietMs) return performance.now() - start;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return Infinity;
   }
 
   /** Hosts whose last registration was with this aggregator (and whose link is up). */
