@@ -73,6 +73,9 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   const metrics = new AggregatorMetrics({ query, link, api, connections });
   registerMetrics(app, metrics);
   app.server.on('upgrade', (req, socket, head) => {
+    // Node's HTTP server takes its 'error' listener off a socket it hands to 'upgrade': a reset of
+    // a refused upgrade (401, 503, 404 written with socket.end) would be an uncaught error.
+    socket.on('error', () => socket.destroy());
     if (!link.handleUpgrade(req, socket, head)) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
     }
