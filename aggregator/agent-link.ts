@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, RECONNECT_MAX_MS, type Hello, type Welcome } from '../shared/protocol.js';
+import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Hello, type Welcome } from '../shared/protocol.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { frameBuffer, parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
@@ -44,11 +44,8 @@ export const MAX_AWAITING_HELLO = 256;
 
 const STORE_UNAVAILABLE = 'aggregator cannot write its store (etcd unreachable); use another aggregator';
 
-/**
- * How long a node whose agent was sent away (4010) stays up here, counted from the store being
- * writable again, for another aggregator to take it over: the agents' backoff cap + 1 s.
- */
-const MOVE_GRACE_MS = RECONNECT_MAX_MS + 1000;
+/** How long a node whose agent was sent away (4010) stays up here for another aggregator to take it over. */
+const MOVE_GRACE_MS = 5000;
 
 /** A flood of refusals is logged once per this period, with a count, not a line each. */
 const FLOOD_LOG_MS = 5000;
@@ -90,11 +87,6 @@ export class AgentLink {
   /** node name → the tail of its writes: each node's writes reach the store one at a time, in order. */
   readonly #writes = new Map<string, Promise<void>>();
   readonly #unwatchStore: () => void;
-  /** Nodes whose agents were sent away (4010) → when; released once nobody took them over. */
-  readonly #movedAway = new Map<string, number>();
-  #movedSweep: NodeJS.Timeout | undefined;
-  /** When the store last became writable (agents sent away need that long to come back). */
-  #writableSince = Date.now();
   readonly #heartbeat: NodeJS.Timeout;
   readonly #silenceCheck: NodeJS.Timeout;
   readonly #clock: AwakeClock;
@@ -123,8 +115,7 @@ export class AgentLink {
     this.#silenceCheck = setInterval(() => this.#checkSilence(), checkMs);
     this.#silenceCheck.unref();
     this.#unwatchStore = opts.store.onWritableChange((writable) => {
-      if (writable) this.#writableSince = Date.now();
-      else this.#moveAgentsAway();
+      if (!writable) this.#moveAgentsAway();
     });
   }
 
@@ -154,7 +145,6 @@ export class AgentLink {
     this.#busyRefusals.close();
     this.#helloTimeouts.close();
     this.#unwatchStore();
-    clearInterval(this.#movedSweep);
     for (const s of this.#sessions) {
       s.closing = true;
       s.ws.close(CloseCode.goingAway, 'aggregator shutting down');
@@ -392,33 +382,16 @@ export class AgentLink {
     const name = session.hello?.node;
     if (!name || this.#byNode.get(name) !== session) return;
     this.#byNode.delete(name);
+    // The store reaps it after the reap delay unless an aggregator holds it again.
+    const release = () => this.#enqueue(name, () => this.#opts.store.release(name, 'Agent connection closed'));
     if (!session.movedAway) {
       this.#log.warn({ node: name, code, reason }, 'agent connection lost; node suspect');
-      // The store reaps it after the reap delay unless an aggregator holds it again.
-      return this.#enqueue(name, () => this.#opts.store.release(name, 'Agent connection closed'));
+      return release();
     }
-    this.#movedAway.set(name, Date.now());
-    this.#movedSweep ??= setInterval(() => this.#sweepMovedAway(), 1000);
-    this.#movedSweep.unref();
-  }
-
-  /**
-   * Releases the nodes sent away that no aggregator took over: only once the store has been
-   * writable for MOVE_GRACE_MS (during an etcd election every aggregator refuses, and agents
-   * back off; they need that long to land somewhere once it is over).
-   */
-  #sweepMovedAway(): void {
-    const now = Date.now();
-    if (!this.#opts.store.writable || now - this.#writableSince < MOVE_GRACE_MS) return;
-    for (const [name, at] of this.#movedAway) {
-      if (now - at < MOVE_GRACE_MS) continue;
-      this.#movedAway.delete(name);
-      if (!this.#byNode.has(name)) this.#enqueue(name, () => this.#opts.store.release(name, 'Agent connection closed'));
-    }
-    if (this.#movedAway.size === 0) {
-      clearInterval(this.#movedSweep);
-      this.#movedSweep = undefined;
-    }
+    const timer = setTimeout(() => {
+      if (!this.#byNode.has(name)) release();
+    }, MOVE_GRACE_MS);
+    timer.unref();
   }
 
   /**
