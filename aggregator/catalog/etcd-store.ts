@@ -271,9 +271,13 @@ export class EtcdStore implements CatalogStore {
           }, call),
         );
         this.#stats.txns++;
-        if (!res.succeeded) return;
+        if (!res.succeeded) {
+          this.#log.info({ node }, 'etcd: node not released here: another aggregator holds it');
+          return;
+        }
         this.#stats.ops++;
         await this.#seen(Number(res.header.revision));
+        this.#log.info({ node, reason: down.reason, revision: Number(res.header.revision) }, 'etcd: node released (down; reaped after the reap delay unless an aggregator takes it)');
       } catch (err) {
         if (err instanceof EtcdLeaseInvalidError) return; // the lease lapsed: the node is gone already
         throw this.#failed(err);
