@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "udp_batch",
-      "sources": ["aggregator/dns/native/udp_batch.c"],
+      "sources": ["shared/dns/native/udp_batch.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Werror"]
     }
   ]

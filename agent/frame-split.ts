@@ -1,4 +1,4 @@
-import type { Delta, Snapshot } from '../shared/protocol.js';
+import { MAX_NAMES_PER_MESSAGE, type Delta, type Snapshot, type WatchedName } from '../shared/protocol.js';
 
 /** A snapshot or delta as WebSocket text frames, each within the aggregator's max payload. */
 export interface Frames {
@@ -28,6 +28,28 @@ export function deltaFrames(delta: Omit<Delta, 'type'>, maxBytes: number): Frame
     ['remove', delta.remove.map((id) => entry(id, id))],
   ];
   return pack(head, lists, maxBytes);
+}
+
+/** Watch or unwatch messages for `names`, each within maxBytes and MAX_NAMES_PER_MESSAGE names. */
+export function nameMessages(type: 'watch' | 'unwatch', names: readonly WatchedName[], maxBytes: number): string[] {
+  const open = `{"type":"${type}","names":[`;
+  const budget = maxBytes - bytesOf(open) - 2;
+  const messages: string[] = [];
+  let batch: string[] = [];
+  let used = 0;
+  for (const n of names) {
+    const json = JSON.stringify(n);
+    const cost = bytesOf(json) + 1;
+    if (batch.length > 0 && (used + cost > budget || batch.length === MAX_NAMES_PER_MESSAGE)) {
+      messages.push(`${open}${batch.join(',')}]}`);
+      batch = [];
+      used = 0;
+    }
+    batch.push(json);
+    used += cost;
+  }
+  if (batch.length > 0) messages.push(`${open}${batch.join(',')}]}`);
+  return messages;
 }
 
 type List = [key: string, entries: Entry[]];

@@ -1,12 +1,12 @@
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
-import { AggregatorMessage, PROTOCOL_VERSION, RECONNECT_MAX_MS, type AgentMessage, type Delta, type Snapshot, type Welcome } from '../shared/protocol.js';
+import { AggregatorMessage, PROTOCOL_VERSION, RECONNECT_MAX_MS, type AgentMessage, type Delta, type Names, type Snapshot, type WatchedName, type Welcome } from '../shared/protocol.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { VERSION } from '../shared/version.js';
 import { parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
 import { truncateUtf8 } from '../shared/truncate.js';
-import { deltaFrames, snapshotFrames, type Frames } from './frame-split.js';
+import { deltaFrames, nameMessages, snapshotFrames, type Frames } from './frame-split.js';
 import { AggregatorEndpoints, nextEndpoint, parseAggregatorList, pinnedLookup, rotation, type Endpoint, type Resolver } from './aggregator-list.js';
 
 export interface UplinkOptions {
@@ -22,6 +22,10 @@ export interface UplinkOptions {
   /** PEM CA certificate(s) for a wss:// aggregator signed by a private CA. */
   ca?: string;
   logger: Logger;
+  /** The aggregator's data for names this agent watches (see watchNames()). */
+  onNames?: (names: Names) => void;
+  /** The link went live (its snapshot sent: watches may be sent again) or dropped. */
+  onLiveChange?: (live: boolean) => void;
   /** Runs on every welcome, before the snapshot is taken (host IP may change here). */
   onWelcome: (welcome: Welcome) => void | Promise<void>;
   /** The full state for the snapshot that follows each welcome. */
@@ -193,6 +197,17 @@ export class Uplink {
     if (d) this.#sendFrames('delta', deltaFrames(d, this.#maxPayload));
   }
 
+  /**
+   * Asks the aggregator to push (watch) or stop pushing (unwatch) these names' data, in messages
+   * within its max payload. False when the link is not live: the caller sends its whole set again
+   * when it is (onLiveChange).
+   */
+  watchNames(type: 'watch' | 'unwatch', names: readonly WatchedName[]): boolean {
+    if (!this.#live) return false;
+    for (const text of nameMessages(type, names, this.#maxPayload)) this.#sendText(text);
+    return true;
+  }
+
   /** Says goodbye (the node leaves the catalog at once) and closes. */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -264,6 +279,10 @@ export class Uplink {
     ws.on('message', (data, isBinary) => {
       const msg = parseFrame(AggregatorMessage, data, isBinary);
       if (!msg.ok) return this.#protocolError(ws, to, msg.error);
+      if (msg.value.type === 'names') {
+        if (!welcomed) return this.#protocolError(ws, to, 'names before welcome');
+        return this.#o.onNames?.(msg.value);
+      }
       if (welcomed) return this.#protocolError(ws, to, `unexpected ${msg.value.type} after welcome`);
       welcomed = true;
       clearTimeout(welcomeTimer);
@@ -300,6 +319,7 @@ export class Uplink {
     const frames = snapshotFrames(snapshot, this.#maxPayload);
     this.#sendFrames('snapshot', frames);
     this.#live = true;
+    this.#o.onLiveChange?.(true);
     // ws reads frames in order: the pong to a ping sent after the last part means the aggregator
     // took them all (it closes at the first it refuses, and answers no ping after that).
     const onPong = (data: Buffer): void => {
@@ -334,7 +354,9 @@ export class Uplink {
   #onClose(attempt: Attempt, code: number, reason: string): void {
     clearInterval(this.#pingTimer);
     if (attempt.ws !== this.#ws) return;
+    const wasLive = this.#live;
     this.#live = false;
+    if (wasLive) this.#o.onLiveChange?.(false);
     if (this.#stopped) return;
     this.#reconnects++;
     const { to } = attempt;

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Hello, type Welcome } from '../shared/protocol.js';
+import { AGENT_WS_PATH, AgentMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, type Hello, type Welcome } from '../shared/protocol.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { frameBuffer, parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
@@ -285,11 +285,11 @@ export class AgentLink {
   }
 
   #onHello(session: Session, hello: Hello): void {
-    if (hello.protocol !== PROTOCOL_VERSION) {
+    if (hello.protocol < MIN_PROTOCOL_VERSION || hello.protocol > PROTOCOL_VERSION) {
       return this.#refuse(
         session,
         CloseCode.protocolVersion,
-        `protocol version ${hello.protocol} not supported; this aggregator speaks ${PROTOCOL_VERSION}`,
+        `protocol version ${hello.protocol} not supported; this aggregator speaks ${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`,
       );
     }
     session.hello = hello;
@@ -298,7 +298,8 @@ export class AgentLink {
     if (conflict) return this.#refuse(session, CloseCode.nodeConflict, conflict);
     const welcome: Welcome = {
       type: 'welcome',
-      protocol: PROTOCOL_VERSION,
+      // The version this connection speaks: the agent's own (an older agent checks for it).
+      protocol: hello.protocol,
       observedAddress: session.remote,
       datacenter: this.#opts.datacenter,
       maxPayload: this.#opts.maxPayload,

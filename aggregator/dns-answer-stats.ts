@@ -1,5 +1,5 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
-import type { AnswerObserver } from './dns/responder.js';
+import type { AnswerObserver } from '../shared/dns/responder.js';
 
 /**
  * The qtype labels: the types our names answer or clients commonly ask (PTR, MX, HTTPS…

@@ -2,7 +2,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CatalogQuery } from './catalog/query.js';
 import type { LinkStats } from './agent-link.js';
 import { DnsAnswerStats } from './dns-answer-stats.js';
-import type { AnswerObserver } from './dns/responder.js';
+import type { AnswerObserver } from '../shared/dns/responder.js';
 
 export interface MetricsSources {
   query: CatalogQuery;

@@ -6,12 +6,13 @@ import { openStore, type StoreSpec } from './catalog/open-store.js';
 import { registerConsulApi } from './http/consul-api.js';
 import type { App } from './http/endpoint.js';
 import { registerUi } from './ui/register.js';
-import { startDnsServer } from './dns/server.js';
-import type { UdpMode } from './dns/udp.js';
+import { startDnsServer } from '../shared/dns/server.js';
+import type { UdpMode } from '../shared/dns/udp.js';
 import { AggregatorMetrics } from './metrics.js';
 import type { CatalogStore } from './catalog/store.js';
 import { DEFAULT_MAX_CONNECTIONS, limitConnections, serverTimeouts } from './http/server-limits.js';
 import { clipForLog } from '../shared/truncate.js';
+import { dnsView } from './catalog/dns-view.js';
 
 export interface AggregatorOptions {
   http: { host: string; port: number };
@@ -82,7 +83,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   });
   await app.listen({ host: opts.http.host, port: opts.http.port });
   const dns = await startDnsServer({
-    query,
+    query: dnsView(query),
     host: opts.dns.host,
     port: opts.dns.port,
     domain: opts.domain,

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { AggregatorOptions } from '../aggregator/server.js';
 import type { StoreSpec } from '../aggregator/catalog/open-store.js';
 import { parseEtcdUrl } from '../aggregator/catalog/etcd/connect.js';
-import type { UdpMode } from '../aggregator/dns/udp.js';
+import type { UdpMode } from '../shared/dns/udp.js';
 import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { tokenFlag } from './common-flags.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_STREAMS } from '../aggregator/http/server-limits.js';

@@ -10,15 +10,21 @@ import { NodeInfo, ServiceInstance, text } from './model.js';
  *   snapshot (node + all services) ─▶   replaces the node's state
  *   delta (upserts + removals)  ─▶   applied on top
  *   goodbye ─────────────────────▶   node leaves at once
+ *   watch (names asked here)   ─▶   the agent's local DNS follows these names
+ *        ◀─────────────────────── names (each watched name's current answer data), again on every change
+ *   unwatch (names aged out)   ─▶
  *
  * A snapshot or delta too big for one frame of the aggregator's max payload travels in parts:
  * every part but the last says `more: true`, and the aggregator applies the parts as one
  * message once the last has arrived (never half a host's services).
  *
- * Bump PROTOCOL_VERSION on any incompatible change; the aggregator refuses others.
+ * Bump PROTOCOL_VERSION on any incompatible change; the aggregator refuses versions below
+ * MIN_PROTOCOL_VERSION, and an agent refuses an aggregator that speaks an older one than it.
  * 2: engine ID in hello, max payload in welcome, messages in parts.
+ * 3: watch / unwatch / names (agent-local DNS). A version-2 agent never watches, so it is served.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+export const MIN_PROTOCOL_VERSION = 2;
 
 /** Path on the aggregator's HTTP port where agents connect. */
 export const AGENT_WS_PATH = '/v1/portolan/agent';
@@ -67,7 +73,34 @@ export type Delta = z.infer<typeof Delta>;
 export const Goodbye = z.object({ type: z.literal('goodbye') });
 export type Goodbye = z.infer<typeof Goodbye>;
 
-export const AgentMessage = z.discriminatedUnion('type', [Hello, Snapshot, Delta, Goodbye]);
+/** Most names one agent may watch at once (its local DNS cache evicts the least recently asked beyond). */
+export const MAX_WATCHED_NAMES = 10_000;
+/** Most names in one watch, unwatch or names message. */
+export const MAX_NAMES_PER_MESSAGE = 1000;
+
+/**
+ * A name the local DNS answers from the catalog: a service (lower-case name, every tag) or a
+ * node (as asked, lower-case: the aggregator matches node names case-insensitively, as DNS does).
+ */
+export const WatchedName = z.object({
+  kind: z.enum(['service', 'node']),
+  name: text(1, 253),
+});
+export type WatchedName = z.infer<typeof WatchedName>;
+
+export const Watch = z.object({
+  type: z.literal('watch'),
+  names: z.array(WatchedName).check(z.minLength(1), z.maxLength(MAX_NAMES_PER_MESSAGE)),
+});
+export type Watch = z.infer<typeof Watch>;
+
+export const Unwatch = z.object({
+  type: z.literal('unwatch'),
+  names: z.array(WatchedName).check(z.minLength(1), z.maxLength(MAX_NAMES_PER_MESSAGE)),
+});
+export type Unwatch = z.infer<typeof Unwatch>;
+
+export const AgentMessage = z.discriminatedUnion('type', [Hello, Snapshot, Delta, Goodbye, Watch, Unwatch]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 export const Welcome = z.object({
@@ -81,5 +114,43 @@ export const Welcome = z.object({
 });
 export type Welcome = z.infer<typeof Welcome>;
 
-export const AggregatorMessage = z.discriminatedUnion('type', [Welcome]);
+/** A node as DNS answers it (A/AAAA and, for TXT, its meta). */
+export const DnsNode = z.object({
+  name: text(1, 253),
+  address: text(1, 255),
+  meta: z.record(text(0, 128), text(0, 512)),
+});
+export type DnsNode = z.infer<typeof DnsNode>;
+
+/** An instance DNS may serve (no critical check, its node alive), as DNS answers it. */
+export const DnsInstance = z.object({
+  node: DnsNode,
+  service: z.object({
+    id: text(1, 512),
+    address: text(1, 255),
+    port: z.int().check(z.minimum(0), z.maximum(65535)),
+    tags: z.array(text(0, 255)).check(z.maxLength(64)),
+    meta: z.record(text(0, 128), text(0, 512)),
+  }),
+});
+export type DnsInstance = z.infer<typeof DnsInstance>;
+
+/**
+ * The current answer data of one watched name: a service's servable instances (every node's,
+ * ordered by node then service ID; empty when none), or a node (null when there is none).
+ */
+export const NameData = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('service'), name: text(1, 253), instances: z.array(DnsInstance).check(z.maxLength(MAX_SERVICES * 10)) }),
+  z.object({ kind: z.literal('node'), name: text(1, 253), node: z.nullable(DnsNode) }),
+]);
+export type NameData = z.infer<typeof NameData>;
+
+/** Sent for watched names when they are first watched and whenever their data changes. */
+export const Names = z.object({
+  type: z.literal('names'),
+  entries: z.array(NameData).check(z.maxLength(MAX_NAMES_PER_MESSAGE)),
+});
+export type Names = z.infer<typeof Names>;
+
+export const AggregatorMessage = z.discriminatedUnion('type', [Welcome, Names]);
 export type AggregatorMessage = z.infer<typeof AggregatorMessage>;

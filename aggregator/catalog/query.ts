@@ -1,4 +1,5 @@
 import type { CheckStatus, ServiceCheck, ServiceInstance } from '../../shared/model.js';
+import type { Topic } from '../../shared/topics.js';
 
 /**
  * The catalog as every view (HTTP, DNS, UI, metrics) reads it: Consul's shapes (CheckIDs,
@@ -46,23 +47,7 @@ export interface InstanceView {
   modifyIndex: number;
 }
 
-/**
- * What a change touched, as string topics, so a change wakes only the watchers of what
- * it touched: `service/<lower-case name>` (its instances and their nodes), `node/<name>`
- * (the node and its instances), `services` (any service definition, the set of names),
- * `nodes` (the node list and any node's address or meta), `checks` (any check's state or
- * output, and the service names and tags checks carry). An endpoint watches every topic
- * its body reads, so no change alters a body without moving its X-Consul-Index.
- */
-export type Topic = string;
-
-export const topics = {
-  service: (name: string): Topic => `service/${name.toLowerCase()}`,
-  node: (name: string): Topic => `node/${name}`,
-  services: 'services' as Topic,
-  nodes: 'nodes' as Topic,
-  checks: 'checks' as Topic,
-};
+export { topics, type Topic } from '../../shared/topics.js';
 
 export interface ChangeEvent {
   index: number;

@@ -12,8 +12,8 @@
 import { parseArgs } from 'node:util';
 import { Packet } from 'dns2';
 import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
-import type { Responder } from '../../aggregator/dns/responder.js';
-import type { CacheStats } from '../../aggregator/dns/response-cache.js';
+import type { Responder } from '../../shared/dns/responder.js';
+import type { CacheStats } from '../../shared/dns/response-cache.js';
 import { instance, nodeReg } from '../support/services.js';
 import { testResponder } from '../fixtures/dns/harness.js';
 import { buildQuery } from '../fixtures/dns/raw.js';

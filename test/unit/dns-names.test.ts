@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packet } from 'dns2';
-import { route, makeZones } from '../../aggregator/dns/router.js';
-import { labelsOf, parseQuestion } from '../../aggregator/dns/question.js';
-import { ACCEPT, DROP, guardHeader } from '../../aggregator/dns/header-guard.js';
-import { encodeResponse, lazyGroup } from '../../aggregator/dns/encoder.js';
-import { addressOfHex, expandIPv6, hexOfAddress } from '../../aggregator/dns/addresses.js';
+import { route, makeZones } from '../../shared/dns/router.js';
+import { labelsOf, parseQuestion } from '../../shared/dns/question.js';
+import { ACCEPT, DROP, guardHeader } from '../../shared/dns/header-guard.js';
+import { encodeResponse, lazyGroup } from '../../shared/dns/encoder.js';
+import { addressOfHex, expandIPv6, hexOfAddress } from '../../shared/dns/addresses.js';
 import { buildQuery } from '../fixtures/dns/raw.js';
 
 const zones = makeZones('consul', ['Example.Internal.'], 'dc1');

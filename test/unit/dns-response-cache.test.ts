@@ -3,12 +3,13 @@ import assert from 'node:assert/strict';
 import { Packet } from 'dns2';
 import { topics } from '../../aggregator/catalog/query.js';
 import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
-import type { Responder } from '../../aggregator/dns/responder.js';
-import { ResponseCache, defaultCacheLimits, type CacheLimits, type CachedAnswer } from '../../aggregator/dns/response-cache.js';
-import { RCODE } from '../../aggregator/dns/wire.js';
+import type { Responder } from '../../shared/dns/responder.js';
+import { ResponseCache, defaultCacheLimits, type CacheLimits, type CachedAnswer } from '../../shared/dns/response-cache.js';
+import { RCODE } from '../../shared/dns/wire.js';
 import { testResponder } from '../fixtures/dns/harness.js';
 import { buildQuery } from '../fixtures/dns/raw.js';
 import { instance, nodeReg } from '../support/services.js';
+import { dnsView } from '../../aggregator/catalog/dns-view.js';
 
 function answer(
   store: MemoryStore,
@@ -38,7 +39,7 @@ const limits = (over: Partial<CacheLimits>): CacheLimits => ({ ...defaultCacheLi
 
 test('a stored answer has every variant rendered once, keeps no renderer, and serves them in rotation', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store.query);
+  const cache = new ResponseCache(dnsView(store.query));
   const { entry, rendered } = answer(store, 4);
   cache.set('web.service.consul', 1, entry);
   assert.deepEqual(rendered, [0, 1, 2, 3]);
@@ -51,7 +52,7 @@ test('a stored answer has every variant rendered once, keeps no renderer, and se
 
 test('an answer is a miss once its topic moves, and other names stay cached', async () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store.query);
+  const cache = new ResponseCache(dnsView(store.query));
   cache.set('web.service.consul', 1, answer(store, 1).entry);
   cache.set('db.service.consul', 1, answer(store, 1, { name: 'db' }).entry);
   await store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' })]);
@@ -62,7 +63,7 @@ test('an answer is a miss once its topic moves, and other names stay cached', as
 
 test('a relayed answer renders nothing', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store.query);
+  const cache = new ResponseCache(dnsView(store.query));
   const { entry, rendered } = answer(store, 1, { forward: true, rcode: RCODE.NOERROR });
   entry.topic = undefined;
   cache.set('example.org', 1, entry);
@@ -72,7 +73,7 @@ test('a relayed answer renders nothing', () => {
 
 test('beyond the bound on names the oldest name goes first', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store.query, limits({ catalogNames: 2 }));
+  const cache = new ResponseCache(dnsView(store.query), limits({ catalogNames: 2 }));
   for (const name of ['a', 'b', 'c']) cache.set(name, 1, answer(store, 1).entry);
   assert.equal(cache.get('a', 1), undefined);
   assert.ok(cache.get('b', 1));
@@ -81,7 +82,7 @@ test('beyond the bound on names the oldest name goes first', () => {
 
 test('beyond the bound on bytes the oldest names go first, however few names there are', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store.query, limits({ catalogBytes: 10_000 }));
+  const cache = new ResponseCache(dnsView(store.query), limits({ catalogBytes: 10_000 }));
   for (let i = 0; i < 10; i++) cache.set(`n${i}`, 1, answer(store, 4, { bytes: 1000 }).entry);
   const { names, bytes } = cache.stats.catalog;
   assert.ok(bytes <= 10_000, `${bytes} bytes accounted`);
@@ -92,7 +93,7 @@ test('beyond the bound on bytes the oldest names go first, however few names the
 
 test('a flood of names outside the catalog (NXDOMAIN) stays in its own bound and never evicts a name that exists', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store.query, limits({ otherNames: 100 }));
+  const cache = new ResponseCache(dnsView(store.query), limits({ otherNames: 100 }));
   cache.set('web.service.consul', 1, answer(store, 4).entry);
   for (let i = 0; i < 5000; i++) cache.set(`x${i}.service.consul`, 1, answer(store, 1, { name: `x${i}`, rcode: RCODE.NXDOMAIN }).entry);
   assert.ok(cache.get('web.service.consul', 1));
@@ -102,7 +103,7 @@ test('a flood of names outside the catalog (NXDOMAIN) stays in its own bound and
 
 test('a name whose service appears moves from the other table to the catalog table', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store.query, limits({ otherNames: 2 }));
+  const cache = new ResponseCache(dnsView(store.query), limits({ otherNames: 2 }));
   cache.set('fresh.service.consul', 1, answer(store, 1, { name: 'fresh', rcode: RCODE.NXDOMAIN }).entry);
   cache.set('fresh.service.consul', 2, answer(store, 1, { name: 'fresh' }).entry);
   assert.equal(cache.stats.other.names, 0);
@@ -113,7 +114,7 @@ test('a name whose service appears moves from the other table to the catalog tab
 
 test('a name in use survives a stream of one-off names that evicts the unused ones (second chance)', () => {
   const store = new MemoryStore({ startIndex: 1 });
-  const cache = new ResponseCache(store.query, limits({ otherNames: 100 }));
+  const cache = new ResponseCache(dnsView(store.query), limits({ otherNames: 100 }));
   const nx = (name: string): CachedAnswer => answer(store, 1, { name, rcode: RCODE.NXDOMAIN }).entry;
   cache.set('hot', 1, nx('hot'));
   cache.set('cold', 1, nx('cold'));

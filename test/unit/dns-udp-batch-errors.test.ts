@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Packet } from 'dns2';
-import type { BatchSocket, BatchSocketAddon } from '../../aggregator/dns/udp-batch.js';
+import type { BatchSocket, BatchSocketAddon } from '../../shared/dns/udp-batch.js';
 import { startTestDns } from '../fixtures/dns/harness.js';
 import { buildQuery, udpQuery } from '../fixtures/dns/raw.js';
 import { until } from '../support/until.js';

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { Packet } from 'dns2';
-import { batchUnavailable } from '../../aggregator/dns/udp-batch.js';
+import { batchUnavailable } from '../../shared/dns/udp-batch.js';
 import { startDnsmasq, type Dnsmasq } from '../fixtures/dns/dnsmasq.js';
 import { startTestDns, type TestDns } from '../fixtures/dns/harness.js';
 import { buildQuery, udpQuery } from '../fixtures/dns/raw.js';

@@ -1,14 +1,16 @@
 import type { Logger } from 'pino';
-import type { CatalogQuery } from '../catalog/query.js';
+import type { DnsQuery } from './query.js';
 import { Recursor } from './recursor.js';
-import { Responder, type AnswerObserver } from './responder.js';
+import { Responder, type AnswerObserver, type DnsHandler, type ResponderOptions } from './responder.js';
+import type { CacheLimits } from './response-cache.js';
+import { ViewedResponder, type Horizon } from './views.js';
 import { makeZones } from './router.js';
 import { defaultTcpLimits, listenTcp, type TcpLimits, type TcpListener } from './tcp.js';
 import { listenUdp, type UdpListener, type UdpMode } from './udp.js';
 
 export interface DnsServerOptions {
   /** The catalog, read only through this interface. */
-  query: CatalogQuery;
+  query: DnsQuery;
   host: string;
   /** 0 picks a free port (the same one for UDP and TCP). */
   port: number;
@@ -29,6 +31,10 @@ export interface DnsServerOptions {
   observe?: AnswerObserver;
   /** Default `auto`: batched where the native addon is built. */
   udp?: UdpMode;
+  /** Split horizon: askers of a view are answered from its query (default: everyone from `query`). */
+  horizon?: Horizon;
+  /** Bounds of each response cache (one per view). */
+  cache?: CacheLimits;
 }
 
 export interface RunningDnsServer {
@@ -55,7 +61,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
       })
     : undefined;
   await recursor?.start();
-  const responder = new Responder({
+  const options: ResponderOptions = {
     query: opts.query,
     zones: makeZones(opts.domain, opts.altDomains, opts.datacenter),
     serviceTtl: opts.serviceTtl,
@@ -64,7 +70,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
     udpMaxSize: opts.udpMaxSize,
     logger: opts.logger,
     observe: opts.observe,
-  });
+    cache: opts.cache,
+  };
+  const responder = opts.horizon ? new ViewedResponder(options, opts.horizon) : new Responder(options);
   const limits = { ...defaultTcpLimits, ...opts.tcp };
   try {
     const { udp, tcp } = await bindBoth(responder, opts, limits);
@@ -84,7 +92,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
 
 /** With port 0 the UDP port is picked first; TCP may find it taken, then both retry. */
 async function bindBoth(
-  responder: Responder,
+  responder: DnsHandler,
   opts: DnsServerOptions,
   limits: TcpLimits,
 ): Promise<{ udp: UdpListener; tcp: TcpListener }> {

@@ -1,5 +1,6 @@
 import type { Resource } from 'dns2';
-import { topics, type CatalogQuery, type InstanceView, type NodeView, type Topic } from '../catalog/query.js';
+import { topics, type Topic } from '../topics.js';
+import type { DnsInstance, DnsNode, DnsQuery } from './query.js';
 import { addressOfHex, expandIPv6, familyOf, hexOfAddress } from './addresses.js';
 import type { Route, Zones } from './router.js';
 import { QTYPE, RCODE } from './wire.js';
@@ -25,7 +26,7 @@ export interface AnswerSet {
 }
 
 export interface AnswerContext {
-  query: CatalogQuery;
+  query: DnsQuery;
   zones: Zones;
   serviceTtl: number;
   nodeTtl: number;
@@ -92,7 +93,7 @@ function serviceAnswer(
   ctx: AnswerContext,
 ): AnswerSet {
   const topic = topics.service(service);
-  const instances = ctx.query.instances(service).filter((i) => isServable(i) && hasTag(i, tag));
+  const instances = tag === undefined ? ctx.query.servable(service) : ctx.query.servable(service).filter((i) => hasTag(i, tag));
   if (instances.length === 0) return negative(RCODE.NXDOMAIN, zone, topic);
   const ttl = serviceTtl(instances, ctx.serviceTtl);
   const groups =
@@ -100,17 +101,12 @@ function serviceAnswer(
   return groups.length > 0 ? { ...empty(RCODE.NOERROR, topic), groups } : negative(RCODE.NOERROR, zone, topic);
 }
 
-/** Consul omits instances with any critical check, the node's serfHealth included. */
-function isServable(i: InstanceView): boolean {
-  return i.status !== 'critical' && i.node.connected && i.node.serfHealth.status !== 'critical';
-}
-
-function hasTag(i: InstanceView, tag: string | undefined): boolean {
+function hasTag(i: DnsInstance, tag: string | undefined): boolean {
   return tag === undefined || i.service.tags.some((t) => t.toLowerCase() === tag);
 }
 
 /** Identical address records collapse: N containers behind one host IP give one A. */
-function addressGroups(instances: readonly InstanceView[], qname: string, qtype: number, ttl: number): RecordGroup[] {
+function addressGroups(instances: readonly DnsInstance[], qname: string, qtype: number, ttl: number): RecordGroup[] {
   const seen = new Set<string>();
   const groups: RecordGroup[] = [];
   for (const i of instances) {
@@ -128,7 +124,7 @@ function addressGroups(instances: readonly InstanceView[], qname: string, qtype:
  * the address the record means, two instances on one host share one additional record,
  * and the name resolves on its own through the `.addr` lookup.
  */
-function srvGroups(instances: readonly InstanceView[], qname: string, ttl: number, zone: string, ctx: AnswerContext): RecordGroup[] {
+function srvGroups(instances: readonly DnsInstance[], qname: string, ttl: number, zone: string, ctx: AnswerContext): RecordGroup[] {
   const seen = new Set<string>();
   const groups: RecordGroup[] = [];
   for (const i of instances) {
@@ -146,18 +142,13 @@ function srvGroups(instances: readonly InstanceView[], qname: string, ttl: numbe
 
 function nodeAnswer(name: string, qname: string, qtype: number, zone: string, ctx: AnswerContext): AnswerSet {
   const topic = topics.nodes;
-  const node = findNode(ctx.query, name);
+  const node = ctx.query.node(name);
   if (!node) return negative(RCODE.NXDOMAIN, zone, topic);
   const answers = [
     ...(qtype === QTYPE.TXT ? [] : addressRecords(qname, node.address, qtype, ctx.nodeTtl)),
     ...(qtype === QTYPE.TXT || qtype === QTYPE.ANY ? metaTxt(qname, node, ctx.nodeTtl) : []),
   ];
   return answers.length > 0 ? { ...empty(RCODE.NOERROR, topic), groups: [one(...answers)] } : negative(RCODE.NOERROR, zone, topic);
-}
-
-/** Node names are case-sensitive in the catalog but not in DNS. */
-function findNode(query: CatalogQuery, name: string): NodeView | undefined {
-  return query.node(name) ?? query.nodes().find((n) => n.name.toLowerCase() === name);
 }
 
 function addrAnswer(hex: string, qname: string, qtype: number, zone: string, ctx: AnswerContext): AnswerSet {
@@ -181,7 +172,7 @@ function addressRecords(name: string, address: string, qtype: number, ttl: numbe
 }
 
 /** Node meta as RFC 1464 `key=value` strings; keys starting `rfc1035-` give the bare value (Consul). */
-function metaTxt(name: string, node: NodeView, ttl: number): Rr[] {
+function metaTxt(name: string, node: DnsNode, ttl: number): Rr[] {
   return Object.entries(node.meta)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([k, v]) => ({ name, type: QTYPE.TXT, class: IN, ttl, data: [k.startsWith('rfc1035-') ? v : rfc1464(k, v)] }));
@@ -196,7 +187,7 @@ function rfc1464(key: string, value: string): string {
 }
 
 /** `--dns-ttl`, unless an instance carries SERVICE_DNS_TTL (seconds, or `30s`/`5m`/`1h`); the first one wins. */
-function serviceTtl(instances: readonly InstanceView[], fallback: number): number {
+function serviceTtl(instances: readonly DnsInstance[], fallback: number): number {
   for (const i of instances) {
     const raw = i.service.meta[DNS_TTL_META];
     const m = raw === undefined ? null : /^(\d{1,9})(s|m|h)?$/.exec(raw.trim());

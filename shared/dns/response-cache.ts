@@ -1,4 +1,5 @@
-import type { CatalogQuery, Topic } from '../catalog/query.js';
+import type { Topic } from '../topics.js';
+import type { DnsQuery } from './query.js';
 import { FLAG, RCODE } from './wire.js';
 
 /** One question's encoded answers: a few shuffled variants, served in rotation. */
@@ -72,11 +73,11 @@ const BUFFER_OVERHEAD = 200;
  * use stay, one-off names pass through).
  */
 export class ResponseCache {
-  readonly #query: CatalogQuery;
+  readonly #query: DnsQuery;
   readonly #catalog: NameTable;
   readonly #other: NameTable;
 
-  constructor(query: CatalogQuery, limits: CacheLimits = defaultCacheLimits) {
+  constructor(query: DnsQuery, limits: CacheLimits = defaultCacheLimits) {
     this.#query = query;
     this.#catalog = new NameTable(limits.catalogNames, limits.catalogBytes);
     this.#other = new NameTable(limits.otherNames, limits.otherBytes);

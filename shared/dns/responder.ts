@@ -1,18 +1,27 @@
 import type { Logger } from 'pino';
-import type { CatalogQuery } from '../catalog/query.js';
+import type { DnsQuery } from './query.js';
 import { encodeOnce, encodeRecord, encodeResponse, lazyGroup, type LazyGroup } from './encoder.js';
 import { ACCEPT, DROP, guardHeader } from './header-guard.js';
 import { labelsOf, parseQuestion, type ParsedQuestion } from './question.js';
 import type { Recursor, Reply } from './recursor.js';
 import { answerType, buildAnswer } from './records.js';
 import { ResponseCache, type CacheLimits, type CacheStats, type CachedAnswer } from './response-cache.js';
-import { route, type Zones } from './router.js';
+import { route, type Route, type Zones } from './router.js';
 import { CLASSIC_UDP_SIZE, FLAG, HEADER_LEN, MAX_MESSAGE, QCLASS, RCODE, errorResponse } from './wire.js';
 
 export type Transport = 'udp' | 'tcp';
 
+/**
+ * What the transports hand every message to: a Responder, or a set of them answering each
+ * asker from its own view of the catalog (views.ts). `asker` gives the sender's IP address;
+ * it is only called where the answer depends on who asks.
+ */
+export interface DnsHandler {
+  handle(msg: Buffer, transport: Transport, send: Reply, relay?: boolean, asker?: () => string): boolean;
+}
+
 export interface ResponderOptions {
-  query: CatalogQuery;
+  query: DnsQuery;
   zones: Zones;
   serviceTtl: number;
   nodeTtl: number;
@@ -38,7 +47,7 @@ const ERROR_LOG_INTERVAL_MS = 1000;
  * costs one Map lookup, one topic index comparison and a copy with the ID, the RD/CD
  * bits and the question's original bytes (0x20 case randomisation) patched in.
  */
-export class Responder {
+export class Responder implements DnsHandler {
   readonly #opts: ResponderOptions;
   readonly #cache: ResponseCache;
   readonly #ra: boolean;
@@ -87,16 +96,38 @@ export class Responder {
     };
   }
 
-  #answer(msg: Buffer, transport: Transport, reply: Reply, relay: boolean): void {
+  /** `wait` false: a name still being fetched is answered from what is known (the second try). */
+  #answer(msg: Buffer, transport: Transport, reply: Reply, relay: boolean, wait = true): void {
     const q = parseQuestion(msg);
     if (!q) return reply(errorResponse(msg, RCODE.FORMERR, this.#ra));
     if (q.qclass !== QCLASS.IN && q.qclass !== QCLASS.ANY) return reply(errorResponse(msg, RCODE.REFUSED, this.#ra, q.end));
     if (q.edns && q.edns.version !== 0) return reply(this.#badVersion(msg, q));
     const ednsSize = this.#ednsSize(q);
-    const entry = transport === 'tcp' ? this.#entry(q, MAX_MESSAGE, false) : this.#udpEntry(q, ednsSize ?? CLASSIC_UDP_SIZE);
+    const entry = transport === 'tcp' ? this.#entry(q, MAX_MESSAGE, false, wait) : this.#udpEntry(q, ednsSize ?? CLASSIC_UDP_SIZE, wait);
+    if (entry instanceof Promise) {
+      if (relay) return this.#defer(msg, transport, reply, entry);
+      return reply(errorResponse(msg, RCODE.REFUSED, this.#ra, q.end));
+    }
     if (!entry.forward) return reply(patch(ResponseCache.next(entry), msg, q.end, ednsSize));
     if (relay) return this.#forward(msg, q, transport, reply);
     reply(errorResponse(msg, RCODE.REFUSED, this.#ra, q.end));
+  }
+
+  /**
+   * A name the query is still fetching (an agent's cache miss): answered once it has it, or
+   * has given up, from what it then knows. Like a relayed query, the reply comes later; the
+   * message is only lent (see handle), so a copy waits.
+   */
+  #defer(msg: Buffer, transport: Transport, reply: Reply, known: Promise<void>): void {
+    const query = Buffer.from(msg);
+    void known.then(() => {
+      try {
+        this.#answer(query, transport, reply, true, false);
+      } catch (err) {
+        this.#logError(err);
+        reply(errorResponse(query, RCODE.SERVFAIL, this.#ra));
+      }
+    });
   }
 
   /**
@@ -105,17 +136,31 @@ export class Responder {
    * is served to every size it fits, the largest size (the cap, or 512 without EDNS) has
    * its own entry, and smaller ones take the size class at or below them.
    */
-  #udpEntry(q: ParsedQuestion, limit: number): CachedAnswer {
+  #udpEntry(q: ParsedQuestion, limit: number, wait: boolean): CachedAnswer | Promise<void> {
     const top = q.edns ? this.#opts.udpMaxSize : CLASSIC_UDP_SIZE;
-    const full = this.#entry(q, top, true);
-    if (limit === top || full.forward || (!full.truncated && full.largest <= limit)) return full;
-    return this.#entry(q, sizeClass(limit), true);
+    const full = this.#entry(q, top, true, wait);
+    if (full instanceof Promise || limit === top || full.forward || (!full.truncated && full.largest <= limit)) return full;
+    return this.#entry(q, sizeClass(limit), true, wait);
   }
 
-  #entry(q: ParsedQuestion, limit: number, udp: boolean): CachedAnswer {
+  /** The cached answer, else a new one; a promise while the query is fetching the name (see #defer). */
+  #entry(q: ParsedQuestion, limit: number, udp: boolean, wait: boolean): CachedAnswer | Promise<void> {
     // TCP is keyed as limit 0: it never sets TC, so it must not share a UDP answer cut at 64 KiB.
     const key = ResponseCache.variantKey(answerType(q.qtype), udp ? limit : 0, q.edns !== undefined);
-    return this.#cache.get(q.key, key) ?? this.#build(q, limit, udp, key);
+    const cached = this.#cache.get(q.key, key);
+    if (cached) return cached;
+    const labels = labelsOf(q.key);
+    const routed = route(labels, q.qtype, this.#opts.zones);
+    const fetching = wait ? this.#pending(routed) : undefined;
+    return fetching ?? this.#build(q, labels, routed, limit, udp, key);
+  }
+
+  #pending(routed: Route): Promise<void> | undefined {
+    const { query } = this.#opts;
+    if (!query.pending) return undefined;
+    if (routed.kind === 'service') return query.pending({ kind: 'service', name: routed.service });
+    if (routed.kind === 'node') return query.pending({ kind: 'node', name: routed.node });
+    return undefined;
   }
 
   /** The UDP size the OPT record carries back: the client's, within 512 and the cap. */
@@ -123,11 +168,10 @@ export class Responder {
     return q.edns ? Math.min(Math.max(q.edns.size, CLASSIC_UDP_SIZE), this.#opts.udpMaxSize) : undefined;
   }
 
-  #build(q: ParsedQuestion, limit: number, udp: boolean, key: number): CachedAnswer {
+  #build(q: ParsedQuestion, labels: readonly string[], routed: Route, limit: number, udp: boolean, key: number): CachedAnswer {
     const { query, zones, serviceTtl, nodeTtl, recursor } = this.#opts;
-    const labels = labelsOf(q.key);
     const qname = labels.join('.');
-    const set = buildAnswer(route(labels, q.qtype, zones), qname, q.qtype, {
+    const set = buildAnswer(routed, qname, q.qtype, {
       query,
       zones,
       serviceTtl,

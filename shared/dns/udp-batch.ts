@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { Responder } from './responder.js';
+import type { DnsHandler } from './responder.js';
 
 /** The native addon built from native/udp_batch.c by `npm run build:native`. */
 export interface BatchSocketAddon {
@@ -31,6 +31,33 @@ export interface BatchSocket {
   /** Polls again after onError stopped it. */
   resume(): void;
   close(): void;
+}
+
+const AF_INET6 = 10;
+
+/** The IP address in a Linux sockaddr_in / sockaddr_in6 (sa_family in host order, little-endian on x64). */
+export function peerAddress(sockaddr: Buffer): string {
+  if (sockaddr.readUInt16LE(0) !== AF_INET6) return `${sockaddr[4]}.${sockaddr[5]}.${sockaddr[6]}.${sockaddr[7]}`;
+  const groups: string[] = [];
+  for (let i = 8; i < 24; i += 2) groups.push(sockaddr.readUInt16BE(i).toString(16));
+  const ip = groups.join(':');
+  // An IPv4 asker on a dual-stack socket: its IPv4 form, as Node's dgram reports it.
+  return ip.startsWith('0:0:0:0:0:ffff:') ? `${sockaddr[20]}.${sockaddr[21]}.${sockaddr[22]}.${sockaddr[23]}` : compressIPv6(ip);
+}
+
+/** RFC 5952 form: the longest run of zero groups (two or more) becomes `::`. */
+function compressIPv6(full: string): string {
+  const groups = full.split(':');
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < groups.length; ) {
+    let j = i;
+    while (j < groups.length && groups[j] === '0') j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j === i ? i + 1 : j;
+  }
+  if (best < 0) return full;
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
 
 export interface UdpListener {
@@ -78,7 +105,7 @@ export function batchUnavailable(): string | undefined {
  * handles them (it copies what it keeps). Answers given at once go out together in one
  * sendmmsg; a later one (relayed by the recursor) goes to a copy of its sender's address.
  */
-export function listenUdpBatched(responder: Responder, family: 4 | 6, host: string, port: number, logger: Logger): UdpListener {
+export function listenUdpBatched(responder: DnsHandler, family: 4 | 6, host: string, port: number, logger: Logger): UdpListener {
   const a = addon();
   if (a instanceof Error) throw a;
   const { BatchSocket, BATCH, SLOT } = a;
@@ -89,10 +116,16 @@ export function listenUdpBatched(responder: Responder, family: 4 | 6, host: stri
     const msg = arena.subarray(i * SLOT, i * SLOT + lengths[i]!);
     let now = true;
     let late: Buffer | undefined;
-    const expected = responder.handle(msg, 'udp', (response) => {
-      if (now) replies[i] = response;
-      else if (late) sendLate(response, late);
-    });
+    const expected = responder.handle(
+      msg,
+      'udp',
+      (response) => {
+        if (now) replies[i] = response;
+        else if (late) sendLate(response, late);
+      },
+      true,
+      () => peerAddress(socket.peer(i)),
+    );
     now = false;
     if (expected && replies[i] === undefined) late = socket.peer(i);
   };

@@ -3,7 +3,7 @@ import { lookup } from 'node:dns';
 import { isIP, isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { bound } from './bound.js';
-import type { Responder } from './responder.js';
+import type { DnsHandler } from './responder.js';
 import { batchUnavailable, listenUdpBatched, type UdpListener } from './udp-batch.js';
 
 export type { UdpListener };
@@ -16,7 +16,7 @@ export type { UdpListener };
 export type UdpMode = 'auto' | 'batch' | 'dgram';
 
 /** Binds the UDP side. Send errors (an ICMP-unreachable client, say) are logged, never fatal. */
-export async function listenUdp(responder: Responder, host: string, port: number, mode: UdpMode, logger: Logger): Promise<UdpListener> {
+export async function listenUdp(responder: DnsHandler, host: string, port: number, mode: UdpMode, logger: Logger): Promise<UdpListener> {
   if (mode !== 'dgram') {
     const why = isIP(host) === 0 ? `${host} is not an IP address` : batchUnavailable();
     if (why === undefined) return listenUdpBatched(responder, isIPv6(host) ? 6 : 4, host, port, logger);
@@ -26,17 +26,23 @@ export async function listenUdp(responder: Responder, host: string, port: number
   return listenDgram(responder, host, port, logger);
 }
 
-async function listenDgram(responder: Responder, host: string, port: number, logger: Logger): Promise<UdpListener> {
+async function listenDgram(responder: DnsHandler, host: string, port: number, logger: Logger): Promise<UdpListener> {
   const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', lookup: literalLookup });
   socket.on('message', (msg, rinfo) => {
-    responder.handle(msg, 'udp', (response) => {
-      try {
-        socket.send(response, rinfo.port, rinfo.address);
-      } catch (err) {
-        // Closed socket (a late recursor answer) or an unusable source port: nothing to do.
-        logger.debug({ err }, 'dns: udp send failed');
-      }
-    });
+    responder.handle(
+      msg,
+      'udp',
+      (response) => {
+        try {
+          socket.send(response, rinfo.port, rinfo.address);
+        } catch (err) {
+          // Closed socket (a late recursor answer) or an unusable source port: nothing to do.
+          logger.debug({ err }, 'dns: udp send failed');
+        }
+      },
+      true,
+      () => rinfo.address,
+    );
   });
   await bound(socket, (ready) => socket.bind(port, host, ready), (err) => logger.warn({ err }, 'dns: udp socket error'));
   return {

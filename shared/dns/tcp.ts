@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { bound } from './bound.js';
-import type { Responder } from './responder.js';
+import type { DnsHandler } from './responder.js';
 import { FramedReader, frame } from './tcp-framing.js';
 
 export interface TcpLimits {
@@ -47,7 +47,7 @@ export interface TcpListener {
  * A connection costs at most maxBacklogBytes of unsent answers and maxInFlight relayed
  * queries; while its answers wait unread, its queries are not read either.
  */
-export async function listenTcp(responder: Responder, host: string, port: number, limits: TcpLimits, logger: Logger): Promise<TcpListener> {
+export async function listenTcp(responder: DnsHandler, host: string, port: number, limits: TcpLimits, logger: Logger): Promise<TcpListener> {
   const open = new Map<Socket, Connection>();
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     if (open.size >= limits.maxConnections && !closeIdlest(open.values())) return socket.destroy();
@@ -83,11 +83,12 @@ function closeIdlest(connections: Iterable<Connection>): boolean {
   return idlest !== undefined;
 }
 
-function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits): Connection {
+function serveConnection(socket: Socket, responder: DnsHandler, limits: TcpLimits): Connection {
   let inFlight = 0;
   let peerEnded = false;
   let messageTimer: NodeJS.Timeout | undefined;
   let lastActive = performance.now();
+  const asker = (): string => socket.remoteAddress ?? '';
   const close = (): void => {
     clearTimeout(messageTimer);
     reader.stop();
@@ -113,7 +114,7 @@ function serveConnection(socket: Socket, responder: Responder, limits: TcpLimits
     (msg) => {
       inFlight++;
       // The responder may keep the message (recursion) after the reader reuses its buffer.
-      if (responder.handle(Buffer.from(msg), 'tcp', reply, inFlight <= limits.maxInFlight)) return;
+      if (responder.handle(Buffer.from(msg), 'tcp', reply, inFlight <= limits.maxInFlight, asker)) return;
       // Not a query at all (a response, a runt): the stream is garbage.
       inFlight--;
       close();

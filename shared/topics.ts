@@ -1,0 +1,18 @@
+/**
+ * What a change touched, as string topics, so a change wakes only the watchers of what
+ * it touched: `service/<lower-case name>` (its instances and their nodes), `node/<name>`
+ * (the node and its instances), `services` (any service definition, the set of names),
+ * `nodes` (the node list and any node's address or meta), `checks` (any check's state or
+ * output, and the service names and tags checks carry). An endpoint watches every topic
+ * its body reads, so no change alters a body without moving its X-Consul-Index. The DNS
+ * answers of the aggregator and of an agent's local DNS are keyed by the same topics.
+ */
+export type Topic = string;
+
+export const topics = {
+  service: (name: string): Topic => `service/${name.toLowerCase()}`,
+  node: (name: string): Topic => `node/${name}`,
+  services: 'services' as Topic,
+  nodes: 'nodes' as Topic,
+  checks: 'checks' as Topic,
+};
