@@ -1,4 +1,3 @@
-import { setImmediate } from 'node:timers/promises';
 import type { ServiceInstance } from '../../shared/model.js';
 import { RECONNECT_MAX_MS } from '../../shared/protocol.js';
 import { prepareServices } from './fingerprints.js';
@@ -71,18 +70,18 @@ export class MemoryStore implements CatalogStore {
     const current = this.#replica.records(node.name);
     if (!current?.node) this.#settle.activity();
     this.#cancelReap(node.name);
-    await this.#apply(node.name, snapshotOps(current, node, services, HOLDER));
+    this.#apply(node.name, snapshotOps(current, node, services, HOLDER));
   }
 
   async updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void> {
     const current = this.#replica.records(node);
     if (!current?.node) throw new Error(`unknown node ${node}`);
-    await this.#apply(node, deltaOps(current, upsert, remove));
+    this.#apply(node, deltaOps(current, upsert, remove));
   }
 
   async release(node: string, reason: string): Promise<void> {
     if (!this.#replica.records(node)?.node) return;
-    await this.#apply(node, [downOp(reason)]);
+    this.#apply(node, [downOp(reason)]);
     this.#cancelReap(node);
     const timer = setTimeout(() => {
       this.#reapTimers.delete(node);
@@ -110,20 +109,9 @@ export class MemoryStore implements CatalogStore {
     this.#settle.close();
   }
 
-  /**
-   * The node's ops, applied to the replica at once in revisions of at most APPLY_CHUNK ops
-   * with a turn of the event loop between them: a host of 5,000 services applied in one
-   * piece held DNS for 30–120 ms. Readers see a large snapshot arrive in parts, as they do
-   * from the etcd store's transactions; the agent link queues a node's next write behind it.
-   */
-  async #apply(node: string, ops: readonly RecordOp[]): Promise<void> {
-    for (let at = 0; at < ops.length; at += APPLY_CHUNK) {
-      if (at > 0) await setImmediate();
-      this.#applyRevision(node, ops.slice(at, at + APPLY_CHUNK));
-    }
-  }
-
-  #applyRevision(node: string, ops: readonly RecordOp[]): void {
+  /** One revision for the node's ops, applied to the replica at once. */
+  #apply(node: string, ops: readonly RecordOp[]): void {
+    if (ops.length === 0) return;
     const current = this.#replica.records(node);
     const revision = this.#nextRevision();
     const created = (rev: number | undefined): number => rev ?? revision;
@@ -155,8 +143,6 @@ export class MemoryStore implements CatalogStore {
 }
 
 const DEFAULT_REAP_AFTER_MS = 60_000;
-/** Ops per revision: ~5 ms of the loop each. */
-export const APPLY_CHUNK = 500;
 
 /**
  * The settle rule: "no new node for SETTLE_QUIET_MS, or SETTLE_MAX_MS since start". The memory
