@@ -3,13 +3,14 @@ import type { Duplex } from 'node:stream';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { AGENT_WS_PATH, AgentMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, type Hello, type Welcome } from '../shared/protocol.js';
+import { AGENT_WS_PATH, AgentMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, type Hello, type Unwatch, type Watch, type Welcome } from '../shared/protocol.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { frameBuffer, parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
 import { clipForLog, truncateUtf8 } from '../shared/truncate.js';
 import { StoreUnavailableError, type CatalogStore } from './catalog/store.js';
 import { MessageParts, type WholeMessage } from './message-parts.js';
+import { NameWatch, type NameWatcher, type NameWatchOptions } from './name-watch.js';
 
 export interface AgentLinkOptions {
   store: CatalogStore;
@@ -21,6 +22,8 @@ export interface AgentLinkOptions {
   heartbeatMs: number;
   suspectAfterMs: number;
   helloTimeoutMs?: number;
+  /** Bounds of the names pushed to agents' local DNS (watch/unwatch). */
+  nameWatch?: NameWatchOptions;
 }
 
 /** Upper bound on how late after suspectAfter of silence a node is suspected. */
@@ -70,6 +73,8 @@ interface Session {
   /** Sent away because the store cannot write: its node stays up while the agent moves. */
   movedAway: boolean;
   parts: MessageParts;
+  /** The names this agent's local DNS watches; opened on its first watch. */
+  names?: NameWatcher;
 }
 
 /**
@@ -95,6 +100,8 @@ export class AgentLink {
   readonly #busyRefusals: FloodLog;
   readonly #helloTimeouts: FloodLog;
   readonly stats: LinkStats = { messages: new Map(), rejections: new Map() };
+  /** Agents' watched names and the pushes of their data. */
+  readonly names: NameWatch;
 
   constructor(opts: AgentLinkOptions) {
     this.#opts = opts;
@@ -104,6 +111,7 @@ export class AgentLink {
     // way timers, DNS and other agents' pongs get in between.
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, allowSynchronousEvents: false });
     this.#tokenDigest = opts.token ? digest(opts.token) : undefined;
+    this.names = new NameWatch(opts.store.query, opts.nameWatch);
     this.#busyRefusals = new FloodLog(this.#log, `agent connection refused: ${MAX_AWAITING_HELLO} connections already waiting to say hello`);
     this.#helloTimeouts = new FloodLog(this.#log, 'agent connection refused: no hello received in time');
     this.#heartbeat = setInterval(() => this.#ping(), opts.heartbeatMs);
@@ -145,6 +153,7 @@ export class AgentLink {
     this.#busyRefusals.close();
     this.#helloTimeouts.close();
     this.#unwatchStore();
+    this.names.close();
     for (const s of this.#sessions) {
       s.closing = true;
       s.ws.close(CloseCode.goingAway, 'aggregator shutting down');
@@ -204,6 +213,7 @@ export class AgentLink {
       clearTimeout(helloTimer);
       if (!session.hello) this.#awaitingHello--;
       this.#sessions.delete(session);
+      session.names?.close();
       this.#onClosed(session, code, reason.toString());
     });
   }
@@ -248,7 +258,18 @@ export class AgentLink {
         session.closing = true;
         session.ws.close(CloseCode.normal, 'goodbye');
         return;
+      case 'watch':
+      case 'unwatch':
+        if (!session.live) return this.#refuse(session, CloseCode.invalidMessage, `${m.type} before snapshot`);
+        return this.#onWatch(session, m);
     }
+  }
+
+  #onWatch(session: Session, m: Watch | Unwatch): void {
+    session.names ??= this.names.open((text, sent) => session.ws.send(text, sent));
+    if (m.type === 'unwatch') return session.names.unwatch(m.names);
+    const refused = session.names.watch(m.names);
+    if (refused) this.#refuse(session, CloseCode.invalidMessage, refused);
   }
 
   #onPart(session: Session, part: Parameters<MessageParts['add']>[0], frameBytes: number): void {
