@@ -2,7 +2,11 @@ import type { Server } from 'node:http';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { ServiceInstance } from '../shared/model.js';
-import type { Snapshot, Welcome } from '../shared/protocol.js';
+import type { DnsNode, Names, Snapshot, Welcome } from '../shared/protocol.js';
+import { VERSION } from '../shared/version.js';
+import { ContainerNetworks } from './local-dns/container-networks.js';
+import { LocalCatalog } from './local-dns/local-catalog.js';
+import { startLocalDns } from './local-dns/local-dns.js';
 import { CheckRunner } from './checks/runner.js';
 import type { AgentMetrics, AgentMetricsSources } from './metrics.js';
 import { loadDockerode } from './docker-client.js';
@@ -41,19 +45,32 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   let engine: Engine = { meta: {}, id: '' };
   logHostIp(log, hostIp);
   let flushTimer: NodeJS.Timeout | undefined;
+  const DockerClient = await loadDockerode();
+  const docker = new DockerClient(endpoint.options);
 
   const lifecycleOptions = (): LifecycleOptions => ({ ...options, hostIp: hostIp?.address ?? '' });
+
+  const local: LocalParts | undefined = options.localDns ? localCatalog(options.node, (): Uplink => uplink) : undefined;
+  const ownNode = (): DnsNode => ({ name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: { ...engine.meta, 'portolan-agent-version': VERSION } });
+  /** The local DNS answers this host's services as they are now, before the aggregator has them. */
+  const publishLocal = (): void => local?.catalog.setOwn(ownNode(), state.desired().values());
 
   /** The container's services as mapped, with the check runner's latest results. */
   const publish = (id: string): void => {
     const record = records.get(id) ?? emptyRecord;
     state.set(id, checks.reconcile(id, incarnation(record), validServices(log, record.services)));
+    publishLocal();
     if (!flushTimer) flushTimer = setTimeout(() => ((flushTimer = undefined), uplink.flush()), flushDelayMs);
   };
   const checks = new CheckRunner({ logger: log.child({ component: 'checks' }), onChange: publish });
 
   const apply = (u: ContainerUpdate): void => {
     metrics?.event(u.cause);
+    if (local) {
+      const before = local.networks.version;
+      local.networks.update(u.id, u.inspect);
+      if (local.networks.version !== before) local.catalog.invalidate();
+    }
     const next = nextRecord(records.get(u.id) ?? emptyRecord, u, lifecycleOptions());
     if (next.services.length > 0 || next.draining) records.set(u.id, next);
     else records.delete(u.id);
@@ -72,6 +89,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
 
   const onWelcome = (welcome: Welcome): void => {
     const chosen = chooseHostIp({ flag: options.ip, observed: welcome.observedAddress, defaultRoute });
+    void localDns?.setDatacenter(welcome.datacenter);
     if (chosen?.address === hostIp?.address) return;
     hostIp = chosen;
     logHostIp(log, hostIp);
@@ -84,9 +102,26 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     services: state.snapshot(),
   });
 
-  const served = options.metrics && (await serveMetrics(options.metrics, { uplink: () => uplink.stats, services: () => state.desired().size }));
+  let answers = 0;
+  const localDns = local && (await startLocalDns({
+    listen: options.localDns!,
+    recursor: options.recursor,
+    splitHorizon: options.splitHorizon,
+    catalog: local.catalog,
+    networks: local.networks,
+    docker,
+    logger,
+    domain: options.domain,
+    datacenter: DEFAULT_DATACENTER,
+    onAnswer: () => void answers++,
+  }));
+  const served = options.metrics && (await serveMetrics(options.metrics, {
+    uplink: () => uplink.stats,
+    services: () => state.desired().size,
+    ...(local ? { localDns: () => ({ ...local.catalog.stats, answers }) } : {}),
+  }));
   const metrics = served?.metrics;
-  const uplink = new Uplink({
+  const uplink: Uplink = new Uplink({
     aggregator: options.aggregator,
     node: options.node,
     engineId: () => engine.id,
@@ -96,10 +131,9 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     onWelcome,
     snapshot,
     delta: () => state.delta(),
+    ...(local ? { onNames: (m: Names) => local.catalog.receive(m.entries), onLiveChange: (live: boolean) => local.catalog.setLive(live) } : {}),
   });
   let uplinkStarted = false;
-  const DockerClient = await loadDockerode();
-  const docker = new DockerClient(endpoint.options);
   const watcher = new DockerWatcher({
     docker,
     endpoint: endpoint.description,
@@ -115,6 +149,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
       uplinkStarted = true;
       void describeEngine(docker, log).then((described) => {
         engine = described;
+        publishLocal();
         uplink.start();
       });
     },
@@ -128,6 +163,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
       checks.stop();
       served?.server.close();
       clearTimeout(flushTimer);
+      await localDns?.close();
       await uplink.stop();
     },
   };
@@ -181,6 +217,24 @@ async function describeEngine(docker: Docker, log: Logger): Promise<Engine> {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Until the aggregator's welcome names its datacenter (the aggregator's default). */
+const DEFAULT_DATACENTER = 'dc1';
+
+/** The local DNS's catalog and the container networks its split horizon reads. */
+interface LocalParts {
+  catalog: LocalCatalog;
+  networks: ContainerNetworks;
+}
+
+function localCatalog(node: string, uplink: () => Uplink): LocalParts {
+  const catalog = new LocalCatalog({
+    node,
+    watch: (names) => uplink().watchNames('watch', names),
+    unwatch: (names) => void uplink().watchNames('unwatch', names),
+  });
+  return { catalog, networks: new ContainerNetworks() };
 }
 
 function logHostIp(log: Logger, ip: HostIp | undefined): void {

@@ -1,11 +1,14 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { LocalCacheStats } from './local-dns/local-catalog.js';
 import type { UplinkStats } from './uplink.js';
 
 export interface AgentMetricsSources {
   uplink: () => UplinkStats;
   /** Services this host currently wants in the catalog. */
   services: () => number;
+  /** With --local-dns: its cache and the answers it sent. */
+  localDns?: () => LocalCacheStats & { answers: number };
 }
 
 /** The agent's Prometheus metrics, served on --metrics when asked. */
@@ -42,6 +45,7 @@ export class AgentMetrics {
         this.inc(sources.uplink().failovers);
       },
     });
+    if (sources.localDns) this.#localDns(sources.localDns, registers);
     new Counter({
       name: 'portolan_agent_reconnects_total',
       help: 'Connections to the aggregator lost and retried',
@@ -51,6 +55,17 @@ export class AgentMetrics {
         this.inc(sources.uplink().reconnects);
       },
     });
+  }
+
+  #localDns(read: () => LocalCacheStats & { answers: number }, registers: Registry[]): void {
+    const gauge = (name: string, help: string, value: () => number) => new Gauge({ name, help, registers, collect() { this.set(value()); } });
+    const counter = (name: string, help: string, value: () => number) =>
+      new Counter({ name, help, registers, collect() { this.reset(); this.inc(value()); } });
+    gauge('portolan_agent_dns_cache_names', 'Names the local DNS holds other hosts\' data for', () => read().names);
+    gauge('portolan_agent_dns_stale', '1 while no aggregator is reachable: other hosts\' data is the last known', () => Number(read().stale));
+    counter('portolan_agent_dns_answers_total', 'Answers the local DNS sent', () => read().answers);
+    counter('portolan_agent_dns_cache_hits_total', 'Lookups of a name the local cache held (repeated questions are answered by the response cache before this)', () => read().hits);
+    counter('portolan_agent_dns_cache_misses_total', 'Lookups of a name the local cache did not hold (fetched from the aggregator)', () => read().misses);
   }
 
   event(action: string): void {

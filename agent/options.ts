@@ -34,6 +34,14 @@ export interface AgentOptions {
   token?: string;
   /** PEM CA certificate(s) a wss:// aggregator's certificate must chain to (a private CA); the system CAs otherwise. */
   ca?: string;
+  /** Answer DNS on this host (see local-dns/): these addresses, or `auto` (port 53 on every bridge gateway). */
+  localDns?: 'auto' | { host: string; port: number }[];
+  /** HOST:PORT for the local DNS's names outside the domain (default: the host's /etc/resolv.conf). */
+  recursor?: string;
+  /** Local containers sharing a network with a local instance get its container IP and port. */
+  splitHorizon: boolean;
+  /** The DNS domain the local DNS answers (the aggregator's `--domain`). */
+  domain: string;
 }
 
 export const agentDefaults = {
@@ -44,4 +52,6 @@ export const agentDefaults = {
   resyncSeconds: 0,
   deregisterOn: 'stop',
   deregister: 'always',
+  splitHorizon: true,
+  domain: 'consul',
 } as const satisfies Omit<AgentOptions, 'aggregator'>;

@@ -19,6 +19,10 @@ export const agentFlags: FlagSpec[] = [
   { name: 'metrics', kind: 'string', env: 'PORTOLAN_METRICS', help: 'serve Prometheus metrics on HOST:PORT (/metrics)' },
   tokenFlag,
   { name: 'ca', kind: 'string', env: 'PORTOLAN_CA', help: 'PEM CA certificate file a wss:// aggregator must chain to (private CA)' },
+  { name: 'local-dns', kind: 'string', env: 'PORTOLAN_LOCAL_DNS', help: 'answer DNS on this host at HOST:PORT[,HOST:PORT…], or auto: port 53 on every Docker bridge network\'s gateway (default: off)' },
+  { name: 'recursor', kind: 'string', env: 'PORTOLAN_RECURSOR', help: 'HOST:PORT the local DNS forwards names outside the domain to (default: the first nameserver in /etc/resolv.conf that is not the local DNS)' },
+  { name: 'split-horizon', kind: 'boolean', env: 'PORTOLAN_SPLIT_HORIZON', default: String(agentDefaults.splitHorizon), help: 'local DNS: a container sharing a network with a local instance gets its container IP and port' },
+  { name: 'domain', kind: 'string', env: 'PORTOLAN_DOMAIN', default: agentDefaults.domain, help: 'DNS domain the local DNS answers (as the aggregator\'s --domain)' },
 ];
 
 export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
@@ -49,5 +53,21 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     metrics: v.metrics === undefined ? undefined : parseHostPort('metrics', v.metrics as string),
     token: v.token as string | undefined,
     ca: v.ca === undefined ? undefined : readFlagFile('ca', v.ca as string),
+    localDns: localDnsAddresses(v['local-dns'] as string | undefined),
+    recursor: v.recursor === undefined ? undefined : hostPortText('recursor', v.recursor as string),
+    splitHorizon: v['split-horizon'] as boolean,
+    domain: v.domain as string,
   };
+}
+
+function localDnsAddresses(text: string | undefined): AgentOptions['localDns'] {
+  if (text === undefined || text.trim() === '') return undefined;
+  if (text.trim() === 'auto') return 'auto';
+  return text.split(',').map((entry) => parseHostPort('local-dns', entry.trim()));
+}
+
+/** HOST:PORT checked, given back as the recursor takes it. */
+function hostPortText(flag: string, text: string): string {
+  const { host, port } = parseHostPort(flag, text);
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

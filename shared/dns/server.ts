@@ -52,6 +52,20 @@ const PORT_ATTEMPTS = 5;
 
 /** Consul-compatible DNS over UDP and TCP on one port, answering from the catalog. */
 export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDnsServer> {
+  const answering = await createDnsHandler(opts);
+  try {
+    const server = await listenDns(answering.handler, opts);
+    return { ...server, close: async () => (answering.close(), await server.close()) };
+  } catch (err) {
+    answering.close();
+    throw err;
+  }
+}
+
+export type AnsweringOptions = Omit<DnsServerOptions, 'host' | 'port' | 'tcp' | 'udp'>;
+
+/** The answering chain (and its recursor, started), to be served on one or more listeners. */
+export async function createDnsHandler(opts: AnsweringOptions): Promise<{ handler: DnsHandler; close(): void }> {
   const recursor = opts.recursor
     ? new Recursor({
         address: opts.recursor,
@@ -72,28 +86,35 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
     observe: opts.observe,
     cache: opts.cache,
   };
-  const responder = opts.horizon ? new ViewedResponder(options, opts.horizon) : new Responder(options);
+  const handler = opts.horizon ? new ViewedResponder(options, opts.horizon) : new Responder(options);
+  return { handler, close: () => recursor?.close() };
+}
+
+export interface ListenOptions {
+  host: string;
+  /** 0 picks a free port (the same one for UDP and TCP). */
+  port: number;
+  logger: Logger;
+  tcp?: Partial<TcpLimits>;
+  /** Default `auto`: batched where the native addon is built. */
+  udp?: UdpMode;
+}
+
+/** Serves `handler` over UDP and TCP on one address and port. */
+export async function listenDns(handler: DnsHandler, opts: ListenOptions): Promise<RunningDnsServer> {
   const limits = { ...defaultTcpLimits, ...opts.tcp };
-  try {
-    const { udp, tcp } = await bindBoth(responder, opts, limits);
-    return {
-      port: udp.port,
-      udp: udp.kind,
-      async close() {
-        recursor?.close();
-        await Promise.all([udp.close(), tcp.close()]);
-      },
-    };
-  } catch (err) {
-    recursor?.close();
-    throw err;
-  }
+  const { udp, tcp } = await bindBoth(handler, opts, limits);
+  return {
+    port: udp.port,
+    udp: udp.kind,
+    close: async () => void (await Promise.all([udp.close(), tcp.close()])),
+  };
 }
 
 /** With port 0 the UDP port is picked first; TCP may find it taken, then both retry. */
 async function bindBoth(
   responder: DnsHandler,
-  opts: DnsServerOptions,
+  opts: ListenOptions,
   limits: TcpLimits,
 ): Promise<{ udp: UdpListener; tcp: TcpListener }> {
   for (let attempt = 1; ; attempt++) {

@@ -1,0 +1,56 @@
+import type { DnsInstance, DnsQuery } from '../../shared/dns/query.js';
+import type { Horizon } from '../../shared/dns/views.js';
+import type { ContainerNetworks } from './container-networks.js';
+import type { LocalCatalog } from './local-catalog.js';
+
+/**
+ * Split horizon: a container of this host asking for a service gets, for each instance of this
+ * host on a Docker network it shares, that instance's container IP and container port (it can
+ * reach it directly, and a port nobody published becomes usable by its neighbours); other
+ * hosts' instances, and every other asker, get what the catalog says (host IP + published port).
+ * A view is the set of networks the asker is on: askers on the same networks share answers.
+ */
+export class SplitHorizon implements Horizon {
+  readonly #catalog: LocalCatalog;
+  readonly #networks: ContainerNetworks;
+  readonly #views = new Map<string, DnsQuery>();
+
+  constructor(catalog: LocalCatalog, networks: ContainerNetworks) {
+    this.#catalog = catalog;
+    this.#networks = networks;
+  }
+
+  viewOf(asker: string): { key: string; query: DnsQuery } | undefined {
+    const networks = this.#networks.networksOfAddress(asker);
+    if (!networks || networks.size === 0) return undefined;
+    const key = [...networks].sort().join(',');
+    let query = this.#views.get(key);
+    if (!query) {
+      // As many views as the DNS keeps (views.ts), at most; these are cheap to make again.
+      if (this.#views.size >= 64) this.#views.clear();
+      query = this.#view(networks);
+      this.#views.set(key, query);
+    }
+    return { key, query };
+  }
+
+  #view(networks: ReadonlySet<string>): DnsQuery {
+    const catalog = this.#catalog;
+    return {
+      servable: (service) => catalog.servable(service).map((i) => this.#reachable(i, networks)),
+      node: (name) => catalog.node(name),
+      topicIndex: (topic) => catalog.topicIndex(topic),
+      pending: (name) => catalog.pending(name),
+    };
+  }
+
+  /** The instance as an asker on `networks` reaches it best. */
+  #reachable(i: DnsInstance, networks: ReadonlySet<string>): DnsInstance {
+    if (i.node.name !== this.#catalog.nodeName) return i;
+    const own = this.#catalog.ownService(i.service.id);
+    if (!own?.container || !own.containerId) return i;
+    const address = this.#networks.addressOn(own.containerId, networks);
+    if (address === undefined) return i;
+    return { node: i.node, service: { ...i.service, address, port: own.container.port } };
+  }
+}

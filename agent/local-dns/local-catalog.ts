@@ -1,0 +1,263 @@
+import type { ServiceInstance } from '../../shared/model.js';
+import type { DnsInstance, DnsNode, NameData, WatchedName } from '../../shared/protocol.js';
+import type { DnsQuery } from '../../shared/dns/query.js';
+import { topics, type Topic } from '../../shared/topics.js';
+
+export interface LocalCatalogOptions {
+  /** This host's node name: its instances come first-hand, never from the aggregator. */
+  node: string;
+  /** Asks the aggregator to push these names (false: no live link; they are asked again once there is one). */
+  watch: (names: WatchedName[]) => boolean;
+  unwatch: (names: WatchedName[]) => void;
+  now?: () => number;
+  /** A name nobody asked for this long is dropped and unwatched. */
+  idleMs?: number;
+  /** Most names cached; the least recently asked go first beyond. */
+  maxNames?: number;
+  /** How long a first question for a name waits for the aggregator's data. */
+  fetchTimeoutMs?: number;
+}
+
+export interface LocalCacheStats {
+  names: number;
+  /** Lookups of a name the cache held (questions the response cache in front did not answer). */
+  hits: number;
+  /** Lookups of a name the cache did not hold: fetched from the aggregator, or answered from this host alone. */
+  misses: number;
+  /** True while no aggregator link is live: other hosts' data is the last known. */
+  stale: boolean;
+}
+
+interface Entry {
+  name: WatchedName;
+  /** Undefined until the aggregator's data arrived. */
+  data: NameData | undefined;
+  lastUsed: number;
+  /** While the first fetch is under way: settles when the data arrives or the fetch gives up. */
+  fetch: { promise: Promise<void>; settle: () => void; timer: NodeJS.Timeout } | undefined;
+}
+
+const DEFAULT_IDLE_MS = 10 * 60_000;
+const DEFAULT_MAX_NAMES = 10_000;
+const DEFAULT_FETCH_TIMEOUT_MS = 1000;
+
+/**
+ * What an agent's local DNS answers from: this host's services, first-hand and always current,
+ * and the other hosts' data for the names asked here, pushed by the aggregator on every change.
+ * While no aggregator is reachable the pushed data stays as last known (fail static). Indexes
+ * are a local clock: an answer cached by the DNS is kept until its topic moves here.
+ */
+export class LocalCatalog implements DnsQuery {
+  readonly #o: Required<Omit<LocalCatalogOptions, 'watch' | 'unwatch' | 'node'>> & Pick<LocalCatalogOptions, 'watch' | 'unwatch' | 'node'>;
+  readonly #entries = new Map<string, Entry>();
+  readonly #topicIndex = new Map<Topic, number>();
+  /** Every topic is at least here: a sweep or a change of who-sees-what moves them all. */
+  #floor = 1;
+  #clock = 1;
+  #ownNode: DnsNode | undefined;
+  /** lower-case service name → this host's servable instances. */
+  #own = new Map<string, DnsInstance[]>();
+  /** This host's services by ID, as mapped (split horizon reads their container side). */
+  #ownById = new Map<string, ServiceInstance>();
+  readonly #merged = new Map<string, { index: number; list: readonly DnsInstance[] }>();
+  #live = false;
+  #hits = 0;
+  #misses = 0;
+
+  constructor(options: LocalCatalogOptions) {
+    this.#o = {
+      now: Date.now,
+      idleMs: DEFAULT_IDLE_MS,
+      maxNames: DEFAULT_MAX_NAMES,
+      fetchTimeoutMs: DEFAULT_FETCH_TIMEOUT_MS,
+      ...options,
+    };
+  }
+
+  get stats(): LocalCacheStats {
+    return { names: this.#entries.size, hits: this.#hits, misses: this.#misses, stale: !this.#live };
+  }
+
+  // ---- DnsQuery
+
+  servable(service: string): readonly DnsInstance[] {
+    const index = this.topicIndex(topics.service(service));
+    const memo = this.#merged.get(service);
+    if (memo?.index === index) return memo.list;
+    const data = this.#entries.get(key({ kind: 'service', name: service }))?.data;
+    const remote = data?.kind === 'service' ? data.instances.filter((i) => i.node.name !== this.#o.node) : [];
+    const list = [...remote, ...(this.#own.get(service) ?? [])].sort(byNodeThenId);
+    this.#merged.set(service, { index, list });
+    return list;
+  }
+
+  node(name: string): DnsNode | undefined {
+    const lower = name.toLowerCase();
+    if (this.#ownNode && this.#ownNode.name.toLowerCase() === lower) return this.#ownNode;
+    const data = this.#entries.get(key({ kind: 'node', name: lower }))?.data;
+    return data?.kind === 'node' ? (data.node ?? undefined) : undefined;
+  }
+
+  topicIndex(topic: Topic): number {
+    return Math.max(this.#topicIndex.get(topic) ?? 0, this.#floor);
+  }
+
+  pending(name: WatchedName): Promise<void> | undefined {
+    const k = key(name);
+    const entry = this.#entries.get(k);
+    if (entry) {
+      entry.lastUsed = this.#o.now();
+      // Most recently asked last: eviction takes the first.
+      this.#entries.delete(k);
+      this.#entries.set(k, entry);
+      if (entry.data) this.#hits++;
+      return entry.fetch?.promise;
+    }
+    this.#misses++;
+    const added: Entry = { name, data: undefined, lastUsed: this.#o.now(), fetch: undefined };
+    this.#entries.set(k, added);
+    this.#evictOverflow();
+    if (!this.#live || !this.#o.watch([name])) return undefined;
+    const fetch = this.#fetch(added);
+    added.fetch = fetch;
+    return fetch.promise;
+  }
+
+  // ---- fed by the agent
+
+  /** This host's node and services, as the agent maps them (called on every change). */
+  setOwn(node: DnsNode, services: Iterable<ServiceInstance>): void {
+    const own = new Map<string, DnsInstance[]>();
+    const byId = new Map<string, ServiceInstance>();
+    for (const s of services) {
+      byId.set(s.id, s);
+      if (s.checks.some((c) => c.status === 'critical')) continue;
+      const name = s.name.toLowerCase();
+      let list = own.get(name);
+      if (!list) own.set(name, (list = []));
+      list.push({ node, service: { id: s.id, address: s.address, port: s.port, tags: s.tags, meta: s.meta } });
+    }
+    const changed = new Set([...own.keys(), ...this.#own.keys()].filter((n) => !sameInstances(own.get(n), this.#own.get(n))));
+    const nodeChanged = !this.#ownNode || JSON.stringify(this.#ownNode) !== JSON.stringify(node);
+    this.#own = own;
+    this.#ownById = byId;
+    this.#ownNode = node;
+    if (nodeChanged) this.#bumpAll();
+    else for (const n of changed) this.#bump(topics.service(n));
+  }
+
+  /** One of this host's services as the agent mapped it (undefined: not this host's). */
+  ownService(id: string): ServiceInstance | undefined {
+    return this.#ownById.get(id);
+  }
+
+  get nodeName(): string {
+    return this.#o.node;
+  }
+
+  /** The aggregator's data for watched names. */
+  receive(entries: readonly NameData[]): void {
+    for (const data of entries) {
+      const entry = this.#entries.get(key({ kind: data.kind, name: data.name.toLowerCase() }));
+      // Unwatched meanwhile (aged out): its unwatch is on the way.
+      if (!entry) continue;
+      entry.data = data;
+      this.#settle(entry);
+      this.#bump(data.kind === 'service' ? topics.service(data.name) : topics.nodes);
+    }
+  }
+
+  /** The aggregator link went live (every cached name is watched again: it sends their data) or dropped. */
+  setLive(live: boolean): void {
+    this.#live = live;
+    if (!live) {
+      // Nobody will answer these fetches: answer from what is known.
+      for (const entry of this.#entries.values()) this.#settle(entry);
+      return;
+    }
+    const names = [...this.#entries.values()].map((e) => e.name);
+    if (names.length > 0) this.#o.watch(names);
+  }
+
+  /** Who-sees-what changed (split horizon): every cached answer is rebuilt. */
+  invalidate(): void {
+    this.#bumpAll();
+  }
+
+  /**
+   * Drops names not asked for idleMs. Also moves every topic, so the response cache in front
+   * (which answers repeated questions without asking here) lets each name in use be seen
+   * asked again within one sweep: names are judged idle on what the cache alone answered too.
+   */
+  sweep(): void {
+    const cutoff = this.#o.now() - this.#o.idleMs;
+    const gone: WatchedName[] = [];
+    for (const [k, entry] of this.#entries) {
+      if (entry.lastUsed >= cutoff) continue;
+      this.#drop(k, entry);
+      gone.push(entry.name);
+    }
+    if (gone.length > 0 && this.#live) this.#o.unwatch(gone);
+    this.#bumpAll();
+  }
+
+  close(): void {
+    for (const entry of this.#entries.values()) this.#settle(entry);
+  }
+
+  #fetch(entry: Entry): NonNullable<Entry['fetch']> {
+    let settle!: () => void;
+    const promise = new Promise<void>((resolve) => (settle = resolve));
+    const timer = setTimeout(() => this.#settle(entry), this.#o.fetchTimeoutMs);
+    timer.unref();
+    return { promise, settle, timer };
+  }
+
+  #settle(entry: Entry): void {
+    if (!entry.fetch) return;
+    clearTimeout(entry.fetch.timer);
+    entry.fetch.settle();
+    entry.fetch = undefined;
+  }
+
+  #evictOverflow(): void {
+    const gone: WatchedName[] = [];
+    for (const [k, entry] of this.#entries) {
+      if (this.#entries.size <= this.#o.maxNames) break;
+      this.#drop(k, entry);
+      gone.push(entry.name);
+    }
+    if (gone.length > 0 && this.#live) this.#o.unwatch(gone);
+  }
+
+  #drop(k: string, entry: Entry): void {
+    this.#settle(entry);
+    this.#entries.delete(k);
+    if (entry.name.kind === 'service') this.#merged.delete(entry.name.name);
+  }
+
+  #bump(topic: Topic): void {
+    this.#topicIndex.set(topic, ++this.#clock);
+  }
+
+  #bumpAll(): void {
+    this.#floor = ++this.#clock;
+    this.#topicIndex.clear();
+  }
+}
+
+function key(name: WatchedName): string {
+  return `${name.kind}\0${name.name}`;
+}
+
+function byNodeThenId(a: DnsInstance, b: DnsInstance): number {
+  return compare(a.node.name, b.node.name) || compare(a.service.id, b.service.id);
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function sameInstances(a: readonly DnsInstance[] | undefined, b: readonly DnsInstance[] | undefined): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

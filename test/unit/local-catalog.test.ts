@@ -1,0 +1,152 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Packet } from 'dns2';
+import { pino } from 'pino';
+import { LocalCatalog, type LocalCatalogOptions } from '../../agent/local-dns/local-catalog.js';
+import { Responder } from '../../shared/dns/responder.js';
+import { makeZones } from '../../shared/dns/router.js';
+import type { DnsInstance, NameData, WatchedName } from '../../shared/protocol.js';
+import { topics } from '../../shared/topics.js';
+import { buildQuery } from '../fixtures/dns/raw.js';
+import { instance } from '../support/services.js';
+
+const own = { name: 'a', address: '192.0.2.1', meta: {} };
+
+function remote(node: string, id: string, address: string, port = 80): DnsInstance {
+  return { node: { name: node, address, meta: {} }, service: { id, address, port, tags: [], meta: {} } };
+}
+
+function catalog(over: Partial<LocalCatalogOptions> = {}) {
+  const watched: WatchedName[][] = [];
+  const unwatched: WatchedName[][] = [];
+  let now = 0;
+  const c = new LocalCatalog({
+    node: 'a',
+    watch: (names) => (watched.push(names), true),
+    unwatch: (names) => void unwatched.push(names),
+    now: () => now,
+    fetchTimeoutMs: 50,
+    ...over,
+  });
+  return { c, watched, unwatched, advance: (ms: number) => (now += ms) };
+}
+
+const web = (instances: DnsInstance[]): NameData => ({ kind: 'service', name: 'web', instances });
+
+test('this host\'s services are answered first-hand with no aggregator; a critical one is left out', () => {
+  const { c, watched } = catalog();
+  c.setOwn(own, [
+    instance({ id: 'a:web:80', name: 'Web', address: '192.0.2.1', port: 8080 }),
+    instance({ id: 'a:web:81', name: 'web', checks: [{ id: 'h', name: 'h', type: 'docker', status: 'critical', output: 'down' }] }),
+  ]);
+  assert.equal(c.pending({ kind: 'service', name: 'web' }), undefined, 'offline: answered from what is known at once');
+  assert.deepEqual(watched, [], 'nothing asked of an aggregator that is not there');
+  assert.deepEqual(c.servable('web').map((i) => [i.node.name, i.service.address, i.service.port]), [['a', '192.0.2.1', 8080]]);
+  assert.deepEqual(c.stats, { names: 1, hits: 0, misses: 1, stale: true });
+});
+
+test('a first question while live is watched and waits for the data; other hosts\' instances merge with ours, ours first-hand', async () => {
+  const { c, watched } = catalog();
+  c.setLive(true);
+  c.setOwn(own, [instance({ id: 'a:web:80', name: 'web', address: '192.0.2.1', port: 8080 })]);
+  const before = c.topicIndex(topics.service('web'));
+  const waiting = c.pending({ kind: 'service', name: 'web' });
+  assert.ok(waiting instanceof Promise);
+  assert.deepEqual(watched, [[{ kind: 'service', name: 'web' }]]);
+  // The aggregator's view of this host lags: its entry for node a is ignored.
+  c.receive([web([remote('a', 'a:web:80', '192.0.2.1', 9999), remote('b', 'b:web:80', '192.0.2.2')])]);
+  await waiting;
+  assert.ok(c.topicIndex(topics.service('web')) > before, 'the data moves the topic');
+  assert.deepEqual(c.servable('web').map((i) => `${i.node.name} ${i.service.address}:${i.service.port}`), ['a 192.0.2.1:8080', 'b 192.0.2.2:80']);
+  assert.equal(c.pending({ kind: 'service', name: 'web' }), undefined, 'known now');
+  assert.equal(c.stats.hits, 1);
+});
+
+test('a fetch the aggregator does not answer gives up after the timeout; data arriving later moves the topic', async () => {
+  const { c } = catalog();
+  c.setLive(true);
+  const started = performance.now();
+  await c.pending({ kind: 'service', name: 'web' });
+  assert.ok(performance.now() - started >= 45, 'waited for the fetch timeout');
+  assert.deepEqual(c.servable('web'), []);
+  const index = c.topicIndex(topics.service('web'));
+  c.receive([web([remote('b', 'b:web:80', '192.0.2.2')])]);
+  assert.ok(c.topicIndex(topics.service('web')) > index);
+  assert.equal(c.servable('web').length, 1);
+});
+
+test('the link dropping settles waiting questions and keeps the data (stale); going live again watches every cached name', async () => {
+  const { c, watched } = catalog({ fetchTimeoutMs: 60_000 });
+  c.setLive(true);
+  c.pending({ kind: 'service', name: 'web' });
+  c.receive([web([remote('b', 'b:web:80', '192.0.2.2')])]);
+  const waiting = c.pending({ kind: 'node', name: 'b' });
+  c.setLive(false);
+  await waiting;
+  assert.equal(c.stats.stale, true);
+  assert.equal(c.servable('web').length, 1, 'last known data still answered');
+  c.setLive(true);
+  assert.deepEqual(watched.at(-1), [{ kind: 'service', name: 'web' }, { kind: 'node', name: 'b' }]);
+  assert.equal(c.stats.stale, false);
+});
+
+test('nodes: this host first-hand, others from the aggregator matched case-insensitively, null for none', () => {
+  const { c } = catalog();
+  c.setLive(true);
+  c.setOwn(own, []);
+  assert.equal(c.node('A')?.address, '192.0.2.1');
+  void c.pending({ kind: 'node', name: 'b' });
+  c.receive([{ kind: 'node', name: 'B', node: { name: 'B', address: '192.0.2.2', meta: { os: 'linux' } } }]);
+  assert.equal(c.node('b')?.address, '192.0.2.2');
+  c.receive([{ kind: 'node', name: 'b', node: null }]);
+  assert.equal(c.node('b'), undefined);
+});
+
+test('a name not asked for the idle time is dropped and unwatched at the sweep; one asked meanwhile stays', () => {
+  const { c, unwatched, advance } = catalog({ idleMs: 1000 });
+  c.setLive(true);
+  c.pending({ kind: 'service', name: 'old' });
+  c.pending({ kind: 'service', name: 'used' });
+  advance(800);
+  c.pending({ kind: 'service', name: 'used' });
+  advance(400);
+  const index = c.topicIndex(topics.service('used'));
+  c.sweep();
+  assert.deepEqual(unwatched, [[{ kind: 'service', name: 'old' }]]);
+  assert.equal(c.stats.names, 1);
+  assert.ok(c.topicIndex(topics.service('used')) > index, 'the sweep moves every topic, so cached answers are asked again');
+});
+
+test('beyond maxNames the least recently asked name is evicted and unwatched', () => {
+  const { c, unwatched } = catalog({ maxNames: 2 });
+  c.setLive(true);
+  c.pending({ kind: 'service', name: 'one' });
+  c.pending({ kind: 'service', name: 'two' });
+  c.pending({ kind: 'service', name: 'one' });
+  c.pending({ kind: 'service', name: 'three' });
+  assert.deepEqual(unwatched, [[{ kind: 'service', name: 'two' }]]);
+  assert.equal(c.stats.names, 2);
+});
+
+test('through the shared responder: a name not cached is answered once the aggregator\'s data arrives, then from the cache without asking again', async () => {
+  const { c, watched } = catalog({ fetchTimeoutMs: 60_000 });
+  c.setLive(true);
+  const responder = new Responder({
+    query: c,
+    zones: makeZones('consul', [], 'dc1'),
+    serviceTtl: 0,
+    nodeTtl: 0,
+    recursor: undefined,
+    udpMaxSize: 1232,
+    logger: pino({ level: 'silent' }),
+  });
+  const ask = () =>
+    new Promise<Packet>((resolve) => responder.handle(buildQuery('web.service.consul', Packet.TYPE.A), 'udp', (r) => resolve(Packet.parse(r))));
+  const first = ask();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(watched.length, 1, 'watched once');
+  c.receive([web([remote('b', 'b:web:80', '192.0.2.2')])]);
+  assert.deepEqual((await first).answers.map((a) => a.address), ['192.0.2.2']);
+  assert.deepEqual((await ask()).answers.map((a) => a.address), ['192.0.2.2']);
+  assert.equal(watched.length, 1, 'the second answer needed no fetch');
+});
