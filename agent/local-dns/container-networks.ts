@@ -8,6 +8,8 @@ interface Endpoint {
   name: string;
   v4?: string;
   v6?: string;
+  /** The IPv4 subnet (from the address and its prefix length) and its gateway, the host's side. */
+  subnet?: { base: number; bits: number; gateway: string };
 }
 
 interface Entry {
@@ -30,6 +32,8 @@ export class ContainerNetworks {
   readonly #containers = new Map<string, Entry>();
   /** Address key → the running containers holding it → their network IDs. */
   readonly #byAddress = new Map<string, Map<string, ReadonlySet<string>>>();
+  /** Askers no container holds, by address: what their subnet says (until the next change). */
+  readonly #bySubnet = new Map<string, ReadonlySet<string> | undefined>();
   #version = 0;
 
   /** Bumped on every change that alters an answer, so callers can cache by it. */
@@ -49,6 +53,7 @@ export class ContainerNetworks {
     } else {
       this.#containers.delete(id);
     }
+    this.#bySubnet.clear();
     this.#version++;
   }
 
@@ -58,9 +63,29 @@ export class ContainerNetworks {
    * than one (overlapping macvlan subnets, say), has it: such an asker is answered as any other.
    */
   networksOfAddress(ip: string): ReadonlySet<string> | undefined {
-    const holders = this.#byAddress.get(addressKey(ip));
-    if (holders?.size !== 1) return undefined;
-    return holders.values().next().value;
+    const key = addressKey(ip);
+    const holders = this.#byAddress.get(key);
+    if (holders) return holders.size === 1 ? holders.values().next().value : undefined;
+    if (!this.#bySubnet.has(key)) this.#bySubnet.set(key, this.#subnetOf(key));
+    return this.#bySubnet.get(key);
+  }
+
+  /**
+   * An IPv4 asker no container is known to hold, inside the subnet of one network a known
+   * container is on (not its gateway, the host): a container started a moment ago, asking before
+   * its inspect arrived. It is on that network, whatever else it is on.
+   */
+  #subnetOf(key: string): ReadonlySet<string> | undefined {
+    if (!isIPv4(key)) return undefined;
+    const ip = ipv4Number(key);
+    const found = new Set<string>();
+    for (const entry of this.#containers.values()) {
+      for (const e of entry.endpoints) {
+        const s = e.subnet;
+        if (s && s.gateway !== key && ip >>> (32 - s.bits) === s.base >>> (32 - s.bits)) found.add(e.networkId);
+      }
+    }
+    return found.size === 1 ? found : undefined;
   }
 
   /**
@@ -119,7 +144,9 @@ function endpointsOf(networks: Docker.ContainerInspectInfo['NetworkSettings']['N
     const v4 = isIPv4(n.IPAddress ?? '') ? n.IPAddress : undefined;
     const v6 = isIPv6(n.GlobalIPv6Address ?? '') ? n.GlobalIPv6Address : undefined;
     if (!n.NetworkID || (v4 === undefined && v6 === undefined)) continue;
-    out.push({ networkId: n.NetworkID, name, ...(v4 === undefined ? {} : { v4 }), ...(v6 === undefined ? {} : { v6 }) });
+    const bits = n.IPPrefixLen ?? 0;
+    const subnet = v4 !== undefined && bits >= 8 && bits <= 30 ? { subnet: { base: ipv4Number(v4), bits, gateway: n.Gateway ?? '' } } : {};
+    out.push({ networkId: n.NetworkID, name, ...(v4 === undefined ? {} : { v4 }), ...(v6 === undefined ? {} : { v6 }), ...subnet });
   }
   return out.sort((a, b) => compare(a.name, b.name) || compare(a.networkId, b.networkId));
 }
@@ -133,6 +160,10 @@ function addressKey(ip: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
   if (mapped) return mapped[1]!;
   return isIPv6(ip) ? expandIPv6(ip) : ip;
+}
+
+function ipv4Number(ip: string): number {
+  return ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 }
 
 function compare(a: string, b: string): number {

@@ -209,7 +209,6 @@ export class LocalCatalog implements DnsQuery {
     let settle!: () => void;
     const promise = new Promise<void>((resolve) => (settle = resolve));
     const timer = setTimeout(() => this.#settle(entry), this.#o.fetchTimeoutMs);
-    timer.unref();
     return { promise, settle, timer };
   }
 

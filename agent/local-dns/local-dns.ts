@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import type { DnsHandler, Transport } from '../../shared/dns/responder.js';
@@ -45,6 +46,8 @@ const UDP_MAX_SIZE = 1232;
 /** A host's local DNS holds far fewer names than the aggregator's: its response caches are bounded accordingly. */
 const CACHE = { catalogNames: 5000, catalogBytes: 8 << 20, otherNames: 2000, otherBytes: 2 << 20 };
 const AUTO_PORT = 53;
+/** How long `auto` waits for Docker's network list before choosing the upstream resolver. */
+const FIRST_LIST_WAIT_MS = 3000;
 
 /**
  * The agent's DNS: the shared answering chain over the local catalog (split horizon in front
@@ -53,8 +56,11 @@ const AUTO_PORT = 53;
 export async function startLocalDns(o: LocalDnsOptions): Promise<LocalDns> {
   const log = o.logger.child({ component: 'local-dns' });
   const listening = new Map<string, RunningDnsServer>();
-  const ownAddress = (address: string): boolean => [...listening.keys()].some((k) => hostOf(k) === address) || (o.listen !== 'auto' && o.listen.some((l) => l.host === address));
-  const recursor = o.recursor ?? (await readSystemUpstream(ownAddress));
+  // Until the DNS can listen, the latest list waits: it is followed once it can.
+  let follow = (): void => {};
+  const gateways = o.listen === 'auto' ? await watchGateways(o.docker, log, () => follow()) : undefined;
+  const answeringAt = (): ListenAddress[] => (gateways ? gateways.gateways.map((host) => ({ host, port: AUTO_PORT })) : [...(o.listen as ListenAddress[])]);
+  const recursor = o.recursor ?? (await readSystemUpstream((address) => isOwn(address, answeringAt())));
   if (recursor) log.info({ recursor, from: o.recursor ? '--recursor' : '/etc/resolv.conf' }, `names outside .${o.domain} go to ${recursor}`);
   else log.warn(`no --recursor and no usable nameserver in /etc/resolv.conf: names outside .${o.domain} are refused`);
 
@@ -74,18 +80,12 @@ export async function startLocalDns(o: LocalDnsOptions): Promise<LocalDns> {
     await server?.close();
     log.info({ address: k }, `local DNS no longer answering on ${k}`);
   };
+  /** Gateway changes are followed one after another, in order. */
+  let following: Promise<void> = Promise.resolve();
+  follow = () => void (following = following.then(() => reconcile(answeringAt(), listening, listen, stop, log)));
 
-  let gateways: BridgeGatewayWatcher | undefined;
-  if (o.listen === 'auto') {
-    gateways = new BridgeGatewayWatcher({
-      docker: o.docker,
-      logger: log,
-      onChange: (addresses) => void follow(addresses.map((host) => ({ host, port: AUTO_PORT })), listening, listen, stop, log),
-    });
-    gateways.start();
-  } else {
-    for (const at of o.listen) await listen(at);
-  }
+  if (gateways) follow();
+  else for (const at of answeringAt()) await listen(at);
 
   const sweep = setInterval(() => o.catalog.sweep(), SWEEP_MS);
   sweep.unref();
@@ -102,11 +102,36 @@ export async function startLocalDns(o: LocalDnsOptions): Promise<LocalDns> {
     async close() {
       clearInterval(sweep);
       await gateways?.stop();
+      await following;
       await Promise.all([...listening.keys()].map(stop));
       answering.close();
       o.catalog.close();
     },
   };
+}
+
+/**
+ * Follows the bridge gateways; resolves once Docker listed them (or FIRST_LIST_WAIT_MS passed,
+ * Docker being away), so the upstream resolver is chosen knowing which addresses are ours.
+ */
+async function watchGateways(docker: Docker, log: Logger, changed: () => void): Promise<BridgeGatewayWatcher> {
+  let listed!: () => void;
+  const first = new Promise<void>((resolve) => (listed = resolve));
+  let started = false;
+  const watcher = new BridgeGatewayWatcher({
+    docker,
+    logger: log,
+    onChange: () => {
+      listed();
+      if (started) changed();
+    },
+  });
+  watcher.start();
+  const timer = setTimeout(listed, FIRST_LIST_WAIT_MS);
+  await first;
+  clearTimeout(timer);
+  started = true;
+  return watcher;
 }
 
 /** Every cached name is seen asked again within this (see LocalCatalog.sweep). */
@@ -131,7 +156,7 @@ async function answeringFor(o: LocalDnsOptions, datacenter: string, recursor: st
 }
 
 /** Listens on the addresses wanted now and stops on the others; one that cannot bind is logged and tried at the next change. */
-async function follow(
+async function reconcile(
   wanted: readonly ListenAddress[],
   listening: ReadonlyMap<string, unknown>,
   listen: (at: ListenAddress) => Promise<void>,
@@ -149,6 +174,17 @@ function keyOf(at: ListenAddress): string {
   return at.host.includes(':') ? `[${at.host}]:${at.port}` : `${at.host}:${at.port}`;
 }
 
-function hostOf(key: string): string {
-  return key.startsWith('[') ? key.slice(1, key.indexOf(']')) : key.slice(0, key.lastIndexOf(':'));
+/**
+ * Whether a resolv.conf nameserver (always port 53) is this DNS: one of its port-53 addresses,
+ * or any address of this host when it answers on port 53 of the wildcard of that family.
+ */
+function isOwn(address: string, at: readonly ListenAddress[]): boolean {
+  const v6 = address.includes(':');
+  return at.some((l) => l.port === 53 && (l.host === address || (l.host === (v6 ? '::' : '0.0.0.0') && hostAddresses().has(address))));
+}
+
+function hostAddresses(): Set<string> {
+  const all = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+  // 127.0.0.0/8 is all this host's: a wildcard listener on 53 holds 127.0.0.53 too.
+  return new Set([...all, ...(all.includes('127.0.0.1') ? ['127.0.0.53'] : [])]);
 }

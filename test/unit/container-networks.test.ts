@@ -143,3 +143,12 @@ test('an address two running containers claim answers neither; it is answered ag
   store.update('b'.repeat(64), null);
   assert.deepEqual(store.networksOfAddress('172.30.1.2'), set('bridge'));
 });
+
+test('an IPv4 asker no known container holds, inside a known network\'s subnet, is on that network (a container asking before its inspect); the gateway and outsiders are not', () => {
+  const { store } = fed('local-dns-default');
+  assert.deepEqual(store.networksOfAddress('172.30.1.77'), set('bridge'));
+  assert.equal(store.networksOfAddress('172.30.1.1'), undefined, 'the gateway is the host');
+  assert.equal(store.networksOfAddress('10.213.0.2'), undefined, 'outside every subnet');
+  store.update(inspect('local-dns-default').Id, null);
+  assert.equal(store.networksOfAddress('172.30.1.77'), undefined, 'no container left to tell the subnet');
+});
