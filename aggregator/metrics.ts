@@ -6,7 +6,7 @@ import type { AnswerObserver } from '../shared/dns/responder.js';
 
 export interface MetricsSources {
   query: CatalogQuery;
-  link: { readonly connectedAgents: number; readonly stats: LinkStats };
+  link: { readonly connectedAgents: number; readonly stats: LinkStats; readonly names: { readonly names: number; readonly sessions: number } };
   api: { readonly waiting: number; readonly streams: number; readonly streamsDropped: ReadonlyMap<string, number> };
   connections: { readonly refused: number };
 }
@@ -25,6 +25,8 @@ export class AggregatorMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'portolan_' });
     gauge(registers, 'portolan_agents_connected', 'Agents with a live connection', () => sources.link.connectedAgents);
+    gauge(registers, 'portolan_local_dns_watched_names', 'Distinct names agents\' local DNS watch (their data is pushed on change)', () => sources.link.names.names);
+    gauge(registers, 'portolan_local_dns_agents', 'Agents whose local DNS watches names', () => sources.link.names.sessions);
     gauge(registers, 'portolan_catalog_stale', '1 while the store cannot be reached and the last known catalog is served', () => (sources.query.stale ? 1 : 0));
     gauge(registers, 'portolan_catalog_index', 'Newest catalog change index', () => sources.query.index);
     gauge(registers, 'portolan_catalog_nodes', 'Nodes (hosts) in the catalog', () => sources.query.nodes().length);
