@@ -66,3 +66,17 @@ test('agent options from env, with registrator spellings', () => {
   assert.throws(() => agentOptions(parseFlags(agentFlags, [], {}).values), /--aggregator \(or PORTOLAN_AGGREGATOR\) is required/);
   assert.throws(() => agentOptions(parseFlags(agentFlags, ['--aggregator', 'http://x:8500'], {}).values), /ws:\/\/ or wss:\/\//);
 });
+
+test('agent local DNS flags: off by default; auto; a list of HOST:PORT with IPv6 in brackets; the recursor checked; split horizon on unless =false', () => {
+  const agent = (args: string[], env: Record<string, string> = {}) => agentOptions(parseFlags(agentFlags, ['--aggregator', 'ws://10.0.0.1:8500', ...args], env).values);
+  const off = agent([]);
+  assert.equal(off.localDns, undefined);
+  assert.equal(off.splitHorizon, true);
+  assert.equal(off.domain, 'consul');
+  assert.equal(agent([], { PORTOLAN_LOCAL_DNS: 'auto' }).localDns, 'auto');
+  assert.deepEqual(agent(['--local-dns', '127.0.0.1:8600,[fd00::1]:53']).localDns, [{ host: '127.0.0.1', port: 8600 }, { host: 'fd00::1', port: 53 }]);
+  assert.equal(agent(['--recursor', '[fd00::53]:53']).recursor, '[fd00::53]:53');
+  assert.equal(agent(['--split-horizon=false']).splitHorizon, false);
+  assert.throws(() => agent(['--local-dns', '127.0.0.1:99999']), /--local-dns must be HOST:PORT/);
+  assert.throws(() => agent(['--recursor', 'resolver:dns']), /--recursor must be HOST:PORT/);
+});
