@@ -1,13 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packet } from 'dns2';
-import { pino } from 'pino';
 import { LocalCatalog, type LocalCatalogOptions } from '../../agent/local-dns/local-catalog.js';
-import { Responder } from '../../shared/dns/responder.js';
-import { makeZones } from '../../shared/dns/router.js';
 import type { DnsInstance, NameData, WatchedName } from '../../shared/protocol.js';
 import { topics } from '../../shared/topics.js';
 import { buildQuery } from '../fixtures/dns/raw.js';
+import { dnsTestResponder } from '../fixtures/dns/harness.js';
 import { instance } from '../support/services.js';
 
 const own = { name: 'a', address: '192.0.2.1', meta: {} };
@@ -131,15 +129,7 @@ test('beyond maxNames the least recently asked name is evicted and unwatched', (
 test('through the shared responder: a name not cached is answered once the aggregator\'s data arrives, then from the cache without asking again', async () => {
   const { c, watched } = catalog({ fetchTimeoutMs: 60_000 });
   c.setLive(true);
-  const responder = new Responder({
-    query: c,
-    zones: makeZones('consul', [], 'dc1'),
-    serviceTtl: 0,
-    nodeTtl: 0,
-    recursor: undefined,
-    udpMaxSize: 1232,
-    logger: pino({ level: 'silent' }),
-  });
+  const responder = dnsTestResponder(c);
   const ask = () =>
     new Promise<Packet>((resolve) => responder.handle(buildQuery('web.service.consul', Packet.TYPE.A), 'udp', (r) => resolve(Packet.parse(r))));
   const first = ask();
