@@ -1,6 +1,6 @@
-import { createInterface } from 'node:readline';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
+import { DockerEvents, type DockerEvent } from './docker-events.js';
 import { KeyedQueue } from './keyed-queue.js';
 import type { ContainerUpdate, UpdateCause } from './lifecycle.js';
 
@@ -26,13 +26,6 @@ export interface WatcherOptions {
   retryMaxMs?: number;
 }
 
-/** Docker's event JSON, as much of it as the agent reads. */
-interface DockerEvent {
-  Type?: string;
-  Action?: string;
-  Actor?: { ID?: string; Attributes?: Record<string, string> };
-}
-
 const containerActions = new Set<string>(['start', 'die', 'stop', 'kill', 'destroy', 'pause', 'unpause', 'rename', 'health_status']);
 
 /**
@@ -45,32 +38,46 @@ export class DockerWatcher {
   readonly #o: WatcherOptions;
   readonly #log: Logger;
   readonly #queue = new KeyedQueue();
-  #stopped = false;
-  #stream: NodeJS.ReadableStream | undefined;
-  #retryTimer: NodeJS.Timeout | undefined;
-  #wakeRetry: (() => void) | undefined;
+  readonly #events: DockerEvents;
   #resyncTimer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  /** Whether the last attempt reached Docker: failures after a success warn, repeated ones are debug. */
+  #wasConnected = true;
 
   constructor(opts: WatcherOptions) {
     this.#o = opts;
     this.#log = opts.logger.child({ component: 'docker-watcher' });
+    this.#events = new DockerEvents({
+      docker: opts.docker,
+      filters: { type: ['container', 'network'] },
+      retryMinMs: opts.retryMinMs,
+      retryMaxMs: opts.retryMaxMs,
+      onEvent: (event) => this.#onEvent(event),
+      onBadLine: (line) => this.#log.warn({ line: line.slice(0, 200) }, 'unparseable Docker event'),
+      onSubscribed: async () => {
+        if (!this.#wasConnected) this.#log.info({ docker: opts.endpoint }, 'connected to Docker');
+        this.#wasConnected = true;
+        await this.resync();
+      },
+      onFailure: (err, retryMs) => {
+        const level = this.#wasConnected ? 'warn' : 'debug';
+        this.#log[level]({ docker: opts.endpoint, err: errText(err), retryMs }, `waiting for Docker at ${opts.endpoint}`);
+        this.#wasConnected = false;
+      },
+      onEnded: () => this.#log.warn({ docker: opts.endpoint }, 'Docker event stream ended; reconnecting and re-listing'),
+      onStreamError: (err) => this.#log.warn({ docker: opts.endpoint, err: errText(err) }, 'Docker event stream failed'),
+    });
   }
 
   start(): void {
-    this.#running = this.#loop();
+    this.#events.start();
     if (this.#o.resyncSeconds > 0) {
       this.#resyncTimer = setInterval(() => void this.resync().catch((err) => this.#log.warn({ err: errText(err) }, 'resync failed')), this.#o.resyncSeconds * 1000);
     }
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
     clearInterval(this.#resyncTimer);
-    clearTimeout(this.#retryTimer);
-    this.#wakeRetry?.();
-    destroy(this.#stream);
-    await this.#running;
+    await this.#events.stop();
     await this.#queue.idle();
   }
 
@@ -88,61 +95,7 @@ export class DockerWatcher {
     this.#o.onSynced?.();
   }
 
-  async #loop(): Promise<void> {
-    const min = this.#o.retryMinMs ?? 250;
-    const max = this.#o.retryMaxMs ?? 5000;
-    let delay = min;
-    let wasConnected = true;
-    while (!this.#stopped) {
-      try {
-        const { ended } = await this.#subscribe();
-        if (!wasConnected) this.#log.info({ docker: this.#o.endpoint }, 'connected to Docker');
-        wasConnected = true;
-        await this.resync();
-        delay = min;
-        await ended;
-        if (!this.#stopped) this.#log.warn({ docker: this.#o.endpoint }, 'Docker event stream ended; reconnecting and re-listing');
-      } catch (err) {
-        destroy(this.#stream);
-        if (this.#stopped) break;
-        const level = wasConnected ? 'warn' : 'debug';
-        this.#log[level]({ docker: this.#o.endpoint, err: errText(err), retryMs: delay }, `waiting for Docker at ${this.#o.endpoint}`);
-        wasConnected = false;
-      }
-      await this.#sleep(delay);
-      delay = Math.min(max, delay * 2);
-    }
-  }
-
-  /** Opens the event stream; resolves once subscribed, with a promise for its end. */
-  async #subscribe(): Promise<{ ended: Promise<void> }> {
-    const stream = await this.#o.docker.getEvents({ filters: { type: ['container', 'network'] } });
-    this.#stream = stream;
-    // Never rejects: an error ends the stream like a close, and the loop reconnects.
-    const ended = new Promise<void>((resolve) => {
-      stream.on('error', (err) => {
-        if (!this.#stopped) this.#log.warn({ docker: this.#o.endpoint, err: errText(err) }, 'Docker event stream failed');
-        resolve();
-      });
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-    });
-    const lines = createInterface({ input: stream, crlfDelay: Infinity });
-    lines.on('line', (line) => this.#onLine(line));
-    // readline re-emits the stream's error; the stream's own handler above deals with it.
-    lines.on('error', () => {});
-    return { ended };
-  }
-
-  #onLine(line: string): void {
-    if (line.trim() === '') return;
-    let event: DockerEvent;
-    try {
-      event = JSON.parse(line) as DockerEvent;
-    } catch {
-      this.#log.warn({ line: line.slice(0, 200) }, 'unparseable Docker event');
-      return;
-    }
+  #onEvent(event: DockerEvent): void {
     const target = eventTarget(event);
     if (!target) return;
     if (!this.#queue.busy(target.id)) this.#o.onEarly?.(target.id, target.cause, target.signal);
@@ -154,7 +107,7 @@ export class DockerWatcher {
       id,
       async () => {
         const inspect = await inspectOrNull(this.#o.docker, id);
-        if (!this.#stopped) this.#o.onUpdate({ id, cause, ...(signal === undefined ? {} : { signal }), inspect });
+        if (!this.#events.stopped) this.#o.onUpdate({ id, cause, ...(signal === undefined ? {} : { signal }), inspect });
       },
       (err) => this.#taskFailed(id, err),
     );
@@ -163,13 +116,6 @@ export class DockerWatcher {
   #taskFailed(id: string, err: unknown): void {
     // The engine went away mid-inspect; the re-list after reconnecting catches up.
     this.#log.warn({ container: id.slice(0, 12), err: errText(err) }, 'could not inspect container');
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.#wakeRetry = resolve;
-      this.#retryTimer = setTimeout(resolve, ms);
-    });
   }
 }
 
@@ -194,10 +140,6 @@ async function inspectOrNull(docker: Docker, id: string): Promise<Docker.Contain
     if ((err as { statusCode?: number }).statusCode === 404) return null;
     throw err;
   }
-}
-
-function destroy(stream: NodeJS.ReadableStream | undefined): void {
-  (stream as { destroy?: () => void } | undefined)?.destroy?.();
 }
 
 function errText(err: unknown): string {

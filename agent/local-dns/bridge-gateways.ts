@@ -1,9 +1,9 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { createInterface } from 'node:readline';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { ipv6Bytes } from '../../shared/dns/addresses.js';
+import { DockerEvents } from '../docker-events.js';
 
 /** The addresses on a host interface, by interface name. */
 export type InterfaceAddresses = (ifname: string) => readonly string[];
@@ -91,18 +91,27 @@ const networkActions = ['create', 'destroy'];
 export class BridgeGatewayWatcher {
   readonly #o: BridgeGatewayWatcherOptions;
   readonly #log: Logger;
+  readonly #events: DockerEvents;
   #last: string[] | undefined;
-  #stopped = false;
-  #stream: NodeJS.ReadableStream | undefined;
-  #retryTimer: NodeJS.Timeout | undefined;
-  #wakeRetry: (() => void) | undefined;
-  #running: Promise<void> | undefined;
   #listing: Promise<void> | undefined;
   #again = false;
 
   constructor(opts: BridgeGatewayWatcherOptions) {
     this.#o = opts;
     this.#log = opts.logger.child({ component: 'bridge-gateways' });
+    this.#events = new DockerEvents({
+      docker: opts.docker,
+      filters: { type: ['network'], event: networkActions },
+      retryMinMs: opts.retryMinMs,
+      retryMaxMs: opts.retryMaxMs,
+      onEvent: (event) => {
+        if (event.Type !== 'network' || !networkActions.includes(event.Action ?? '')) return;
+        this.#relist().catch((err) => this.#log.warn({ err: errText(err) }, 'cannot list Docker networks'));
+      },
+      onSubscribed: () => this.#relist(),
+      onFailure: (err, retryMs) => this.#log.debug({ err: errText(err), retryMs }, 'cannot list Docker networks'),
+      onEnded: () => this.#log.warn('Docker event stream ended; reconnecting and re-listing networks'),
+    });
   }
 
   /** The last list delivered to onChange; empty before the first. */
@@ -111,63 +120,12 @@ export class BridgeGatewayWatcher {
   }
 
   start(): void {
-    this.#running = this.#loop();
+    this.#events.start();
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#retryTimer);
-    this.#wakeRetry?.();
-    destroy(this.#stream);
-    await this.#running;
+    await this.#events.stop();
     await this.#listing?.catch(() => undefined);
-  }
-
-  async #loop(): Promise<void> {
-    const min = this.#o.retryMinMs ?? 250;
-    const max = this.#o.retryMaxMs ?? 5000;
-    let delay = min;
-    while (!this.#stopped) {
-      try {
-        const { ended } = await this.#subscribe();
-        await this.#relist();
-        delay = min;
-        await ended;
-        if (!this.#stopped) this.#log.warn('Docker event stream ended; reconnecting and re-listing networks');
-      } catch (err) {
-        destroy(this.#stream);
-        if (this.#stopped) break;
-        this.#log.debug({ err: errText(err), retryMs: delay }, 'cannot list Docker networks');
-      }
-      await this.#sleep(delay);
-      delay = Math.min(max, delay * 2);
-    }
-  }
-
-  async #subscribe(): Promise<{ ended: Promise<void> }> {
-    const stream = await this.#o.docker.getEvents({ filters: { type: ['network'], event: networkActions } });
-    this.#stream = stream;
-    // Never rejects: an error ends the stream like a close, and the loop reconnects.
-    const ended = new Promise<void>((resolve) => {
-      stream.on('error', resolve);
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-    });
-    const lines = createInterface({ input: stream, crlfDelay: Infinity });
-    lines.on('line', (line) => this.#onLine(line));
-    lines.on('error', () => {});
-    return { ended };
-  }
-
-  #onLine(line: string): void {
-    let event: { Type?: string; Action?: string };
-    try {
-      event = JSON.parse(line) as typeof event;
-    } catch {
-      return;
-    }
-    if (event.Type !== 'network' || !networkActions.includes(event.Action ?? '')) return;
-    this.#relist().catch((err) => this.#log.warn({ err: errText(err) }, 'cannot list Docker networks'));
   }
 
   /** One list at a time; a request during a list runs one more after it, which covers it. */
@@ -181,7 +139,7 @@ export class BridgeGatewayWatcher {
         do {
           this.#again = false;
           await this.#listOnce();
-        } while (this.#again && !this.#stopped);
+        } while (this.#again && !this.#events.stopped);
       } finally {
         this.#listing = undefined;
       }
@@ -193,23 +151,12 @@ export class BridgeGatewayWatcher {
   async #listOnce(): Promise<void> {
     const networks = await this.#o.docker.listNetworks();
     const addressesOf = await (this.#o.interfaceAddresses ?? localInterfaceAddresses)();
-    if (this.#stopped) return;
+    if (this.#events.stopped) return;
     const gateways = bridgeGateways(networks, addressesOf);
     if (this.#last !== undefined && gateways.join() === this.#last.join()) return;
     this.#last = gateways;
     this.#o.onChange([...gateways]);
   }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.#wakeRetry = resolve;
-      this.#retryTimer = setTimeout(resolve, ms);
-    });
-  }
-}
-
-function destroy(stream: NodeJS.ReadableStream | undefined): void {
-  (stream as { destroy?: () => void } | undefined)?.destroy?.();
 }
 
 function errText(err: unknown): string {
