@@ -61,6 +61,8 @@ export class LocalCatalog implements DnsQuery {
   #ownById = new Map<string, ServiceInstance>();
   readonly #merged = new Map<string, { index: number; list: readonly DnsInstance[] }>();
   #live = false;
+  #later = { watch: new Set<string>(), unwatch: new Map<string, WatchedName>() };
+  #flushing: NodeJS.Immediate | undefined;
   #hits = 0;
   #misses = 0;
 
@@ -117,7 +119,9 @@ export class LocalCatalog implements DnsQuery {
     const added: Entry = { name, data: undefined, lastUsed: this.#o.now(), fetch: undefined };
     this.#entries.set(k, added);
     this.#evictOverflow();
-    if (!this.#live || !this.#o.watch([name])) return undefined;
+    if (!this.#live) return undefined;
+    this.#later.watch.add(k);
+    this.#flushSoon();
     const fetch = this.#fetch(added);
     added.fetch = fetch;
     return fetch.promise;
@@ -202,6 +206,7 @@ export class LocalCatalog implements DnsQuery {
   }
 
   close(): void {
+    if (this.#flushing) clearImmediate(this.#flushing);
     for (const entry of this.#entries.values()) this.#settle(entry);
   }
 
@@ -220,13 +225,31 @@ export class LocalCatalog implements DnsQuery {
   }
 
   #evictOverflow(): void {
-    const gone: WatchedName[] = [];
     for (const [k, entry] of this.#entries) {
       if (this.#entries.size <= this.#o.maxNames) break;
       this.#drop(k, entry);
-      gone.push(entry.name);
+      // Not watched yet: nothing to take back.
+      if (!this.#later.watch.delete(k) && this.#live) this.#later.unwatch.set(k, entry.name);
     }
-    if (gone.length > 0 && this.#live) this.#o.unwatch(gone);
+    this.#flushSoon();
+  }
+
+  /**
+   * Watches and unwatches of one loop turn go out together: a burst of new names (a flood of
+   * made-up ones, most evicted again at once) costs a message a turn, not one a name.
+   */
+  #flushSoon(): void {
+    if (this.#flushing || (this.#later.watch.size === 0 && this.#later.unwatch.size === 0)) return;
+    this.#flushing = setImmediate(() => {
+      this.#flushing = undefined;
+      const { watch, unwatch } = this.#later;
+      this.#later = { watch: new Set(), unwatch: new Map() };
+      // A name evicted and asked again within the turn is watched (it is in the cache again).
+      const gone = [...unwatch].filter(([k]) => !this.#entries.has(k)).map(([, name]) => name);
+      if (gone.length > 0 && this.#live) this.#o.unwatch(gone);
+      const wanted = [...watch].flatMap((k) => this.#entries.get(k) ?? []);
+      if (wanted.length > 0 && !(this.#live && this.#o.watch(wanted.map((e) => e.name)))) for (const e of wanted) this.#settle(e);
+    });
   }
 
   #drop(k: string, entry: Entry): void {

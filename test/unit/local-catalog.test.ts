@@ -29,6 +29,8 @@ function catalog(over: Partial<LocalCatalogOptions> = {}) {
   return { c, watched, unwatched, advance: (ms: number) => (now += ms) };
 }
 
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
 const web = (instances: DnsInstance[]): NameData => ({ kind: 'service', name: 'web', instances });
 
 test('this host\'s services are answered first-hand with no aggregator; a critical one is left out', () => {
@@ -50,6 +52,7 @@ test('a first question while live is watched and waits for the data; other hosts
   const before = c.topicIndex(topics.service('web'));
   const waiting = c.pending({ kind: 'service', name: 'web' });
   assert.ok(waiting instanceof Promise);
+  await turn();
   assert.deepEqual(watched, [[{ kind: 'service', name: 'web' }]]);
   // The aggregator's view of this host lags: its entry for node a is ignored.
   c.receive([web([remote('a', 'a:web:80', '192.0.2.1', 9999), remote('b', 'b:web:80', '192.0.2.2')])]);
@@ -115,15 +118,27 @@ test('a name not asked for the idle time is dropped and unwatched at the sweep; 
   assert.ok(c.topicIndex(topics.service('used')) > index, 'the sweep moves every topic, so cached answers are asked again');
 });
 
-test('beyond maxNames the least recently asked name is evicted and unwatched', () => {
+test('beyond maxNames the least recently asked name is evicted and unwatched', async () => {
   const { c, unwatched } = catalog({ maxNames: 2 });
   c.setLive(true);
   c.pending({ kind: 'service', name: 'one' });
   c.pending({ kind: 'service', name: 'two' });
+  await turn();
   c.pending({ kind: 'service', name: 'one' });
   c.pending({ kind: 'service', name: 'three' });
+  await turn();
   assert.deepEqual(unwatched, [[{ kind: 'service', name: 'two' }]]);
   assert.equal(c.stats.names, 2);
+});
+
+test('a burst of new names in one turn is one watch message; names evicted within the turn are neither watched nor unwatched', async () => {
+  const { c, watched, unwatched } = catalog({ maxNames: 100 });
+  c.setLive(true);
+  for (let i = 0; i < 1000; i++) c.pending({ kind: 'service', name: `made-up-${i}` });
+  await turn();
+  assert.equal(watched.length, 1);
+  assert.deepEqual(watched[0]!.map((n) => n.name), Array.from({ length: 100 }, (_, i) => `made-up-${900 + i}`));
+  assert.deepEqual(unwatched, [], 'the evicted ones were never watched');
 });
 
 test('through the shared responder: a name not cached is answered once the aggregator\'s data arrives, then from the cache without asking again', async () => {
