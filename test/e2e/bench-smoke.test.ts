@@ -32,4 +32,5 @@ describe('benchmarks, smoke mode', () => {
   it('bench:reconnect-storm', () => smoke('reconnect-storm', 'bench:reconnect-storm'));
   it('bench:propagation', { skip: skipTestbed }, () => smoke('propagation', 'bench:propagation'));
   it('bench:agent', { skip: skipTestbed }, () => smoke('agent', 'bench:agent'));
+  it('bench:local-dns', { skip: skipTestbed }, () => smoke('local-dns', 'bench:local-dns'));
 });
