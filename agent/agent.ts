@@ -4,9 +4,9 @@ import type { Logger } from 'pino';
 import { ServiceInstance } from '../shared/model.js';
 import type { DnsNode, Names, Snapshot, Welcome } from '../shared/protocol.js';
 import { VERSION } from '../shared/version.js';
-import { ContainerNetworks } from './local-dns/container-networks.js';
-import { LocalCatalog } from './local-dns/local-catalog.js';
-import { startLocalDns } from './local-dns/local-dns.js';
+import type { ContainerNetworks } from './local-dns/container-networks.js';
+import type { LocalCatalog } from './local-dns/local-catalog.js';
+import type { LocalDns } from './local-dns/local-dns.js';
 import { CheckRunner } from './checks/runner.js';
 import type { AgentMetrics, AgentMetricsSources } from './metrics.js';
 import { loadDockerode } from './docker-client.js';
@@ -50,7 +50,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
 
   const lifecycleOptions = (): LifecycleOptions => ({ ...options, hostIp: hostIp?.address ?? '' });
 
-  const local: LocalParts | undefined = options.localDns ? localCatalog(options.node, (): Uplink => uplink) : undefined;
+  const local: LocalParts | undefined = options.localDns ? await localParts(options.node, (): Uplink => uplink) : undefined;
   const ownNode = (): DnsNode => ({ name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: { ...engine.meta, 'portolan-agent-version': VERSION } });
   /** The local DNS answers this host's services as they are now, before the aggregator has them. */
   const publishLocal = (): void => local?.catalog.setOwn(ownNode(), state.desired().values());
@@ -103,7 +103,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   });
 
   let answers = 0;
-  const localDns = local && (await startLocalDns({
+  const localDns: LocalDns | undefined = local && (await local.start({
     listen: options.localDns!,
     recursor: options.recursor,
     splitHorizon: options.splitHorizon,
@@ -222,19 +222,26 @@ function errorText(err: unknown): string {
 /** Until the aggregator's welcome names its datacenter (the aggregator's default). */
 const DEFAULT_DATACENTER = 'dc1';
 
-/** The local DNS's catalog and the container networks its split horizon reads. */
+/** The local DNS's catalog, the container networks its split horizon reads, and its server. */
 interface LocalParts {
   catalog: LocalCatalog;
   networks: ContainerNetworks;
+  start: typeof import('./local-dns/local-dns.js').startLocalDns;
 }
 
-function localCatalog(node: string, uplink: () => Uplink): LocalParts {
+/** Loaded only with --local-dns: an agent without it does not hold the DNS server's code (~2.5 MB RSS). */
+async function localParts(node: string, uplink: () => Uplink): Promise<LocalParts> {
+  const [{ LocalCatalog }, { ContainerNetworks }, { startLocalDns }] = await Promise.all([
+    import('./local-dns/local-catalog.js'),
+    import('./local-dns/container-networks.js'),
+    import('./local-dns/local-dns.js'),
+  ]);
   const catalog = new LocalCatalog({
     node,
     watch: (names) => uplink().watchNames('watch', names),
     unwatch: (names) => void uplink().watchNames('unwatch', names),
   });
-  return { catalog, networks: new ContainerNetworks() };
+  return { catalog, networks: new ContainerNetworks(), start: startLocalDns };
 }
 
 function logHostIp(log: Logger, ip: HostIp | undefined): void {

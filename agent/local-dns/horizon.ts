@@ -10,10 +10,15 @@ import type { LocalCatalog } from './local-catalog.js';
  * hosts' instances, and every other asker, get what the catalog says (host IP + published port).
  * A view is the set of networks the asker is on: askers on the same networks share answers.
  */
+/** Distinct askers remembered at once (a flood from made-up source addresses clears them). */
+const MAX_ASKERS = 4096;
+
 export class SplitHorizon implements Horizon {
   readonly #catalog: LocalCatalog;
   readonly #networks: ContainerNetworks;
   readonly #views = new Map<string, DnsQuery>();
+  readonly #askers = new Map<string, { key: string; query: DnsQuery } | undefined>();
+  #askersAt = -1;
 
   constructor(catalog: LocalCatalog, networks: ContainerNetworks) {
     this.#catalog = catalog;
@@ -21,6 +26,18 @@ export class SplitHorizon implements Horizon {
   }
 
   viewOf(asker: string): { key: string; query: DnsQuery } | undefined {
+    // Askers repeat: their view is kept until the containers' networks change.
+    if (this.#askersAt !== this.#networks.version || this.#askers.size >= MAX_ASKERS) {
+      this.#askers.clear();
+      this.#askersAt = this.#networks.version;
+    }
+    if (this.#askers.has(asker)) return this.#askers.get(asker);
+    const view = this.#viewOf(asker);
+    this.#askers.set(asker, view);
+    return view;
+  }
+
+  #viewOf(asker: string): { key: string; query: DnsQuery } | undefined {
     const networks = this.#networks.networksOfAddress(asker);
     if (!networks || networks.size === 0) return undefined;
     const key = [...networks].sort().join(',');

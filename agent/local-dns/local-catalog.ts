@@ -252,10 +252,18 @@ export class LocalCatalog implements DnsQuery {
     });
   }
 
+  /**
+   * The name's topic moves as it goes, so no answer cached with its data is taken as current
+   * again (the topic's index must never come back to a value an answer was built at). Those
+   * moves are the only indexes kept of names no longer cached: past twice maxNames of them,
+   * every topic moves at once and they are all let go (made-up names cost no memory for long).
+   */
   #drop(k: string, entry: Entry): void {
     this.#settle(entry);
     this.#entries.delete(k);
     if (entry.name.kind === 'service') this.#merged.delete(entry.name.name);
+    this.#bump(entry.name.kind === 'service' ? topics.service(entry.name.name) : topics.nodes);
+    if (this.#topicIndex.size > 2 * this.#o.maxNames + this.#own.size) this.#bumpAll();
   }
 
   #bump(topic: Topic): void {

@@ -155,3 +155,20 @@ test('through the shared responder: a name not cached is answered once the aggre
   assert.deepEqual((await ask()).answers.map((a) => a.address), ['192.0.2.2']);
   assert.equal(watched.length, 1, 'the second answer needed no fetch');
 });
+
+test('a dropped name moves its topic, so an answer cached with its data is never current again, even after thousands more names came and went', async () => {
+  const { c } = catalog({ maxNames: 10 });
+  c.setLive(true);
+  c.pending({ kind: 'service', name: 'web' });
+  c.receive([web([remote('b', 'b:web:80', '192.0.2.2')])]);
+  const cachedAt = c.topicIndex(topics.service('web'));
+  for (let i = 0; i < 10; i++) c.pending({ kind: 'service', name: `other-${i}` });
+  assert.equal(c.stats.names, 10, 'web evicted');
+  assert.ok(c.topicIndex(topics.service('web')) > cachedAt);
+  for (let i = 0; i < 5000; i++) {
+    c.pending({ kind: 'service', name: `nx-${i}` });
+    c.receive([{ kind: 'service', name: `nx-${i}`, instances: [] }]);
+  }
+  assert.ok(c.topicIndex(topics.service('nx-0')) > cachedAt, 'a name dropped long ago is still past any answer built for it');
+  await turn();
+});
