@@ -117,8 +117,9 @@ export class LocalCatalog implements DnsQuery {
     }
     this.#misses++;
     const added: Entry = { name, data: undefined, lastUsed: this.#o.now(), fetch: undefined };
+    // Room is made before the name goes in: the name just asked is never the one evicted.
+    this.#makeRoom();
     this.#entries.set(k, added);
-    this.#evictOverflow();
     if (!this.#live) return undefined;
     this.#later.watch.add(k);
     this.#flushSoon();
@@ -224,15 +225,26 @@ export class LocalCatalog implements DnsQuery {
     entry.fetch = undefined;
   }
 
-  #evictOverflow(): void {
-    for (const [k, entry] of this.#entries) {
-      if (this.#entries.size <= this.#o.maxNames) break;
-      this.#drop(k, entry);
-      // Not watched yet: nothing to take back.
-      if (!this.#later.watch.delete(k) && this.#live) this.#later.unwatch.set(k, entry.name);
+  /**
+   * Past maxNames the least recently asked name goes, but names that answer nothing (no such
+   * service, or not known yet) go before any that has data: a flood of made-up names, which
+   * are all empty, never pushes out the names in use. (Asking refreshes a name only when the
+   * response cache in front lets the question through; see sweep.)
+   */
+  #makeRoom(): void {
+    if (this.#entries.size < this.#o.maxNames) return;
+    for (const emptyOnly of [true, false]) {
+      for (const [k, entry] of this.#entries) {
+        if (this.#entries.size < this.#o.maxNames) break;
+        if (emptyOnly && hasData(entry)) continue;
+        this.#drop(k, entry);
+        // Not watched yet: nothing to take back.
+        if (!this.#later.watch.delete(k) && this.#live) this.#later.unwatch.set(k, entry.name);
+      }
     }
     this.#flushSoon();
   }
+
 
   /**
    * Watches and unwatches of one loop turn go out together: a burst of new names (a flood of
@@ -274,6 +286,11 @@ export class LocalCatalog implements DnsQuery {
     this.#floor = ++this.#clock;
     this.#topicIndex.clear();
   }
+}
+
+function hasData(entry: Entry): boolean {
+  const data = entry.data;
+  return data !== undefined && (data.kind === 'service' ? data.instances.length > 0 : data.node !== null);
 }
 
 function key(name: WatchedName): string {

@@ -162,13 +162,31 @@ test('a dropped name moves its topic, so an answer cached with its data is never
   c.pending({ kind: 'service', name: 'web' });
   c.receive([web([remote('b', 'b:web:80', '192.0.2.2')])]);
   const cachedAt = c.topicIndex(topics.service('web'));
-  for (let i = 0; i < 10; i++) c.pending({ kind: 'service', name: `other-${i}` });
-  assert.equal(c.stats.names, 10, 'web evicted');
+  for (let i = 0; i < 10; i++) {
+    c.pending({ kind: 'service', name: `other-${i}` });
+    c.receive([{ kind: 'service', name: `other-${i}`, instances: [remote('b', `b:other-${i}:80`, '192.0.2.2')] }]);
+  }
+  assert.equal(c.stats.names, 10, 'web, the least recently asked, evicted');
   assert.ok(c.topicIndex(topics.service('web')) > cachedAt);
   for (let i = 0; i < 5000; i++) {
     c.pending({ kind: 'service', name: `nx-${i}` });
     c.receive([{ kind: 'service', name: `nx-${i}`, instances: [] }]);
   }
   assert.ok(c.topicIndex(topics.service('nx-0')) > cachedAt, 'a name dropped long ago is still past any answer built for it');
+  await turn();
+});
+
+test('a flood of made-up names evicts only names that answer nothing: a name with data stays however long ago it was asked', async () => {
+  const { c } = catalog({ maxNames: 50 });
+  c.setLive(true);
+  c.pending({ kind: 'service', name: 'web' });
+  c.receive([web([remote('b', 'b:web:80', '192.0.2.2')])]);
+  for (let i = 0; i < 1000; i++) {
+    c.pending({ kind: 'service', name: `nx-${i}` });
+    c.receive([{ kind: 'service', name: `nx-${i}`, instances: [] }]);
+  }
+  assert.equal(c.stats.names, 50);
+  assert.equal(c.pending({ kind: 'service', name: 'web' }), undefined, 'still cached: no fetch');
+  assert.equal(c.servable('web').length, 1);
   await turn();
 });
