@@ -71,6 +71,12 @@ export class NameWatch {
   #dirty = new Set<string>();
   #flushTimer: NodeJS.Immediate | undefined;
   readonly #unsubscribe: () => void;
+  /**
+   * Until the catalog has settled after a start (agents re-registered), nothing is sent: the
+   * data of a host not back yet would be empty, and agents would drop what they know of it.
+   */
+  #settled = false;
+  readonly #settling = new AbortController();
   readonly stats: NameWatchStats = { builds: 0, messages: 0, deferred: 0 };
 
   constructor(query: CatalogQuery, opts: NameWatchOptions = {}) {
@@ -78,6 +84,15 @@ export class NameWatch {
     this.#maxQueued = opts.maxQueuedChars ?? DEFAULT_MAX_QUEUED_CHARS;
     this.#maxMessage = opts.maxMessageChars ?? DEFAULT_MAX_MESSAGE_CHARS;
     this.#unsubscribe = query.onChange((change) => this.#onChange(change));
+    void query.whenSettled(this.#settling.signal).then(() => this.#onSettled());
+  }
+
+  /** Every watched name's data, as it is now, to everyone watching it. */
+  #onSettled(): void {
+    if (this.#settling.signal.aborted) return;
+    this.#settled = true;
+    for (const e of this.#entries.values()) e.json = this.#build(e);
+    for (const w of this.#watchers) w.deliverAll();
   }
 
   /** A new session's watches; `send` writes to its socket. */
@@ -97,6 +112,7 @@ export class NameWatch {
   }
 
   close(): void {
+    this.#settling.abort();
     this.#unsubscribe();
     if (this.#flushTimer) clearImmediate(this.#flushTimer);
     this.#flushTimer = undefined;
@@ -121,10 +137,13 @@ export class NameWatch {
       if (e.watchers.size === 0) this.#entries.delete(e.key);
     },
     forget: (w) => void this.#watchers.delete(w),
+    settled: () => this.#settled,
     stats: this.stats,
   };
 
   #onChange(change: ChangeEvent): void {
+    // Before the catalog settled nothing was sent: the delivery at settle covers every change.
+    if (!this.#settled) return;
     let nodeTopic = false;
     let nodesTopic = false;
     for (const t of change.topics) {
@@ -177,6 +196,8 @@ interface Registry {
   /** Its last watcher gone, the entry and its payload are dropped. */
   release(e: Entry, w: Watcher): void;
   forget(w: Watcher): void;
+  /** Whether data may be sent yet (see NameWatch.#settled). */
+  settled(): boolean;
   stats: NameWatchStats;
 }
 
@@ -215,7 +236,7 @@ class Watcher implements NameWatcher {
       return `watch of ${fresh.size} more names would exceed the limit of ${MAX_WATCHED_NAMES} watched names (${this.#names.size} watched)`;
     }
     for (const [key, n] of fresh) this.#names.set(key, this.#hub.acquire(n, this));
-    if (fresh.size > 0) this.deliver([...fresh.keys()]);
+    if (fresh.size > 0 && this.#hub.settled()) this.deliver([...fresh.keys()]);
     return undefined;
   }
 
@@ -238,6 +259,10 @@ class Watcher implements NameWatcher {
     this.#names.clear();
     this.#owed.clear();
     this.#hub.forget(this);
+  }
+
+  deliverAll(): void {
+    this.deliver([...this.#names.keys()]);
   }
 
   /** Sends the current data of these watched names, or owes it while the queue is over the bound. */

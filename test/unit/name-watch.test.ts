@@ -35,14 +35,16 @@ function session(hub: NameWatch, { hold = false } = {}) {
   return { watcher, messages, entries, release };
 }
 
-function hubOver(t: TestContext, query: CatalogQuery, opts?: NameWatchOptions): NameWatch {
+/** A hub over a catalog that has settled (see the settle test for before). */
+async function hubOver(t: TestContext, query: CatalogQuery, opts?: NameWatchOptions): Promise<NameWatch> {
   const hub = new NameWatch(query, opts);
   t.after(() => hub.close());
+  await query.whenSettled(new AbortController().signal);
   return hub;
 }
 
 function store(t: TestContext): MemoryStore {
-  const s = new MemoryStore({ startIndex: 1000, now: () => 0 });
+  const s = new MemoryStore({ startIndex: 1000, now: () => 0, settleQuietMs: 0, settleMaxMs: 0 });
   t.after(() => s.close());
   return s;
 }
@@ -72,7 +74,7 @@ test('watch sends the current data at once, in exactly the wire shape, instances
   const s = store(t);
   await s.replaceNode(nodeReg('b', '10.0.0.2'), [web('b:web:80', { address: '10.0.0.2', tags: ['v1'], meta: { k: 'v' }, port: 80 })]);
   await s.replaceNode(nodeReg('a'), [web('a:web:80'), instance({ id: 'a:db:1', name: 'db' })]);
-  const hub = hubOver(t, s.query);
+  const hub = await hubOver(t, s.query);
   const a = session(hub);
   assert.equal(a.watcher.watch([svc('web'), node('b'), svc('absent')]), undefined);
   assert.equal(a.messages.length, 1, 'sent within the watch call');
@@ -91,10 +93,28 @@ test('watch sends the current data at once, in exactly the wire shape, instances
   ]);
 });
 
+test('before the catalog has settled after a start nothing is sent (a host not back yet would read as gone); at settle every watched name\'s current data goes out once', async (t) => {
+  const s = new MemoryStore({ startIndex: 1000, settleQuietMs: 200, settleMaxMs: 2000 });
+  t.after(() => s.close());
+  const hub = new NameWatch(s.query);
+  t.after(() => hub.close());
+  const a = session(hub);
+  a.watcher.watch([svc('web')]);
+  await s.replaceNode(nodeReg('b', '10.0.0.2'), [web('b:web:80', { address: '10.0.0.2' })]);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(a.messages.length, 0, 'nothing before the settle');
+  // The store's settle timers do not hold the process open; this one does, meanwhile.
+  const alive = setTimeout(() => {}, 5000);
+  await s.query.whenSettled(new AbortController().signal);
+  clearTimeout(alive);
+  assert.equal(a.messages.length, 1);
+  assert.deepEqual(a.entries().map((e) => (e.kind === 'service' ? e.instances.map((i) => i.service.id) : [])), [['b:web:80']]);
+});
+
 test('a change to a watched service is pushed once with its new data; a change to an unwatched one pushes nothing', async (t) => {
   const s = store(t);
   await s.replaceNode(nodeReg('a'), [web('a:web:80'), instance({ id: 'a:db:1', name: 'db' })]);
-  const hub = hubOver(t, s.query);
+  const hub = await hubOver(t, s.query);
   const a = session(hub);
   a.watcher.watch([svc('web')]);
   a.messages.length = 0;
@@ -113,7 +133,7 @@ test('a change to a watched service is pushed once with its new data; a change t
 test('a burst of changes in one turn is one push with the last data', async (t) => {
   const s = store(t);
   await s.replaceNode(nodeReg('a'), [web('a:web:0')]);
-  const hub = hubOver(t, s.query);
+  const hub = await hubOver(t, s.query);
   const a = session(hub);
   a.watcher.watch([svc('web')]);
   a.messages.length = 0;
@@ -129,7 +149,7 @@ test('a burst of changes in one turn is one push with the last data', async (t) 
 test('a change that leaves the payload as it was (a field DNS does not answer) is built but not pushed', async (t) => {
   const s = store(t);
   await s.replaceNode(nodeReg('a'), [web('a:web:80', { image: 'v1' })]);
-  const hub = hubOver(t, s.query);
+  const hub = await hubOver(t, s.query);
   const a = session(hub);
   a.watcher.watch([svc('web')]);
   a.messages.length = 0;
@@ -143,7 +163,7 @@ test('a change that leaves the payload as it was (a field DNS does not answer) i
 test('a node watch matches case-insensitively, is null while absent, and is pushed when the node appears and when its address changes', async (t) => {
   const s = store(t);
   await s.replaceNode(nodeReg('Web-1', '10.0.0.5'), []);
-  const hub = hubOver(t, s.query);
+  const hub = await hubOver(t, s.query);
   const a = session(hub);
   a.watcher.watch([node('web-1'), node('db-1')]);
   assert.deepEqual(a.entries(), [
@@ -165,7 +185,7 @@ test('an instance with a critical check, or on a node that went down, is not in 
   const critical = [{ id: 'h', name: 'health', type: 'http', status: 'critical' as const, output: 'down' }];
   await s.replaceNode(nodeReg('a'), [web('a:web:1'), web('a:web:2', { checks: critical })]);
   await s.replaceNode(nodeReg('b'), [web('b:web:1')]);
-  const hub = hubOver(t, s.query);
+  const hub = await hubOver(t, s.query);
   const a = session(hub);
   a.watcher.watch([svc('web')]);
   const ids = () => (a.entries().at(-1) as Extract<NameData, { kind: 'service' }>).instances.map((i) => i.service.id);
@@ -181,7 +201,7 @@ test('an instance with a critical check, or on a node that went down, is not in 
 
 test(`a session may watch ${MAX_WATCHED_NAMES} names; a watch past that is refused whole, with a reason`, async (t) => {
   const s = store(t);
-  const hub = hubOver(t, s.query);
+  const hub = await hubOver(t, s.query);
   const a = session(hub);
   for (let at = 0; at < MAX_WATCHED_NAMES; at += MAX_NAMES_PER_MESSAGE) {
     const names = Array.from({ length: MAX_NAMES_PER_MESSAGE }, (_, i) => svc(`s${at + i}`));
@@ -197,14 +217,14 @@ test(`a session may watch ${MAX_WATCHED_NAMES} names; a watch past that is refus
 
 test('the names of one watch travel in messages of at most MAX_NAMES_PER_MESSAGE entries and about maxMessageChars', async (t) => {
   const s = store(t);
-  const hub = hubOver(t, s.query, { maxMessageChars: 4000 });
+  const hub = await hubOver(t, s.query, { maxMessageChars: 4000 });
   const a = session(hub);
   a.watcher.watch(Array.from({ length: MAX_NAMES_PER_MESSAGE }, (_, i) => svc(`s${i}`)));
   // Each entry is ~50 characters: ~80 to a 4,000-character message.
   assert.ok(a.messages.length > 10 && a.messages.length < 15, `${a.messages.length} messages`);
   assert.equal(a.entries().length, MAX_NAMES_PER_MESSAGE);
 
-  const b = session(hubOver(t, s.query));
+  const b = session(await hubOver(t, s.query));
   b.watcher.watch(Array.from({ length: MAX_NAMES_PER_MESSAGE }, (_, i) => svc(`s${i}`)));
   b.watcher.watch(Array.from({ length: 500 }, (_, i) => svc(`t${i}`)));
   assert.deepEqual(b.messages.map((m) => m.entries.length), [MAX_NAMES_PER_MESSAGE, 500]);
@@ -214,7 +234,7 @@ test('two sessions watching one name share one payload build per change', async 
   const s = store(t);
   await s.replaceNode(nodeReg('a'), [web('a:web:80')]);
   const { query, calls } = countingInstances(s.query);
-  const hub = hubOver(t, query);
+  const hub = await hubOver(t, query);
   const a = session(hub);
   const b = session(hub);
   a.watcher.watch([svc('web')]);
@@ -232,7 +252,7 @@ test('two sessions watching one name share one payload build per change', async 
 test('unwatch and session close stop the pushes and drop the name once nobody watches it; unwatch of an unknown name is a no-op', async (t) => {
   const s = store(t);
   await s.replaceNode(nodeReg('a'), [web('a:web:80')]);
-  const hub = hubOver(t, s.query);
+  const hub = await hubOver(t, s.query);
   const a = session(hub);
   const b = session(hub);
   a.watcher.watch([svc('web'), node('a')]);
@@ -256,7 +276,7 @@ test('unwatch and session close stop the pushes and drop the name once nobody wa
 test('a session whose frames are not written out is sent nothing past maxQueuedChars; once drained it gets each owed name once, with its latest data', async (t) => {
   const s = store(t);
   await s.replaceNode(nodeReg('a'), [web('a:web:0'), instance({ id: 'a:db:0', name: 'db' })]);
-  const hub = hubOver(t, s.query, { maxQueuedChars: 100 });
+  const hub = await hubOver(t, s.query, { maxQueuedChars: 100 });
   const slow = session(hub, { hold: true });
   slow.watcher.watch([svc('web'), svc('db')]);
   assert.equal(slow.messages.length, 1);
@@ -276,7 +296,8 @@ test('a session whose frames are not written out is sent nothing past maxQueuedC
 
 /** An AgentLink over a MemoryStore on a loopback HTTP server. */
 async function startLink(t: TestContext) {
-  const s = new MemoryStore({ reapAfterMs: 300 });
+  const s = new MemoryStore({ reapAfterMs: 300, settleQuietMs: 0, settleMaxMs: 0 });
+  await s.query.whenSettled(new AbortController().signal);
   t.after(() => s.close());
   const link = new AgentLink({ store: s, datacenter: 'dc1', logger: pino({ level: 'silent' }), maxPayload: 64 * 1024, heartbeatMs: 50, suspectAfterMs: 300 });
   const server = createServer((_req, res) => res.end());
