@@ -131,7 +131,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     onWelcome,
     snapshot,
     delta: () => state.delta(),
-    ...(local ? { onNames: (m: Names) => local.catalog.receive(m.entries), onLiveChange: (live: boolean) => local.catalog.setLive(live) } : {}),
+    ...(local ? { onNames: (m: Names) => local.catalog.receive(m.entries, m.partial === true), onLiveChange: (live: boolean) => local.catalog.setLive(live) } : {}),
   });
   let uplinkStarted = false;
   const watcher = new DockerWatcher({

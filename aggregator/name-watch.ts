@@ -72,8 +72,9 @@ export class NameWatch {
   #flushTimer: NodeJS.Immediate | undefined;
   readonly #unsubscribe: () => void;
   /**
-   * Until the catalog has settled after a start (agents re-registered), nothing is sent: the
-   * data of a host not back yet would be empty, and agents would drop what they know of it.
+   * Until the catalog has settled after a start (agents re-registered), what is sent is marked
+   * partial: a host not back yet is missing from it, and agents add it to what they know rather
+   * than replace it. At settle every watched name is sent again, whole.
    */
   #settled = false;
   readonly #settling = new AbortController();
@@ -142,8 +143,6 @@ export class NameWatch {
   };
 
   #onChange(change: ChangeEvent): void {
-    // Before the catalog settled nothing was sent: the delivery at settle covers every change.
-    if (!this.#settled) return;
     let nodeTopic = false;
     let nodesTopic = false;
     for (const t of change.topics) {
@@ -196,7 +195,7 @@ interface Registry {
   /** Its last watcher gone, the entry and its payload are dropped. */
   release(e: Entry, w: Watcher): void;
   forget(w: Watcher): void;
-  /** Whether data may be sent yet (see NameWatch.#settled). */
+  /** Whether the catalog has settled (see NameWatch.#settled). */
   settled(): boolean;
   stats: NameWatchStats;
 }
@@ -236,7 +235,7 @@ class Watcher implements NameWatcher {
       return `watch of ${fresh.size} more names would exceed the limit of ${MAX_WATCHED_NAMES} watched names (${this.#names.size} watched)`;
     }
     for (const [key, n] of fresh) this.#names.set(key, this.#hub.acquire(n, this));
-    if (fresh.size > 0 && this.#hub.settled()) this.deliver([...fresh.keys()]);
+    if (fresh.size > 0) this.deliver([...fresh.keys()]);
     return undefined;
   }
 
@@ -293,7 +292,8 @@ class Watcher implements NameWatcher {
 
   #sendNames(entries: readonly string[]): void {
     // The entries are sent as built: one JSON.stringify per name, not per session.
-    const text = `{"type":"names","entries":[${entries.join(',')}]}`;
+    const partial = this.#hub.settled() ? '' : ',"partial":true';
+    const text = `{"type":"names","entries":[${entries.join(',')}]${partial}}`;
     const size = text.length;
     this.#queued += size;
     this.#hub.stats.messages++;

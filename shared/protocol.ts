@@ -149,6 +149,12 @@ export type NameData = z.infer<typeof NameData>;
 export const Names = z.object({
   type: z.literal('names'),
   entries: z.array(NameData).check(z.maxLength(MAX_NAMES_PER_MESSAGE)),
+  /**
+   * Sent by an aggregator whose catalog has not settled since it started (agents still coming
+   * back): hosts may be missing, so the agent adds these instances to what it knows instead of
+   * replacing it. The aggregator sends every watched name again, whole, once it has settled.
+   */
+  partial: z.optional(z.boolean()),
 });
 export type Names = z.infer<typeof Names>;
 

@@ -160,13 +160,13 @@ export class LocalCatalog implements DnsQuery {
     return this.#o.node;
   }
 
-  /** The aggregator's data for watched names. */
-  receive(entries: readonly NameData[]): void {
+  /** The aggregator's data for watched names; `partial`: from a catalog not settled yet, added to what is known. */
+  receive(entries: readonly NameData[], partial = false): void {
     for (const data of entries) {
       const entry = this.#entries.get(key({ kind: data.kind, name: data.name.toLowerCase() }));
       // Unwatched meanwhile (aged out): its unwatch is on the way.
       if (!entry) continue;
-      entry.data = data;
+      entry.data = partial && entry.data ? merged(entry.data, data) : data;
       this.#settle(entry);
       this.#bump(data.kind === 'service' ? topics.service(data.name) : topics.nodes);
     }
@@ -286,6 +286,15 @@ export class LocalCatalog implements DnsQuery {
     this.#floor = ++this.#clock;
     this.#topicIndex.clear();
   }
+}
+
+/** What is known, with what a partial catalog adds: its instances (newest for the same node and ID), its node if it has one. */
+function merged(known: NameData, added: NameData): NameData {
+  if (added.kind === 'node') return added.node === null ? known : added;
+  if (known.kind === 'node') return added;
+  const byKey = new Map(known.instances.map((i) => [`${i.node.name}\0${i.service.id}`, i]));
+  for (const i of added.instances) byKey.set(`${i.node.name}\0${i.service.id}`, i);
+  return { ...added, instances: [...byKey.values()] };
 }
 
 function hasData(entry: Entry): boolean {

@@ -120,7 +120,7 @@ describe('fault: hostile DNS clients cannot grow an agent\'s local DNS or slow i
   it('50,000 EDNS-size variants (70 names × 715 sizes) from the aggregator\'s data: all answered, agent RSS bounded; DNS p99 < 50 ms, no agent cut', (t) =>
     ednsVariantsFlood(t, rig().httpPort, rig().dnsPort, target));
 
-  it('50,000 distinct non-existent names (each a watch on the aggregator): all NXDOMAIN, agent RSS levels off (second 25,000 ≤ 10 MB), aggregator RSS ≤ 50 MB more, A not cut; DNS p99 < 50 ms', async (t) => {
+  it('50,000 distinct non-existent names (each a watch on the aggregator): all NXDOMAIN, agent RSS levels off (second 25,000 ≤ 16 MB), aggregator RSS ≤ 50 MB more, A not cut; DNS p99 < 50 ms', async (t) => {
     const aggregatorFrom = rig().aggregator.logs.length;
     const dropsBefore = await udpDrops(rig().dnsPort);
     const aggregatorBefore = await rssMb(rig().aggregator);
@@ -143,7 +143,10 @@ describe('fault: hostile DNS clients cannot grow an agent\'s local DNS or slow i
     await probe.assertHealthy({ rssGrowthMaxMb: 50, diagnostic: (s) => t.diagnostic(s) });
     assert.deepEqual(cutsOfA(rig(), aggregatorFrom), [], 'the aggregator kept A\'s connection');
     assert.ok(cached <= 10_000, `${cached} names cached`);
-    assert.ok(afterSecond - afterFirst <= 10, `the second 25,000 names grew the agent by ${Math.round(afterSecond - afterFirst)} MB`);
+    // Every cache is at its cap within the first 25,000 names (10,000 names, the response cache's
+    // 5,000 + 2,000 names), so the second half only adds garbage not yet collected: +2 to +13 MB
+    // measured over four runs. A leak of 1 kB a name would add 25 MB.
+    assert.ok(afterSecond - afterFirst <= 16, `the second 25,000 names grew the agent by ${Math.round(afterSecond - afterFirst)} MB`);
     assert.ok(aggregatorAfter - aggregatorBefore <= 50, `the aggregator grew by ${Math.round(aggregatorAfter - aggregatorBefore)} MB`);
     for (const flood of [first, second]) {
       assert.ok(flood.answered >= flood.sent * 0.99, `${flood.answered} of ${flood.sent} queries answered`);

@@ -190,3 +190,18 @@ test('a flood of made-up names evicts only names that answer nothing: a name wit
   assert.equal(c.servable('web').length, 1);
   await turn();
 });
+
+test('data marked partial (an aggregator not settled since its start) adds to what is known; whole data replaces it', () => {
+  const { c } = catalog();
+  c.setLive(true);
+  c.pending({ kind: 'service', name: 'web' });
+  c.receive([web([remote('b', 'b:web:80', '192.0.2.2'), remote('c', 'c:web:80', '192.0.2.3')])]);
+  c.receive([web([remote('c', 'c:web:80', '192.0.2.33')])], true);
+  assert.deepEqual(c.servable('web').map((i) => `${i.node.name} ${i.service.address}`), ['b 192.0.2.2', 'c 192.0.2.33'], 'b kept, c updated');
+  c.receive([web([remote('c', 'c:web:80', '192.0.2.33')])]);
+  assert.deepEqual(c.servable('web').map((i) => i.node.name), ['c'], 'whole: b is gone');
+  c.pending({ kind: 'node', name: 'b' });
+  c.receive([{ kind: 'node', name: 'b', node: { name: 'b', address: '192.0.2.2', meta: {} } }]);
+  c.receive([{ kind: 'node', name: 'b', node: null }], true);
+  assert.equal(c.node('b')?.address, '192.0.2.2', 'a partial catalog without the node does not remove it');
+});

@@ -93,7 +93,7 @@ test('watch sends the current data at once, in exactly the wire shape, instances
   ]);
 });
 
-test('before the catalog has settled after a start nothing is sent (a host not back yet would read as gone); at settle every watched name\'s current data goes out once', async (t) => {
+test('before the catalog has settled after a start, what is sent is marked partial; at settle every watched name\'s current data goes out again, whole', async (t) => {
   const s = new MemoryStore({ startIndex: 1000, settleQuietMs: 200, settleMaxMs: 2000 });
   t.after(() => s.close());
   const hub = new NameWatch(s.query);
@@ -102,13 +102,14 @@ test('before the catalog has settled after a start nothing is sent (a host not b
   a.watcher.watch([svc('web')]);
   await s.replaceNode(nodeReg('b', '10.0.0.2'), [web('b:web:80', { address: '10.0.0.2' })]);
   await new Promise((r) => setTimeout(r, 50));
-  assert.equal(a.messages.length, 0, 'nothing before the settle');
+  assert.deepEqual(a.messages.map((m) => m.partial), [true, true], 'at the watch and at the change: partial');
   // The store's settle timers do not hold the process open; this one does, meanwhile.
   const alive = setTimeout(() => {}, 5000);
   await s.query.whenSettled(new AbortController().signal);
   clearTimeout(alive);
-  assert.equal(a.messages.length, 1);
-  assert.deepEqual(a.entries().map((e) => (e.kind === 'service' ? e.instances.map((i) => i.service.id) : [])), [['b:web:80']]);
+  const last = a.messages.at(-1)!;
+  assert.equal(last.partial, undefined, 'whole once settled');
+  assert.deepEqual(last.entries.map((e) => (e.kind === 'service' ? e.instances.map((i) => i.service.id) : [])), [['b:web:80']]);
 });
 
 test('a change to a watched service is pushed once with its new data; a change to an unwatched one pushes nothing', async (t) => {
