@@ -55,7 +55,13 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
   const answering = await createDnsHandler(opts);
   try {
     const server = await listenDns(answering.handler, opts);
-    return { ...server, close: async () => (answering.close(), await server.close()) };
+    return {
+      ...server,
+      async close() {
+        answering.close();
+        await server.close();
+      },
+    };
   } catch (err) {
     answering.close();
     throw err;
