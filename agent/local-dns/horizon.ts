@@ -3,20 +3,20 @@ import type { Horizon } from '../../shared/dns/views.js';
 import type { ContainerNetworks } from './container-networks.js';
 import type { LocalCatalog } from './local-catalog.js';
 
+/** Distinct askers remembered at once (a flood from made-up source addresses clears them). */
+const MAX_ASKERS = 4096;
+
 /**
  * Split horizon: a container of this host asking for a service gets, for each instance of this
  * host on a Docker network it shares, that instance's container IP and container port (it can
  * reach it directly, and a port nobody published becomes usable by its neighbours); other
  * hosts' instances, and every other asker, get what the catalog says (host IP + published port).
- * A view is the set of networks the asker is on: askers on the same networks share answers.
+ * A view is the set of networks the asker is on: askers on the same networks share answers (the
+ * DNS keeps one responder per view key, views.ts).
  */
-/** Distinct askers remembered at once (a flood from made-up source addresses clears them). */
-const MAX_ASKERS = 4096;
-
 export class SplitHorizon implements Horizon {
   readonly #catalog: LocalCatalog;
   readonly #networks: ContainerNetworks;
-  readonly #views = new Map<string, DnsQuery>();
   readonly #askers = new Map<string, { key: string; query: DnsQuery } | undefined>();
   #askersAt = -1;
 
@@ -40,15 +40,7 @@ export class SplitHorizon implements Horizon {
   #viewOf(asker: string): { key: string; query: DnsQuery } | undefined {
     const networks = this.#networks.networksOfAddress(asker);
     if (!networks || networks.size === 0) return undefined;
-    const key = [...networks].sort().join(',');
-    let query = this.#views.get(key);
-    if (!query) {
-      // As many views as the DNS keeps (views.ts), at most; these are cheap to make again.
-      if (this.#views.size >= 64) this.#views.clear();
-      query = this.#view(networks);
-      this.#views.set(key, query);
-    }
-    return { key, query };
+    return { key: [...networks].sort().join(','), query: this.#view(networks) };
   }
 
   #view(networks: ReadonlySet<string>): DnsQuery {
