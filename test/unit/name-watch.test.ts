@@ -39,8 +39,15 @@ function session(hub: NameWatch, { hold = false } = {}) {
 async function hubOver(t: TestContext, query: CatalogQuery, opts?: NameWatchOptions): Promise<NameWatch> {
   const hub = new NameWatch(query, opts);
   t.after(() => hub.close());
-  await query.whenSettled(new AbortController().signal);
+  await settled(query);
   return hub;
+}
+
+/** The store's settle timers do not hold the process open (node:test would cancel the test); this one does, meanwhile. */
+async function settled(query: CatalogQuery): Promise<void> {
+  const alive = setTimeout(() => {}, 60_000);
+  await query.whenSettled(new AbortController().signal);
+  clearTimeout(alive);
 }
 
 function store(t: TestContext): MemoryStore {
@@ -103,10 +110,7 @@ test('before the catalog has settled after a start, what is sent is marked parti
   await s.replaceNode(nodeReg('b', '10.0.0.2'), [web('b:web:80', { address: '10.0.0.2' })]);
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(a.messages.map((m) => m.partial), [true, true], 'at the watch and at the change: partial');
-  // The store's settle timers do not hold the process open; this one does, meanwhile.
-  const alive = setTimeout(() => {}, 5000);
-  await s.query.whenSettled(new AbortController().signal);
-  clearTimeout(alive);
+  await settled(s.query);
   const last = a.messages.at(-1)!;
   assert.equal(last.partial, undefined, 'whole once settled');
   assert.deepEqual(last.entries.map((e) => (e.kind === 'service' ? e.instances.map((i) => i.service.id) : [])), [['b:web:80']]);
@@ -298,7 +302,7 @@ test('a session whose frames are not written out is sent nothing past maxQueuedC
 /** An AgentLink over a MemoryStore on a loopback HTTP server. */
 async function startLink(t: TestContext) {
   const s = new MemoryStore({ reapAfterMs: 300, settleQuietMs: 0, settleMaxMs: 0 });
-  await s.query.whenSettled(new AbortController().signal);
+  await settled(s.query);
   t.after(() => s.close());
   const link = new AgentLink({ store: s, datacenter: 'dc1', logger: pino({ level: 'silent' }), maxPayload: 64 * 1024, heartbeatMs: 50, suspectAfterMs: 300 });
   const server = createServer((_req, res) => res.end());
