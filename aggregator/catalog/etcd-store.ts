@@ -14,6 +14,7 @@ import { createEtcdClient, errorText, isElection, isTransient, sleep, withRetry,
 import { Feed } from './etcd/feed.js';
 import { Keys, rangeEnd } from './etcd/keys.js';
 import { LeaseKeeper } from './etcd/lease-keeper.js';
+import { ElectionProbe } from './etcd/election-probe.js';
 import { splitOps } from './etcd/txn-split.js';
 
 export { parseEtcdUrl } from './etcd/connect.js';
@@ -45,7 +46,23 @@ const SESSION_KEEPALIVE_MS = 500;
 const UNWRITABLE_AFTER_MS = 1500;
 /** …unless a member still answers (an election on a reachable cluster): then this long. */
 const UNWRITABLE_AFTER_ELECTION_MS = 2500;
+/**
+ * …or until this long after the members last said the cluster was electing (clusterElecting),
+ * or after the last status probe before a new leader: no lease lapses without a leader, and a
+ * new leader gives every lease its whole TTL (3 s) again when it takes over, so 2 s leaves the
+ * agents a second to move if the session is still not confirmed by then.
+ */
+const WRITABLE_AFTER_ELECTION_SEEN_MS = 2000;
+/** …but never past this much silence (a judgment of the members' answers that was wrong). */
+const UNWRITABLE_AFTER_ELECTING_MS = 6000;
 const CHECK_EVERY_MS = 100;
+/**
+ * Deadline of one attempt of a write (a transaction of at most 128 operations, a lease call).
+ * A follower that has not yet noticed its leader died (etcd's election timeout, 1-2 s) takes a
+ * call and forwards it into the void: it hangs until this deadline. Three attempts fit in the 3 s
+ * retry budget, so a write begun just before the leader died still lands once a new one is in.
+ */
+const WRITE_ATTEMPT_MS = 1000;
 /** Transactions and lease grants in flight at once, per store. */
 const MAX_IN_FLIGHT = 32;
 /** A member answered (a status probe, an election error) this recently: etcd is there. */
@@ -96,6 +113,11 @@ export class EtcdStore implements CatalogStore {
   #monitor: NodeJS.Timeout | undefined;
   #probing = false;
   #lastReachable = 0;
+  /** When the members last said the cluster was electing, or a leader took over after it. */
+  #electingSeenAt = 0;
+  /** The previous status probe: when it was sent, the highest leader term seen so far. */
+  #lastProbe: { at: number; term: number } | undefined;
+  readonly #election: ElectionProbe;
   #lastTick = 0;
   #judgeAfter = 0;
   #inFlight = 0;
@@ -120,6 +142,7 @@ export class EtcdStore implements CatalogStore {
     this.#dataKeepaliveMs = Math.max(500, Math.min((this.#dataTtlS * 1000) / 10, 10_000));
     this.#keys = new Keys(o.prefix);
     this.#client = createEtcdClient({ endpoints: o.endpoints, tls: o.tls, auth: o.auth });
+    this.#election = new ElectionProbe({ endpoints: o.endpoints, tls: o.tls, auth: o.auth });
     this.#replica = new Replica({ startIndex: 1 });
     this.#feed = new Feed({ client: this.#client, keys: this.#keys, logger: this.#log, apply: (b) => this.#applied(b) });
     this.#keeper = new LeaseKeeper(this.#client, { logger: this.#log, onLost: (id) => this.#lost(id) });
@@ -327,6 +350,7 @@ export class EtcdStore implements CatalogStore {
     this.#compactor?.stop();
     // No revoke, no delete: another aggregator takes the nodes over; the session lapses by itself.
     this.#keeper.close();
+    this.#election.close();
     this.#held.clear();
     await this.#feed.close();
     this.#setWritable(false, 'closed');
@@ -510,6 +534,7 @@ export class EtcdStore implements CatalogStore {
   #retry<T>(what: string, fn: (call: { deadline: number }) => Promise<T>): Promise<T> {
     return withRetry(`etcd ${what}`, fn, {
       budgetMs: this.#o.retryBudgetMs ?? 3000,
+      callTimeoutMs: WRITE_ATTEMPT_MS,
       signal: this.#abort.signal,
       onRetry: (err, attempt) => {
         // "leader changed" / "no leader" come from a member that answers: an election, not a cut.
@@ -650,7 +675,8 @@ export class EtcdStore implements CatalogStore {
     const silent = now - lastOk - stalledMs;
     if (silent > 1000) this.#probe();
     const reachable = now - Math.max(this.#lastReachable, this.#keeper.lastAnswer) < REACHABLE_FOR_MS;
-    const ok = silent < UNWRITABLE_AFTER_MS || (reachable && silent < UNWRITABLE_AFTER_ELECTION_MS);
+    const electing = now - this.#electingSeenAt < WRITABLE_AFTER_ELECTION_SEEN_MS && silent < UNWRITABLE_AFTER_ELECTING_MS;
+    const ok = silent < UNWRITABLE_AFTER_MS || (reachable && silent < UNWRITABLE_AFTER_ELECTION_MS) || electing;
     if (!ok && now < this.#judgeAfter) return;
     if (ok !== this.#writable) {
       const wasReclaim = ok && !this.#writable;
@@ -659,16 +685,29 @@ export class EtcdStore implements CatalogStore {
     }
   }
 
-  /** Does any member answer at all? (An election on a reachable cluster, not a cut.) */
+  /**
+   * While the session is not confirmed: does any member answer at all, is the cluster electing,
+   * has a new leader taken over? (Not a cut.)
+   */
   #probe(): void {
     if (this.#probing) return;
     this.#probing = true;
-    this.#client.maintenance
-      .status({ deadline: Date.now() + 1000 })
-      .then(() => {
-        this.#lastReachable = Date.now();
+    const at = Date.now();
+    this.#election
+      .ask(1000)
+      .then((r) => {
+        if (r.reachable) this.#lastReachable = Date.now();
+        if (r.electing) this.#electingSeenAt = at;
+        const previous = this.#lastProbe;
+        if (r.leaderTerm !== undefined && previous && r.leaderTerm > previous.term) {
+          // A leader took over since the previous probe: every lease has its whole TTL from then
+          // on. The keepalives sent before were forwarded to the old leader and are lost.
+          this.#electingSeenAt = Math.max(this.#electingSeenAt, previous.at);
+          this.#keeper.reopen();
+        }
+        this.#lastProbe = { at, term: Math.max(r.leaderTerm ?? 0, previous?.term ?? 0) };
       })
-      .catch(() => {})
+      .catch((err: unknown) => this.#log.debug({ err: errorText(err) }, 'etcd: status probe failed'))
       .finally(() => {
         this.#probing = false;
       });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { EtcdStore, type EtcdStoreOptions } from '../../aggregator/catalog/etcd-store.js';
+import { ElectionProbe } from '../../aggregator/catalog/etcd/election-probe.js';
 import { StoreUnavailableError } from '../../aggregator/catalog/store.js';
 import { ServiceInstance } from '../../shared/model.js';
 import { EtcdCluster } from '../support/etcd-cluster.js';
@@ -174,6 +175,27 @@ describe('etcd store under etcd faults', () => {
     assert.ok(after.length > 0 && after.every((w) => w.ok), 'every write after the election succeeded');
     await until(() => b.query.index >= a.query.index, 3000, 'b caught up');
     assert.deepEqual(served(b), served(a));
+  });
+
+  test('the election probe: a healthy cluster answers with its leader\'s term and is no election; after the leader is killed a leader with a higher term answers', async () => {
+    const c = cluster();
+    const probe = new ElectionProbe({ endpoints: c.endpoints });
+    try {
+      const before = await probe.ask(2000);
+      assert.equal(before.reachable, true);
+      assert.equal(before.electing, false);
+      assert.ok(before.leaderTerm !== undefined && before.leaderTerm > 0, `leader term ${before.leaderTerm}`);
+      await c.kill(await c.leader());
+      await c.waitLeader(10_000);
+      const after = await until(async () => {
+        const r = await probe.ask(2000);
+        return r.leaderTerm !== undefined ? r : undefined;
+      }, 10_000, 'a leader answers the probe');
+      assert.equal(after.electing, false, 'a leader answers: no election');
+      assert.ok(after.leaderTerm! > before.leaderTerm!, `term ${before.leaderTerm} → ${after.leaderTerm}`);
+    } finally {
+      probe.close();
+    }
   });
 
   test('writable turns false within ~1.5 s when every member is down, writes refuse at once, the replica is served; back when etcd returns', async () => {

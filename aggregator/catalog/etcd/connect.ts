@@ -52,6 +52,8 @@ export interface ClientOptions {
   auth?: EtcdAuth;
   /** Deadline of one unary call (default 1,500 ms): a hung member must not eat the retry window. */
   callTimeoutMs?: number;
+  /** Send etcd's require-leader flag on every call (default true; see requireLeader). */
+  requireLeader?: boolean;
 }
 
 /**
@@ -86,7 +88,7 @@ export function createEtcdClient(o: ClientOptions): Etcd3 {
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
     },
-    defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors: [requireLeader] } : { deadline: Date.now() + callTimeoutMs, interceptors: [requireLeader] }),
+    defaultCallOptions: (ctx) => ({ ...(ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }), interceptors: o.requireLeader === false ? [] : [requireLeader] }),
     faultHandling: {
       // Only a member that cannot be reached is skipped; "leader changed" comes from one that can.
       host: () => circuitBreaker(handleWhen(isHostFailure), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) }),

@@ -94,6 +94,22 @@ export class LeaseKeeper {
     return this.#kept.get(id)?.lastOk;
   }
 
+  /**
+   * A new stream now (no backoff), unless the open one has no keepalive waiting for its answer:
+   * the caller knows the answer will not come (a new etcd leader took over; what was forwarded
+   * to the old one is lost).
+   */
+  reopen(): void {
+    if (this.#closed) return;
+    if (this.#stream) {
+      if (![...this.#kept.values()].some((k) => k.sentAt !== 0)) return;
+      this.#drop();
+    }
+    this.#backoff = 100;
+    this.#reopenAt = 0;
+    this.#tick();
+  }
+
   close(): void {
     this.#closed = true;
     clearInterval(this.#timer);
