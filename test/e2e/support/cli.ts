@@ -16,10 +16,11 @@ export interface CliProcess {
 
 /**
  * Runs the built CLI, the way users run it. `netns` runs it inside a test host's network
- * namespace (nsenter keeps /sys and cgroups, unlike `ip netns exec`).
+ * namespace (nsenter keeps /sys and cgroups, unlike `ip netns exec`); `nice` lowers its CPU
+ * priority (a load generator that would run on another machine, not on the measured one's cores).
  */
-export function runCli(args: string[], opts: { netns?: string; env?: NodeJS.ProcessEnv } = {}): CliProcess {
-  const argv = [process.execPath, cliPath, ...args];
+export function runCli(args: string[], opts: { netns?: string; env?: NodeJS.ProcessEnv; nice?: number } = {}): CliProcess {
+  const argv = [...(opts.nice ? ['nice', '-n', String(opts.nice)] : []), process.execPath, cliPath, ...args];
   const [cmd, ...rest] = opts.netns ? ['nsenter', `--net=/var/run/netns/${opts.netns}`, ...argv] : argv;
   const child = spawn(cmd!, rest, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
