@@ -1,10 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
 import { pino } from 'pino';
 import { startAggregator } from '../../aggregator/server.js';
 import { ClientCounts } from '../../aggregator/http/server-limits.js';
 import { normalizeAddress } from '../../shared/net-address.js';
+import { AGENT_WS_PATH } from '../../shared/protocol.js';
+import { connect, hello } from '../support/agent-peer.js';
 import { loopbackAggregator } from '../support/aggregator-options.js';
 import { until } from '../support/until.js';
 
@@ -83,4 +90,36 @@ test('--http-max-conns-per-client 0 admits any number of connections from one ad
   assert.equal(res.status, 200);
   assert.ok(held.every((h) => h.received() === '' && !h.socket.destroyed), 'all 250 still open, none answered 429');
   held.forEach((h) => h.socket.destroy());
+});
+
+test('an agent\'s WebSocket is a connection of its address: with a cap of 1 it leaves no room for a request from there', async (t) => {
+  const agg = await startAggregator({ ...loopbackAggregator, httpMaxConnsPerClient: 1 }, pino({ level: 'silent' }));
+  t.after(() => agg.close());
+  const peer = await connect(`ws://127.0.0.1:${agg.httpPort}${AGENT_WS_PATH}`);
+  peer.send(hello('only-host'));
+  await until(() => peer.inbox.length > 0, 5000, 'welcome');
+  const res = await fetch(`http://127.0.0.1:${agg.httpPort}/v1/status/leader`);
+  assert.equal(res.status, 429);
+  peer.ws.terminate();
+});
+
+test('with TLS the refusal is written over TLS after the handshake: a client past the cap reads the 429', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  const ca = readFileSync(cert, 'utf8');
+  const agg = await startAggregator({ ...loopbackAggregator, httpMaxConnsPerClient: 1, tls: { cert: ca, key: readFileSync(key, 'utf8') } }, pino({ level: 'silent' }));
+  t.after(() => agg.close());
+  const open = () => tls.connect({ port: agg.httpPort, host: '127.0.0.1', ca });
+  const held = open();
+  await new Promise((resolve) => held.once('secureConnect', resolve));
+  const refused = open();
+  let received = '';
+  refused.setEncoding('utf8');
+  refused.on('data', (d: string) => (received += d));
+  refused.on('error', () => {});
+  await new Promise((resolve) => refused.once('close', resolve));
+  assert.match(received, /^HTTP\/1\.1 429 Too Many Requests\r\n/);
+  held.destroy();
 });
