@@ -8,6 +8,7 @@ import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { frameBuffer, parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
 import { clipForLog, truncateUtf8 } from '../shared/truncate.js';
+import { normalizeAddress } from '../shared/net-address.js';
 import { StoreUnavailableError, type CatalogStore } from './catalog/store.js';
 import { MessageParts, type WholeMessage } from './message-parts.js';
 import { NameWatch, type NameWatcher, type NameWatchOptions } from './name-watch.js';
@@ -498,8 +499,4 @@ function bump<K>(counts: Map<K, number>, key: K): void {
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
-}
-
-function normalizeAddress(addr: string): string {
-  return addr.startsWith('::ffff:') ? addr.slice('::ffff:'.length) : addr;
 }

@@ -8,7 +8,7 @@ export interface MetricsSources {
   query: CatalogQuery;
   link: { readonly connectedAgents: number; readonly stats: LinkStats; readonly names: { readonly names: number; readonly sessions: number } };
   api: { readonly waiting: number; readonly streams: number; readonly streamsDropped: ReadonlyMap<string, number> };
-  connections: { readonly refused: number };
+  connections: { readonly refused: number; readonly refusedPerClient: number };
 }
 
 /**
@@ -41,6 +41,15 @@ export class AggregatorMetrics {
       collect() {
         this.reset();
         this.inc(sources.connections.refused);
+      },
+    });
+    new Counter({
+      name: 'portolan_http_connections_refused_per_client_total',
+      help: 'HTTP connections refused with 429 because their client address held --http-max-conns-per-client',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.connections.refusedPerClient);
       },
     });
     new Gauge({

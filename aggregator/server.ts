@@ -10,7 +10,8 @@ import { startDnsServer } from '../shared/dns/server.js';
 import type { UdpMode } from '../shared/dns/udp.js';
 import { AggregatorMetrics } from './metrics.js';
 import type { CatalogStore } from './catalog/store.js';
-import { DEFAULT_MAX_CONNECTIONS, limitConnections, serverTimeouts } from './http/server-limits.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, limitConnections, serverTimeouts } from './http/server-limits.js';
+import { hideTokens, registerApiAccess, TokenSet } from './http/api-access.js';
 import { clipForLog } from '../shared/truncate.js';
 import { dnsView } from './catalog/dns-view.js';
 
@@ -31,6 +32,12 @@ export interface AggregatorOptions {
   maxPayload: number;
   /** Cap on open HTTP connections, agents' included (default DEFAULT_MAX_CONNECTIONS). */
   httpMaxConns?: number;
+  /** Cap on open HTTP connections from one client address, agents' included (default DEFAULT_MAX_CONNECTIONS_PER_CLIENT; 0: none). */
+  httpMaxConnsPerClient?: number;
+  /** When given, every HTTP request but /v1/status/* and the UI's files needs one of them. */
+  apiTokens?: readonly string[];
+  /** When given, /metrics needs this one (and not an api token). */
+  metricsToken?: string;
   /** Cap on open /v1/portolan/events streams (default DEFAULT_MAX_STREAMS). */
   maxEventStreams?: number;
   heartbeatMs: number;
@@ -65,9 +72,11 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   }) as unknown as App<Logger>;
   const connections = limitConnections(app.server, {
     maxConnections: opts.httpMaxConns ?? DEFAULT_MAX_CONNECTIONS,
+    maxPerClient: opts.httpMaxConnsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     tls: opts.tls !== undefined,
     logger: httpLogger,
   });
+  registerApiAccess(app, accessTokens(opts, httpLogger));
   const api = registerConsulApi(app, { query: store.query, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION, maxEventStreams: opts.maxEventStreams });
   registerUi(app);
   const query = store.query;
@@ -131,8 +140,18 @@ function registerMetrics(app: App<Logger>, metrics: AggregatorMetrics): void {
  */
 function clippedErr(err: Error): unknown {
   const { rawPacket: _, ...out } = pino.stdSerializers.err(err) as ReturnType<typeof pino.stdSerializers.err> & { rawPacket?: unknown };
-  const message = clipForLog(out.message);
+  const message = clipForLog(hideTokens(out.message));
   return { ...out, message, stack: out.stack.replace(out.message, message) };
+}
+
+/** The token sets, and a line saying what is protected (never the tokens). */
+function accessTokens(opts: AggregatorOptions, logger: Logger) {
+  const api = opts.apiTokens?.length ? new TokenSet(opts.apiTokens) : undefined;
+  const metrics = opts.metricsToken ? new TokenSet([opts.metricsToken]) : undefined;
+  if (api || metrics) {
+    logger.info({ apiTokens: api?.size ?? 0, metricsToken: metrics !== undefined }, 'HTTP API needs a token (--api-token, --metrics-token); /v1/status/* and /ui files are open');
+  }
+  return { api, metrics };
 }
 
 function pick(o: AggregatorOptions) {

@@ -5,7 +5,8 @@ import { parseEtcdUrl } from '../aggregator/catalog/etcd/connect.js';
 import type { UdpMode } from '../shared/dns/udp.js';
 import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { tokenFlag } from './common-flags.js';
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_STREAMS } from '../aggregator/http/server-limits.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_STREAMS } from '../aggregator/http/server-limits.js';
+import { readSecretLines, type Warn } from './secret-file.js';
 
 export const aggregatorFlags: FlagSpec[] = [
   { name: 'http', kind: 'string', env: 'PORTOLAN_HTTP', default: '0.0.0.0:8500', help: 'HTTP API and agent WebSocket listen address' },
@@ -24,6 +25,10 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'tls-key', kind: 'string', env: 'PORTOLAN_TLS_KEY', help: 'PEM private key file for --tls-cert' },
   { name: 'max-payload', kind: 'integer', env: 'PORTOLAN_MAX_PAYLOAD', default: '1048576', help: 'largest agent message in bytes' },
   { name: 'http-max-conns', kind: 'integer', env: 'PORTOLAN_HTTP_MAX_CONNS', default: String(DEFAULT_MAX_CONNECTIONS), help: 'open HTTP connections (agents, watchers, streams) past which new ones are refused' },
+  { name: 'http-max-conns-per-client', kind: 'integer', env: 'PORTOLAN_HTTP_MAX_CONNS_PER_CLIENT', default: String(DEFAULT_MAX_CONNECTIONS_PER_CLIENT), help: 'open HTTP connections from one client address past which new ones get 429 (0: no limit; a proxy or NAT in front is one address)' },
+  { name: 'api-token', kind: 'list', env: 'PORTOLAN_API_TOKEN', help: 'HTTP API and UI need one of these tokens (X-Consul-Token, Authorization: Bearer or ?token=); repeat or comma-separate for several' },
+  { name: 'api-token-file', kind: 'string', env: 'PORTOLAN_API_TOKEN_FILE', help: 'file of further --api-token values, one per line (# comments)' },
+  { name: 'metrics-token', kind: 'string', env: 'PORTOLAN_METRICS_TOKEN', help: '/metrics needs this token (Authorization: Bearer) instead of an --api-token' },
   { name: 'max-event-streams', kind: 'integer', env: 'PORTOLAN_MAX_EVENT_STREAMS', default: String(DEFAULT_MAX_STREAMS), help: 'open /v1/portolan/events streams (UI tabs) past which new ones get 429' },
   { name: 'heartbeat', kind: 'duration', env: 'PORTOLAN_HEARTBEAT', default: '1s', help: 'agent ping interval' },
   { name: 'suspect-after', kind: 'duration', env: 'PORTOLAN_SUSPECT_AFTER', default: '3s', help: "silence after which an agent's node turns critical" },
@@ -38,7 +43,8 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'store-compact-every', kind: 'duration', env: 'PORTOLAN_STORE_COMPACT_EVERY', default: '5m', help: 'etcd: compact history older than this, one aggregator at a time (0s: never; leave it to etcd --auto-compaction-retention)' },
 ];
 
-export function aggregatorOptions(v: Record<string, FlagValue>): AggregatorOptions {
+/** `warn` reports what is wrong but not fatal in the options (a token file others can read). */
+export function aggregatorOptions(v: Record<string, FlagValue>, warn: Warn = () => undefined): AggregatorOptions {
   const dnsTtlMs = v['dns-ttl'] as number;
   const nodeTtlMs = v['node-ttl'] as number;
   return {
@@ -56,6 +62,9 @@ export function aggregatorOptions(v: Record<string, FlagValue>): AggregatorOptio
     token: v.token as string | undefined,
     maxPayload: v['max-payload'] as number,
     httpMaxConns: v['http-max-conns'] as number,
+    httpMaxConnsPerClient: v['http-max-conns-per-client'] as number,
+    apiTokens: apiTokens(v, warn),
+    metricsToken: v['metrics-token'] as string | undefined,
     maxEventStreams: v['max-event-streams'] as number,
     heartbeatMs: v.heartbeat as number,
     suspectAfterMs: v['suspect-after'] as number,
@@ -63,6 +72,14 @@ export function aggregatorOptions(v: Record<string, FlagValue>): AggregatorOptio
     tls: tlsFiles(v['tls-cert'] as string | undefined, v['tls-key'] as string | undefined),
     store: storeSpec(v),
   };
+}
+
+function apiTokens(v: Record<string, FlagValue>, warn: Warn): string[] | undefined {
+  const file = v['api-token-file'] as string | undefined;
+  const fromFile = file === undefined ? [] : readSecretLines('api-token-file', file, warn);
+  if (file !== undefined && fromFile.length === 0) throw new UsageError(`--api-token-file: no token in ${file}`);
+  const tokens = [...((v['api-token'] as string[] | undefined) ?? []), ...fromFile];
+  return tokens.length > 0 ? tokens : undefined;
 }
 
 function storeSpec(v: Record<string, FlagValue>): StoreSpec {

@@ -46,7 +46,9 @@ export function parseFlags(
       else if (i + 1 < argv.length) value = argv[++i]!;
       else throw new UsageError(`flag --${spec.name} needs a value`);
     }
-    raw.set(spec.name, value);
+    // A list flag given again adds to it (--api-token a --api-token b); any other flag is replaced.
+    const before = raw.get(spec.name);
+    raw.set(spec.name, spec.kind === 'list' && before !== undefined ? `${before},${value}` : value);
   }
   const values: Values = {};
   for (const spec of specs) {

@@ -20,13 +20,16 @@ interface Command {
   run(values: Record<string, FlagValue>, logger: Logger): Promise<Running>;
 }
 
+/** Where option parsing reports what is wrong but not fatal (a token file others can read). */
+const warnTo = (logger: Logger) => (fields: Record<string, unknown>, msg: string) => logger.warn(fields, msg);
+
 const devAgentFlags = agentFlags.filter((f) => f.name !== 'aggregator' && !aggregatorFlags.some((a) => a.name === f.name));
 
 const commands: Record<string, Command> = {
   aggregator: {
     summary: 'Merge every agent\'s services into one catalog; serve it over Consul-compatible HTTP and DNS.',
     flags: [...aggregatorFlags, ...logFlags],
-    run: async (v, logger) => runAggregator(aggregatorOptions(v), logger),
+    run: async (v, logger) => runAggregator(aggregatorOptions(v, warnTo(logger)), logger),
   },
   agent: {
     summary: 'Watch the local Docker engine and push its services to an aggregator.',
@@ -40,7 +43,7 @@ const commands: Record<string, Command> = {
     summary: 'Aggregator and an agent on the local engine in one process (for trying portolan on one machine).',
     flags: [...aggregatorFlags, ...devAgentFlags, ...logFlags],
     run: async (v, logger) => {
-      const agg = await runAggregator(aggregatorOptions(v), logger);
+      const agg = await runAggregator(aggregatorOptions(v, warnTo(logger)), logger);
       const aggregator = `ws://127.0.0.1:${agg.httpPort}`;
       const agent = await runAgent(agentOptions({ ...v, aggregator }), logger);
       return {

@@ -3,13 +3,14 @@ import { isIPv6 } from 'node:net';
 import { nodeId } from './consul-json.js';
 import { sendJson, type ApiContext, type App } from './endpoint.js';
 import { checkDatacenter, first, type RawQuery } from './query-options.js';
+import { normalizeAddress } from '../../shared/net-address.js';
 
 /** The address the client reached us on, as Consul prints a server's RPC address ("ip:port"). */
 type Request = Pick<FastifyRequest, 'raw' | 'query'>;
 
 function localAddress(request: Request): { ip: string; port: number; hostPort: string } {
   const socket = request.raw.socket;
-  const ip = (socket.localAddress ?? '127.0.0.1').replace(/^::ffff:(?=\d+\.)/, '');
+  const ip = normalizeAddress(socket.localAddress ?? '127.0.0.1');
   const port = socket.localPort ?? 0;
   return { ip, port, hostPort: isIPv6(ip) ? `[${ip}]:${port}` : `${ip}:${port}` };
 }

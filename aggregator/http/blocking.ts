@@ -14,11 +14,14 @@ export interface BlockingQuery {
   render: Render;
 }
 
-/** The same key means the same answer at the same index: the URL without `index` and `wait`. */
+/**
+ * The same key means the same answer at the same index: the URL without `index`, `wait` and
+ * `token` (checked before the request gets here; it changes nothing in the answer).
+ */
 export function shareKey(url: string): string {
   const at = url.indexOf('?');
   if (at < 0) return url;
-  const kept = url.slice(at + 1).split('&').filter((p) => !/^(index|wait)(=|$)/.test(p));
+  const kept = url.slice(at + 1).split('&').filter((p) => !/^(index|wait|token)(=|$)/.test(p));
   return `${url.slice(0, at)}?${kept.join('&')}`;
 }
 

@@ -9,6 +9,7 @@ import type { DropReason } from './sse-writer.js';
 import { healthChecks, healthNode, healthService, healthState } from './health-endpoints.js';
 import { checkDatacenter, parseQueryOptions, type RawQuery } from './query-options.js';
 import { clipForLog } from '../../shared/truncate.js';
+import { hideTokens } from './api-access.js';
 
 export type { ApiContext } from './endpoint.js';
 
@@ -52,7 +53,7 @@ export function registerConsulApi<L extends FastifyBaseLogger>(app: App<L>, opti
 
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     const sent = errorReply(error, reply);
-    if (sent.statusCode >= 500 && !(error instanceof HttpError)) request.log.error({ err: error, url: clipForLog(request.url) }, 'http request failed');
+    if (sent.statusCode >= 500 && !(error instanceof HttpError)) request.log.error({ err: error, url: clipForLog(hideTokens(request.url)) }, 'http request failed');
     return sent;
   });
   app.setNotFoundHandler((request) => {

@@ -40,4 +40,14 @@ export const errors = {
   notFound: coded('PORTOLAN_NOT_FOUND', 404, (path: string) => `Unknown endpoint: ${path}`),
   tooManyStreams: coded('PORTOLAN_TOO_MANY_STREAMS', 429, (max: number) =>
     `Too many event streams: ${max} are open (--max-event-streams); retry later`),
+  /**
+   * --api-token (or --metrics-token) is set and the request brings none, or a wrong one. The texts
+   * are Consul's (acl/errors.go) for a request without a token and one with an unknown token;
+   * Consul clients match on them (acl.IsErrPermissionDenied / IsErrNotFound are substring tests).
+   */
+  forbidden: coded('PORTOLAN_FORBIDDEN', 403, (presented: 'none' | 'unknown') =>
+    presented === 'none' ? 'Permission denied' : 'ACL not found'),
+  /** Written raw on a connection refused at --http-max-conns-per-client; Consul's text (go-connlimit). */
+  tooManyConnsPerClient: coded('PORTOLAN_TOO_MANY_CONNS_PER_CLIENT', 429, () =>
+    'Your IP is issuing too many concurrent connections, please rate limit your calls'),
 };

@@ -11,6 +11,8 @@ import { instance, nodeReg } from '../support/services.js';
 import { TEST_IMAGE, testbedSkipReason, useTestbed } from '../testbed/index.js';
 import { browserSkipReason, openBrowser, type Browser } from './support/browser.js';
 import { useCluster } from './support/cluster.js';
+import { runCli, type CliProcess } from './support/cli.js';
+import { leave, registeredPeer, type Peer } from './support/hostile-peer.js';
 
 const noBrowser = browserSkipReason();
 const artifacts = fileURLToPath(new URL('../artifacts/', import.meta.url));
@@ -164,5 +166,67 @@ describe('web UI with 500 hosts and 5,000 services', { skip: noBrowser }, () => 
     await mkdir(artifacts, { recursive: true });
     await page.screenshot({ path: `${artifacts}ui-load.png` });
     assert.deepEqual(browser.errors, []);
+  });
+});
+
+describe('web UI with --api-token: asks for the token once, keeps it for the tab, can forget it', { skip: noBrowser }, () => {
+  const token = 'ui-token-7f3a';
+  let aggregator: CliProcess;
+  let peer: Peer;
+  let browser: Browser;
+
+  before(async () => {
+    aggregator = runCli(['aggregator', '--http', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--api-token', token]);
+    const port = Number(String((await aggregator.waitForLog((l) => l.msg === 'aggregator serving')).http).split(':').pop());
+    peer = await registeredPeer(port, 'guarded-host', [instance({ id: 'guarded-host:web-1:80', name: 'web', containerName: 'web-1' })]);
+    browser = await openBrowser();
+    await browser.page.goto(`http://127.0.0.1:${port}/ui`);
+  });
+
+  after(async () => {
+    await browser?.close();
+    if (peer) await leave(peer);
+    await aggregator?.stop();
+  });
+
+  const form = () => browser.page.locator('#token-form');
+  const hostRow = () => browser.page.locator('#hosts [data-node="guarded-host"]');
+
+  it('the stream gets 403: the page asks for the token and shows no data', async () => {
+    await form().waitFor({ state: 'visible', timeout: 5000 });
+    assert.match(await browser.page.locator('#token-prompt').innerText(), /needs an API token/);
+    assert.equal(await browser.page.locator('#stream').innerText(), 'needs a token');
+    assert.equal(await hostRow().count(), 0);
+  });
+
+  it('a wrong token is refused and asked again; the right one shows the catalog, live', async () => {
+    await browser.page.locator('#token-input').fill('not-the-token');
+    await browser.page.locator('#token-input').press('Enter');
+    await browser.page.locator('#token-prompt', { hasText: 'did not accept' }).waitFor({ timeout: 5000 });
+    await browser.page.locator('#token-input').fill(token);
+    await browser.page.locator('#token-input').press('Enter');
+    await hostRow().waitFor({ timeout: 5000 });
+    await browser.page.locator('#services [data-id="guarded-host:web-1:80"]').waitFor({ timeout: 5000 });
+    await browser.page.locator('#stream', { hasText: 'live' }).waitFor({ timeout: 5000 });
+    assert.equal(await form().isVisible(), false);
+  });
+
+  it('a reload in the same tab does not ask again: the data shows at once', async () => {
+    await browser.page.reload();
+    await browser.page.evaluate('window.reloaded = true');
+    await browser.page.locator('#stream', { hasText: 'live' }).waitFor({ timeout: 5000 });
+    await hostRow().waitFor({ timeout: 5000 });
+    assert.equal(await form().isVisible(), false);
+    assert.equal(await browser.page.evaluate('window.reloaded'), true, 'no reload of its own');
+  });
+
+  it('"Forget token" drops it: the page asks again', async () => {
+    await browser.page.locator('#forget-token').click();
+    await form().waitFor({ state: 'visible', timeout: 5000 });
+    assert.equal(await browser.page.evaluate("sessionStorage.getItem('portolan.apiToken')"), null);
+    assert.equal(await hostRow().count(), 0);
+    // Only the expected refusals: the browser reports each 403 (and the stream's text/plain answer) as a console error.
+    const unexpected = browser.errors.filter((e) => !/status of 403|MIME type \("text\/plain"\)/.test(e));
+    assert.deepEqual(unexpected, []);
   });
 });

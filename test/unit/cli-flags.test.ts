@@ -1,5 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseDuration, parseFlags, parseHostPort, UsageError, type FlagSpec } from '../../cli/flags.js';
 import { agentFlags, agentOptions } from '../../cli/agent-command.js';
 import { aggregatorFlags, aggregatorOptions } from '../../cli/aggregator-command.js';
@@ -50,6 +53,9 @@ test('aggregator defaults match the documented ones', () => {
   assert.equal(o.udpMaxSize, 1232);
   assert.equal(o.httpMaxConns, 16_384);
   assert.equal(o.maxEventStreams, 100);
+  assert.equal(o.httpMaxConnsPerClient, 200);
+  assert.equal(o.apiTokens, undefined);
+  assert.equal(o.metricsToken, undefined);
   assert.equal(o.tls, undefined);
   assert.throws(() => aggregatorOptions(parseFlags(aggregatorFlags, ['--tls-cert', '/nonexistent.pem'], {}).values), /--tls-cert and --tls-key go together/);
 });
@@ -79,4 +85,39 @@ test('agent local DNS flags: off by default; auto; a list of HOST:PORT with IPv6
   assert.equal(agent(['--split-horizon=false']).splitHorizon, false);
   assert.throws(() => agent(['--local-dns', '127.0.0.1:99999']), /--local-dns must be HOST:PORT/);
   assert.throws(() => agent(['--recursor', 'resolver:dns']), /--recursor must be HOST:PORT/);
+});
+
+test('a list flag given twice adds to it; any other flag given twice keeps the last', () => {
+  const { values } = parseFlags(specs, ['--tags', 'a,b', '--tags=c', '--ip', '1.1.1.1', '--ip', '2.2.2.2'], {});
+  assert.deepEqual(values.tags, ['a', 'b', 'c']);
+  assert.equal(values.ip, '2.2.2.2');
+});
+
+test('api tokens: repeated flag, comma-separated env, a file with comments (a warning when group/others can read it); --metrics-token; per-client cap', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-tokens-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'tokens');
+  writeFileSync(file, '# readers\nfile-one\n\n  file-two  \n# old: nothing\n');
+  const options = (args: string[], env: Record<string, string> = {}) => {
+    const warnings: string[] = [];
+    const o = aggregatorOptions(parseFlags(aggregatorFlags, args, env).values, (fields, msg) => warnings.push(`${msg} ${JSON.stringify(fields)}`));
+    return { o, warnings };
+  };
+  assert.deepEqual(options(['--api-token', 'a', '--api-token', 'b']).o.apiTokens, ['a', 'b']);
+  assert.deepEqual(options([], { PORTOLAN_API_TOKEN: 'a,b' }).o.apiTokens, ['a', 'b']);
+  chmodSync(file, 0o600);
+  const quiet = options(['--api-token', 'a', '--api-token-file', file]);
+  assert.deepEqual(quiet.o.apiTokens, ['a', 'file-one', 'file-two']);
+  assert.deepEqual(quiet.warnings, []);
+  chmodSync(file, 0o644);
+  const loud = options([], { PORTOLAN_API_TOKEN_FILE: file });
+  assert.deepEqual(loud.o.apiTokens, ['file-one', 'file-two']);
+  assert.equal(loud.warnings.length, 1);
+  assert.match(loud.warnings[0]!, /readable by group or others.*"mode":"0644"/);
+  assert.ok(!loud.warnings[0]!.includes('file-one'), 'the warning names the file, never a token');
+  writeFileSync(file, '# nothing yet\n');
+  assert.throws(() => options(['--api-token-file', file]), /--api-token-file: no token in/);
+  assert.throws(() => options(['--api-token-file', join(dir, 'missing')]), /--api-token-file: cannot read/);
+  assert.equal(options(['--metrics-token', 'm']).o.metricsToken, 'm');
+  assert.equal(options([], { PORTOLAN_HTTP_MAX_CONNS_PER_CLIENT: '0' }).o.httpMaxConnsPerClient, 0);
 });

@@ -251,9 +251,10 @@ test('50,000 waits on distinct names leave no entry in the store once aborted', 
   assert.equal(store.query.waitedTopics, 0);
 });
 
-test('requests differing only in index and wait share a key; any other parameter separates them', () => {
+test('requests differing only in index, wait and token share a key; any other parameter separates them', () => {
   assert.equal(shareKey('/v1/health/service/web?index=5&wait=10s&passing'), shareKey('/v1/health/service/web?index=9&wait=1m&passing'));
   assert.equal(shareKey('/v1/health/service/web?index=5'), shareKey('/v1/health/service/web?index=6'));
+  assert.equal(shareKey('/v1/health/service/web?index=5&token=a'), shareKey('/v1/health/service/web?index=6&token=b'));
   assert.notEqual(shareKey('/v1/health/service/web?index=5'), shareKey('/v1/health/service/web?index=5&pretty'));
   assert.notEqual(shareKey('/v1/health/service/web?index=5&stale'), shareKey('/v1/health/service/web?index=5'));
   assert.notEqual(shareKey('/v1/health/service/web?indexes=1'), shareKey('/v1/health/service/web?indexes=2'));

@@ -69,7 +69,7 @@ test('a slowloris of 10 sockets and 2 silent ones are closed within the header t
 /** The real API behind serverTimeouts() and limitConnections(), with timeouts a test can wait out. */
 async function shortTimeouts(t: { after(fn: () => unknown): void }, timeouts: HttpTimeouts) {
   const app = Fastify(serverTimeouts(undefined, timeouts));
-  limitConnections(app.server, { maxConnections: 100, tls: false, logger: pino({ level: 'silent' }), headersMs: timeouts.headersMs });
+  limitConnections(app.server, { maxConnections: 100, maxPerClient: 0, tls: false, logger: pino({ level: 'silent' }), headersMs: timeouts.headersMs });
   const store = new MemoryStore({ startIndex: 100, now: () => 0, settleQuietMs: 0 });
   registerConsulApi(app, { query: store.query, datacenter: 'dc1', nodeName: 'agg', version: 'test' });
   t.after(() => app.close());

@@ -120,9 +120,54 @@ function setStoreBanner(stale) {
   $('store-banner').hidden = !stale;
 }
 
+/**
+ * The API token (--api-token), asked for when the aggregator answers 403 and kept in
+ * sessionStorage: it lasts as long as the tab and never reaches other tabs or the disk
+ * for good. EventSource cannot send headers, so the stream carries it as ?token=.
+ */
+const TOKEN_KEY = 'portolan.apiToken';
 let retryMs = RETRY_MIN_MS;
+const storedToken = () => sessionStorage.getItem(TOKEN_KEY) ?? '';
+
+function eventsUrl() {
+  const token = storedToken();
+  return token ? `/v1/portolan/events?token=${encodeURIComponent(token)}` : '/v1/portolan/events';
+}
+
+/** true when the API refuses this page's token (or the lack of one): an EventSource error does not say. */
+async function refused() {
+  const token = storedToken();
+  const res = await fetch('/v1/agent/self', { headers: token ? { 'X-Consul-Token': token } : {}, cache: 'no-store' }).catch(() => undefined);
+  return res?.status === 403;
+}
+
+function askForToken() {
+  setStream('down', 'needs a token');
+  $('token-prompt').textContent = storedToken()
+    ? 'The aggregator did not accept this token. Enter another API token (--api-token).'
+    : 'This aggregator needs an API token (--api-token) to show its catalog.';
+  $('token-form').hidden = false;
+  $('token-input').focus();
+}
+
+$('token-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $('token-input').value.trim());
+  $('token-input').value = '';
+  $('token-form').hidden = true;
+  $('forget-token').hidden = false;
+  retryMs = RETRY_MIN_MS;
+  connect();
+});
+
+$('forget-token').addEventListener('click', () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  location.reload();
+});
+$('forget-token').hidden = !storedToken();
+
 function connect() {
-  const source = new EventSource('/v1/portolan/events');
+  const source = new EventSource(eventsUrl());
   source.addEventListener('catalog', (e) => {
     const data = JSON.parse(e.data);
     catalog.load(data);
@@ -140,8 +185,11 @@ function connect() {
     setStream('down', 'reconnecting…');
     // The browser retries a dropped stream itself; an error response closes it for good.
     if (source.readyState !== EventSource.CLOSED) return;
-    setTimeout(connect, retryMs);
-    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    void refused().then((denied) => {
+      if (denied) return askForToken();
+      setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    });
   });
 }
 
@@ -151,7 +199,8 @@ search.addEventListener('input', () => {
   refresh();
 });
 document.addEventListener('keydown', (e) => {
-  if (e.key === '/' && document.activeElement !== search) {
+  // Not while typing in a field (the search box, the token form).
+  if (e.key === '/' && !(document.activeElement instanceof HTMLInputElement)) {
     e.preventDefault();
     search.focus();
   } else if (e.key === 'Escape' && document.activeElement === search) {

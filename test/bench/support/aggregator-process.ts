@@ -56,13 +56,20 @@ export interface AggregatorStart {
   onLog?: (line: Record<string, unknown>) => void;
 }
 
+/**
+ * A benchmark's simulated fleet, watchers and streams all come from 127.0.0.1: to the aggregator
+ * one client, as a load balancer in front would be, so the per-client cap (200 by default) is off.
+ * A benchmark's own `args` come after and may set it again.
+ */
+const FLEET_ON_ONE_ADDRESS = ['--http-max-conns-per-client', '0'];
+
 /** Starts `portolan aggregator` in its own process and waits for its 'aggregator serving' line. */
 export async function startAggregatorProcess(o: AggregatorStart): Promise<AggregatorProcess> {
   if (!existsSync(o.cli)) throw new Error(`${o.cli} not found: run "npm run build" first (or pass --cli)`);
   const host = o.host ?? '127.0.0.1';
   const child = spawn(
     process.execPath,
-    [...(o.nodeFlags ?? []), '--expose-gc', '--import', probe, o.cli, 'aggregator', '--http', `${host}:${o.httpPort ?? 0}`, '--dns', `${host}:${o.dnsPort ?? 0}`, ...(o.args ?? [])],
+    [...(o.nodeFlags ?? []), '--expose-gc', '--import', probe, o.cli, 'aggregator', '--http', `${host}:${o.httpPort ?? 0}`, '--dns', `${host}:${o.dnsPort ?? 0}`, ...FLEET_ON_ONE_ADDRESS, ...(o.args ?? [])],
     { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] },
   );
   const exited = once(child, 'exit');

@@ -123,7 +123,7 @@ export const AGGREGATOR_JOB = 'portolan-aggregator';
  * scraping that server's own /metrics. Nothing else is configured (no alerting, no remote
  * write), so the scraper talks only to that server and to the targets it finds there.
  */
-function config(job: string, consulServer: string, sdOptions: readonly string[]): string {
+function config(job: string, consulServer: string, sdOptions: readonly string[], auth: ScraperAuth = {}): string {
   return [
     'global:',
     '  scrape_interval: 30s',
@@ -131,20 +131,29 @@ function config(job: string, consulServer: string, sdOptions: readonly string[])
     `  - job_name: ${job}`,
     '    consul_sd_configs:',
     `      - server: '${consulServer}'`,
+    ...(auth.token ? [`        token: '${auth.token}'`] : []),
     ...sdOptions.map((o) => `        ${o}`),
     `  - job_name: ${AGGREGATOR_JOB}`,
     '    scrape_interval: 1s',
+    // Sent as Authorization: Bearer, as for any scrape target.
+    ...(auth.metricsToken ? ['    authorization:', `      credentials: '${auth.metricsToken}'`] : []),
     '    static_configs:',
     `      - targets: ['${consulServer}']`,
     '',
   ].join('\n');
 }
 
+/** Tokens for an aggregator with --api-token / --metrics-token: consul_sd_configs' `token`, and the /metrics job's bearer credentials. */
+export interface ScraperAuth {
+  token?: string;
+  metricsToken?: string;
+}
+
 /** Starts the scraper on a free loopback port with its own config and storage in a temp dir; resolves once it is ready. */
-export async function startScraper(kind: ScraperKind, opts: { job: string; consulServer: string; readyTimeoutMs?: number }): Promise<Scraper> {
+export async function startScraper(kind: ScraperKind, opts: { job: string; consulServer: string; readyTimeoutMs?: number; auth?: ScraperAuth }): Promise<Scraper> {
   const dir = await mkdtemp(join(tmpdir(), `portolan-${kind.name.toLowerCase()}-`));
   const configFile = join(dir, 'scrape.yml');
-  await writeFile(configFile, config(opts.job, opts.consulServer, kind.sdOptions));
+  await writeFile(configFile, config(opts.job, opts.consulServer, kind.sdOptions, opts.auth));
   const listen = `127.0.0.1:${await freeLoopbackPort()}`;
   const url = `http://${listen}`;
   const child = spawn(kind.bin, kind.argv({ configFile, dataDir: join(dir, 'data'), listen }), { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,0 +1,92 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { FastifyBaseLogger } from 'fastify';
+import type { App } from './endpoint.js';
+import { errors } from './errors.js';
+
+/**
+ * Read access to the HTTP API (--api-token, --metrics-token): a request must bring one of the
+ * configured tokens the way Consul clients send theirs, or it is answered 403 before routing
+ * reaches a handler (so a refused blocking query or event stream holds nothing).
+ */
+
+/** Secrets kept as SHA-256 digests: every comparison is of equal-length inputs, in constant time. */
+export class TokenSet {
+  readonly #digests: readonly Buffer[];
+
+  constructor(tokens: readonly string[]) {
+    this.#digests = [...new Set(tokens)].map(digest);
+  }
+
+  get size(): number {
+    return this.#digests.length;
+  }
+
+  /** Every digest is compared, whether an earlier one matched or not: the time says nothing of which. */
+  has(presented: string): boolean {
+    const d = digest(presented);
+    let found = false;
+    for (const t of this.#digests) found = timingSafeEqual(d, t) || found;
+    return found;
+  }
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/**
+ * The token of a request, read as Consul reads it (agent/http.go parseTokenInternal): a non-empty
+ * `?token=`, else `X-Consul-Token`, else the first word of `Authorization: Bearer …`; '' for none.
+ */
+export function presentedToken(headers: IncomingHttpHeaders, search: string): string {
+  const query = new URLSearchParams(search).get('token');
+  if (query) return query;
+  const header = headers['x-consul-token'];
+  if (typeof header === 'string' && header !== '') return header;
+  const [scheme, ...rest] = (headers.authorization ?? '').split(' ');
+  if (rest.length === 0 || scheme!.toLowerCase() !== 'bearer') return '';
+  return rest.join(' ').trim().split(' ')[0]!.trim();
+}
+
+/** `?token=` values replaced, as Consul logs URLs: for any URL, or message quoting one, that is logged. */
+export function hideTokens(text: string): string {
+  return text.replace(/([?&]token=)[^&#\s"']*/gi, '$1<hidden>');
+}
+
+export interface AccessTokens {
+  /** Tokens any request needs (but those on the open routes below). */
+  api?: TokenSet;
+  /** Tokens /metrics needs instead of an api token. */
+  metrics?: TokenSet;
+}
+
+/**
+ * Routes served without a token: Consul's status pings (they say nothing of the catalog;
+ * registrator and load balancers' health checks call them) and the UI's static files (the
+ * page must load to ask for the token; its data comes from the API, which needs it).
+ */
+const OPEN_ROUTES = /^\/(v1\/status\/|ui(\/|$))/;
+
+/** Which tokens a request for a route pattern needs (undefined: none). A path no route matches needs an api token. */
+export function requiredTokens(route: string | undefined, tokens: AccessTokens): TokenSet | undefined {
+  if (route !== undefined && OPEN_ROUTES.test(route)) return undefined;
+  if (route === '/metrics') return tokens.metrics ?? tokens.api;
+  return tokens.api;
+}
+
+/**
+ * Checks the token of every request once routed, by the route's pattern and not the raw path,
+ * so no spelling of a URL (dot segments, escapes) reaches a route the check did not judge.
+ */
+export function registerApiAccess<L extends FastifyBaseLogger>(app: App<L>, tokens: AccessTokens): void {
+  if (!tokens.api && !tokens.metrics) return;
+  app.addHook('onRequest', async (request) => {
+    const needed = requiredTokens(request.routeOptions.url, tokens);
+    if (!needed) return;
+    const at = request.url.indexOf('?');
+    const presented = presentedToken(request.headers, at < 0 ? '' : request.url.slice(at + 1));
+    if (presented === '') throw errors.forbidden('none');
+    if (!needed.has(presented)) throw errors.forbidden('unknown');
+  });
+}
