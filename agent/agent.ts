@@ -107,6 +107,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     listen: options.localDns!,
     recursor: options.recursor,
     splitHorizon: options.splitHorizon,
+    ...(options.dnsAllow ? { allow: options.dnsAllow } : {}),
     catalog: local.catalog,
     networks: local.networks,
     docker,

@@ -1,3 +1,4 @@
+import type { BlockList } from 'node:net';
 import { hostname } from 'node:os';
 
 /** Everything `portolan agent` can be told; the CLI maps flags and env vars onto this. */
@@ -40,6 +41,8 @@ export interface AgentOptions {
   recursor?: string;
   /** Local containers sharing a network with a local instance get its container IP and port. */
   splitHorizon: boolean;
+  /** Local DNS askers answered (`--dns-allow`); the others get REFUSED. Default: everyone. */
+  dnsAllow?: BlockList;
   /** The DNS domain the local DNS answers (the aggregator's `--domain`). */
   domain: string;
 }

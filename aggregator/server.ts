@@ -1,3 +1,4 @@
+import type { BlockList } from 'node:net';
 import Fastify, { LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { VERSION } from '../shared/version.js';
@@ -28,6 +29,8 @@ export interface AggregatorOptions {
   udpMaxSize: number;
   /** How DNS is served over UDP (default `auto`). */
   dnsUdp?: UdpMode;
+  /** DNS askers answered (`--dns-allow`); the others get REFUSED. Default: everyone. */
+  dnsAllow?: BlockList;
   token?: string;
   maxPayload: number;
   /** Cap on open HTTP connections, agents' included (default DEFAULT_MAX_CONNECTIONS). */
@@ -103,6 +106,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     recursor: opts.recursor,
     udpMaxSize: opts.udpMaxSize,
     udp: opts.dnsUdp,
+    allow: opts.dnsAllow,
     logger: logger.child({ component: 'dns' }),
     observe: metrics.observeDns,
   }).catch(async (err: unknown) => {

@@ -1,7 +1,7 @@
 import { agentDefaults, type AgentOptions } from '../agent/options.js';
 import { AggregatorListError, parseAggregatorList } from '../agent/aggregator-list.js';
 import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
-import { tokenFlag } from './common-flags.js';
+import { dnsAllowFlag, dnsAllowList, tokenFlag } from './common-flags.js';
 
 export const agentFlags: FlagSpec[] = [
   { name: 'aggregator', kind: 'string', env: 'PORTOLAN_AGGREGATOR', help: 'aggregator URL, ws://HOST:8500 (wss:// with TLS); several, comma-separated, for failover (a name with several addresses counts as each)' },
@@ -21,6 +21,7 @@ export const agentFlags: FlagSpec[] = [
   { name: 'ca', kind: 'string', env: 'PORTOLAN_CA', help: 'PEM CA certificate file a wss:// aggregator must chain to (private CA)' },
   { name: 'local-dns', kind: 'string', env: 'PORTOLAN_LOCAL_DNS', help: 'answer DNS on this host at HOST:PORT[,HOST:PORT…], or auto: port 53 on every Docker bridge network\'s gateway (default: off)' },
   { name: 'recursor', kind: 'string', env: 'PORTOLAN_RECURSOR', help: 'HOST:PORT the local DNS forwards names outside the domain to (default: the first nameserver in /etc/resolv.conf that is not the local DNS)' },
+  { ...dnsAllowFlag, help: 'local DNS: answer only askers in these networks (CIDR or address); the others get REFUSED (default: everyone)' },
   { name: 'split-horizon', kind: 'boolean', env: 'PORTOLAN_SPLIT_HORIZON', default: String(agentDefaults.splitHorizon), help: 'local DNS: a container sharing a network with a local instance gets its container IP and port' },
   { name: 'domain', kind: 'string', env: 'PORTOLAN_DOMAIN', default: agentDefaults.domain, help: 'DNS domain the local DNS answers (as the aggregator\'s --domain)' },
 ];
@@ -56,6 +57,7 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     localDns: localDnsAddresses(v['local-dns'] as string | undefined),
     recursor: v.recursor === undefined ? undefined : hostPortText('recursor', v.recursor as string),
     splitHorizon: v['split-horizon'] as boolean,
+    dnsAllow: dnsAllowList(v),
     domain: v.domain as string,
   };
 }

@@ -4,7 +4,7 @@ import type { StoreSpec } from '../aggregator/catalog/open-store.js';
 import { parseEtcdUrl } from '../aggregator/catalog/etcd/connect.js';
 import type { UdpMode } from '../shared/dns/udp.js';
 import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
-import { tokenFlag } from './common-flags.js';
+import { dnsAllowFlag, dnsAllowList, tokenFlag } from './common-flags.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_STREAMS } from '../aggregator/http/server-limits.js';
 import { readSecretLines, type Warn } from './secret-file.js';
 
@@ -19,6 +19,7 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'node-ttl', kind: 'duration', env: 'PORTOLAN_NODE_TTL', default: '0s', help: 'TTL of node and addr records' },
   { name: 'recursor', kind: 'string', env: 'PORTOLAN_RECURSOR', help: 'HOST:PORT to forward names outside the domain to (else REFUSED)' },
   { name: 'dns-udp-max', kind: 'integer', env: 'PORTOLAN_DNS_UDP_MAX', default: '1232', help: 'cap on the EDNS0 UDP answer size in bytes' },
+  dnsAllowFlag,
   { name: 'dns-udp', kind: 'string', env: 'PORTOLAN_DNS_UDP', default: 'auto', choices: ['auto', 'batch', 'dgram'] satisfies UdpMode[], help: 'batch: recvmmsg/sendmmsg addon; dgram: Node socket; auto: batch where built' },
   tokenFlag,
   { name: 'tls-cert', kind: 'string', env: 'PORTOLAN_TLS_CERT', help: 'PEM certificate file: serve HTTPS and WSS (with --tls-key)' },
@@ -59,6 +60,7 @@ export function aggregatorOptions(v: Record<string, FlagValue>, warn: Warn = () 
     recursor: v.recursor as string | undefined,
     udpMaxSize: Math.max(512, v['dns-udp-max'] as number),
     dnsUdp: v['dns-udp'] as UdpMode,
+    dnsAllow: dnsAllowList(v),
     token: v.token as string | undefined,
     maxPayload: v['max-payload'] as number,
     httpMaxConns: v['http-max-conns'] as number,

@@ -1,3 +1,4 @@
+import type { BlockList } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
@@ -21,6 +22,8 @@ export interface LocalDnsOptions {
   /** HOST:PORT for names outside the domain; else the host's first resolver in /etc/resolv.conf that is not us. */
   recursor?: string;
   splitHorizon: boolean;
+  /** Askers answered; the others get REFUSED (default: everyone). */
+  allow?: BlockList;
   catalog: LocalCatalog;
   networks: ContainerNetworks;
   docker: Docker;
@@ -150,6 +153,7 @@ async function answeringFor(o: LocalDnsOptions, datacenter: string, recursor: st
     logger: log,
     cache: CACHE,
     ...(o.splitHorizon ? { horizon: new SplitHorizon(o.catalog, o.networks) } : {}),
+    ...(o.allow ? { allow: o.allow } : {}),
     ...(o.onAnswer ? { observe: o.onAnswer } : {}),
   });
   return { ...made, datacenter: datacenter.toLowerCase() };

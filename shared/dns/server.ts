@@ -1,4 +1,6 @@
+import type { BlockList } from 'node:net';
 import type { Logger } from 'pino';
+import { AllowedAskers } from './allow.js';
 import type { DnsQuery } from './query.js';
 import { Recursor } from './recursor.js';
 import { Responder, type AnswerObserver, type DnsHandler, type ResponderOptions } from './responder.js';
@@ -35,6 +37,8 @@ export interface DnsServerOptions {
   horizon?: Horizon;
   /** Bounds of each response cache (one per view). */
   cache?: CacheLimits;
+  /** Askers answered (`--dns-allow`); others get REFUSED. Default: everyone. */
+  allow?: BlockList;
 }
 
 export interface RunningDnsServer {
@@ -92,7 +96,8 @@ export async function createDnsHandler(opts: AnsweringOptions): Promise<{ handle
     observe: opts.observe,
     cache: opts.cache,
   };
-  const handler = opts.horizon ? new ViewedResponder(options, opts.horizon) : new Responder(options);
+  const responder = opts.horizon ? new ViewedResponder(options, opts.horizon) : new Responder(options);
+  const handler = opts.allow ? new AllowedAskers(responder, opts.allow, opts.observe) : responder;
   return { handler, close: () => recursor?.close() };
 }
 
