@@ -127,6 +127,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     engineId: () => engine.id,
     token: options.token,
     ca: options.ca,
+    clientCertificate: options.clientCertificate,
     logger,
     onWelcome,
     snapshot,

@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
+import type { TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 
 /**
@@ -38,7 +39,7 @@ export const DEFAULT_MAX_STREAMS = 100;
 const REFUSED_LOG_EVERY_MS = 60_000;
 
 /** Fastify options (and Node server options within them) that set the timeouts. */
-export function serverTimeouts(tls: { cert: string; key: string } | undefined, t: HttpTimeouts = HTTP_TIMEOUTS) {
+export function serverTimeouts(tls: TlsOptions | undefined, t: HttpTimeouts = HTTP_TIMEOUTS) {
   const node = { headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkMs };
   return {
     requestTimeout: t.requestMs,
