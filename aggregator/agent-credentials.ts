@@ -76,6 +76,7 @@ export class AgentCredentials {
       const socket = req.socket as TLSSocket;
       const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
       if (!cert || Object.keys(cert).length === 0) return { ok: false, reason: 'client certificate required (--client-ca)' };
+      // An OpenSSL code such as UNABLE_TO_VERIFY_LEAF_SIGNATURE (a string, whatever the typings say).
       if (!socket.authorized) return { ok: false, reason: `client certificate not accepted: ${String(socket.authorizationError)}` };
       limits.push({ kind: 'certificate', names: certificateNodeNames(cert) });
     }
