@@ -1,3 +1,5 @@
+import { X509Certificate } from 'node:crypto';
+
 /**
  * Which node names a client certificate speaks for: its DNS subject alternative names, or its
  * subject CN when it has no DNS SAN (RFC 6125's rule, and what OpenSSL's host check does by
@@ -19,6 +21,14 @@ export function certificateNodeNames(cert: CertificateSubject): string[] {
   if (dns.length > 0) return dns;
   const cn = cert.subject?.CN;
   return cn === undefined ? [] : Array.isArray(cn) ? cn : [cn];
+}
+
+/** The names of a PEM certificate (the first in the text), as certificateNodeNames() reads them. */
+export function pemCertificateNames(pem: string): string[] {
+  const x509 = new X509Certificate(pem);
+  // X509Certificate gives the subject as `KEY=value` lines; only the CNs matter here.
+  const cn = [...x509.subject.matchAll(/^CN=(.*)$/gm)].map((m) => m[1]!);
+  return certificateNodeNames({ subjectaltname: x509.subjectAltName, subject: { CN: cn } });
 }
 
 /** True when `node` equals one of `names`, ignoring case. */

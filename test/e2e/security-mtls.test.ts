@@ -64,6 +64,7 @@ describe('agent mTLS: --client-ca on the aggregator, --tls-cert/--tls-key on age
     for (const node of ['host1', 'host2']) {
       const line = cluster().aggregator.logs.find((l) => l.audit === 'register' && l.node === node);
       assert.equal(line?.credential, 'certificate', `${node} registered with its certificate`);
+      assert.equal(cluster().agent(node).logs.filter((l) => String(l.msg).startsWith('--tls-cert does not name')).length, 0);
     }
   });
 
@@ -74,6 +75,8 @@ describe('agent mTLS: --client-ca on the aggregator, --tls-cert/--tls-key on age
       t.diagnostic(JSON.stringify({ code: closed.code, reason: closed.reason }));
       assert.equal(closed.code, CloseCode.unauthorized);
       assert.equal(closed.reason, "node host2 is not covered by this agent's client certificate (names: host1)");
+      const warned = intruder.logs.find((l) => String(l.msg).startsWith('--tls-cert does not name node host2'));
+      assert.deepEqual(warned?.names, ['host1'], 'the agent warned at its start');
     } finally {
       await intruder.stop();
     }

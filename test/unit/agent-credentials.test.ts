@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentTokensError, parseAgentTokens, readAgentTokens, tokenDigest } from '../../aggregator/agent-tokens.js';
-import { certificateNodeNames, namesCover, subjectAltNames } from '../../shared/certificate-names.js';
+import { certificateNodeNames, namesCover, pemCertificateNames, subjectAltNames } from '../../shared/certificate-names.js';
+import { TestPki } from '../support/test-pki.js';
 
 const SECRET = 'tok-3f9a1c77e2';
 
@@ -79,4 +80,14 @@ test('certificate names: the DNS SANs when there are any (the CN is then ignored
   assert.equal(namesCover(['host1'], 'host2'), false);
   assert.equal(namesCover(['*.nodes.example'], 'host1.nodes.example'), false);
   assert.equal(namesCover([], 'host1'), false);
+});
+
+test("a PEM certificate's names (openssl-made): DNS SANs over the CN, the CN alone, IP SANs are no names", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ptl-cert-names-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const pki = new TestPki(dir);
+  const names = (cert: { cert: string }) => pemCertificateNames(readFileSync(cert.cert, 'utf8'));
+  assert.deepEqual(names(pki.issue('a', { cn: 'other', dns: ['host1', 'Host1.example'] })), ['host1', 'Host1.example']);
+  assert.deepEqual(names(pki.issue('b', { cn: 'host2' })), ['host2']);
+  assert.deepEqual(names(pki.issue('c', { cn: 'host3', ip: ['10.0.0.3'] })), ['host3']);
 });
