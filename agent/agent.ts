@@ -17,6 +17,7 @@ import { emptyRecord, nextRecord, type ContainerRecord, type ContainerUpdate, ty
 import type { AgentOptions } from './options.js';
 import { ServiceState } from './service-state.js';
 import { Uplink } from './uplink.js';
+import { namesCover, pemCertificateNames } from '../shared/certificate-names.js';
 
 export interface RunningAgent {
   /** Says goodbye to the aggregator (the node leaves the catalog) and stops watching Docker. */
@@ -44,6 +45,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   let hostIp = chooseHostIp({ flag: options.ip, defaultRoute });
   let engine: Engine = { meta: {}, id: '' };
   logHostIp(log, hostIp);
+  if (options.clientCertificate) checkCertificateNames(log, options.node, options.clientCertificate.cert);
   let flushTimer: NodeJS.Timeout | undefined;
   const DockerClient = await loadDockerode();
   const docker = new DockerClient(endpoint.options);
@@ -128,6 +130,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     engineId: () => engine.id,
     token: options.token,
     ca: options.ca,
+    clientCertificate: options.clientCertificate,
     logger,
     onWelcome,
     snapshot,
@@ -248,4 +251,16 @@ async function localParts(node: string, uplink: () => Uplink): Promise<LocalPart
 function logHostIp(log: Logger, ip: HostIp | undefined): void {
   if (ip) log.info({ hostIp: ip.address, source: ip.source }, `advertising host IP ${ip.address} (from ${ip.source})`);
   else log.warn('no host IP yet (no --ip, no default route); waiting for the aggregator to report our address');
+}
+
+/** A certificate that does not name this node is refused by an aggregator with --client-ca: say so at the start. */
+function checkCertificateNames(log: Logger, node: string, pem: string): void {
+  let names: string[];
+  try {
+    names = pemCertificateNames(pem);
+  } catch (err) {
+    log.warn({ err: err instanceof Error ? err.message : String(err) }, '--tls-cert could not be read as a PEM certificate');
+    return;
+  }
+  if (!namesCover(names, node)) log.warn({ names }, `--tls-cert does not name node ${node} (its DNS names, or CN without them): an aggregator with --client-ca refuses this agent`);
 }

@@ -35,6 +35,8 @@ export interface AgentOptions {
   token?: string;
   /** PEM CA certificate(s) a wss:// aggregator's certificate must chain to (a private CA); the system CAs otherwise. */
   ca?: string;
+  /** PEM client certificate and key, presented to a wss:// aggregator (its --client-ca). */
+  clientCertificate?: { cert: string; key: string };
   /** Answer DNS on this host (see local-dns/): these addresses, or `auto` (port 53 on every bridge gateway). */
   localDns?: 'auto' | { host: string; port: number }[];
   /** HOST:PORT for the local DNS's names outside the domain (default: the host's /etc/resolv.conf). */

@@ -21,6 +21,8 @@ export interface UplinkOptions {
   token?: string;
   /** PEM CA certificate(s) for a wss:// aggregator signed by a private CA. */
   ca?: string;
+  /** PEM client certificate and key for an aggregator that asks for one (--client-ca). */
+  clientCertificate?: { cert: string; key: string };
   logger: Logger;
   /** The aggregator's data for names this agent watches (see watchNames()). */
   onNames?: (names: Names) => void;
@@ -257,6 +259,7 @@ export class Uplink {
       headers,
       handshakeTimeout: connectTimeoutMs,
       ...(this.#o.ca === undefined ? {} : { ca: this.#o.ca }),
+      ...this.#o.clientCertificate,
       // A resolved name: connect to that address; the URL keeps the name for Host and TLS.
       ...(to.address === undefined ? {} : { lookup: pinnedLookup(to.address, to.family ?? 4) }),
     });

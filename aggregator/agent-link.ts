@@ -1,6 +1,5 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { timingSafeEqual, createHash } from 'node:crypto';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { AGENT_WS_PATH, AgentMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, type Hello, type Unwatch, type Watch, type Welcome } from '../shared/protocol.js';
@@ -12,13 +11,20 @@ import { normalizeAddress } from '../shared/net-address.js';
 import { StoreUnavailableError, type CatalogStore } from './catalog/store.js';
 import { MessageParts, type WholeMessage } from './message-parts.js';
 import { NameWatch, type NameWatcher, type NameWatchOptions } from './name-watch.js';
+import { AgentCredentials, type Credential } from './agent-credentials.js';
+import type { AgentTokensFile } from './agent-tokens.js';
+import { audit } from './audit-log.js';
 
 export interface AgentLinkOptions {
   store: CatalogStore;
   datacenter: string;
   logger: Logger;
-  /** Shared secret agents must present as `Authorization: Bearer <token>`. */
+  /** Shared secret agents must present as `Authorization: Bearer <token>`; covers any node name. */
   token?: string;
+  /** `--agent-tokens`: per-node tokens, each covering one node name (see AgentCredentials). */
+  agentTokens?: AgentTokensFile;
+  /** `--client-ca`: the TLS server verified client certificates; agents must present one naming their node. */
+  clientCertificates?: boolean;
   maxPayload: number;
   heartbeatMs: number;
   suspectAfterMs: number;
@@ -66,6 +72,8 @@ export interface LinkStats {
 interface Session {
   ws: WebSocket;
   remote: string;
+  /** What it proved at the upgrade: which node names it may speak for. */
+  credential: Credential;
   hello?: Hello;
   live: boolean;
   /** On the link's awake clock: a pause of the aggregator itself is never the agent's silence. */
@@ -96,7 +104,7 @@ export class AgentLink {
   readonly #heartbeat: NodeJS.Timeout;
   readonly #silenceCheck: NodeJS.Timeout;
   readonly #clock: AwakeClock;
-  readonly #tokenDigest: Buffer | undefined;
+  readonly #credentials: AgentCredentials;
   #awaitingHello = 0;
   readonly #busyRefusals: FloodLog;
   readonly #helloTimeouts: FloodLog;
@@ -111,7 +119,7 @@ export class AgentLink {
     // read in one poll phase was otherwise parsed in one go, holding the loop ~100 ms; this
     // way timers, DNS and other agents' pongs get in between.
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, allowSynchronousEvents: false });
-    this.#tokenDigest = opts.token ? digest(opts.token) : undefined;
+    this.#credentials = new AgentCredentials({ token: opts.token, tokens: opts.agentTokens, clientCertificates: opts.clientCertificates ?? false, logger: this.#log });
     this.names = new NameWatch(opts.store.query, opts.nameWatch);
     this.#busyRefusals = new FloodLog(this.#log, `agent connection refused: ${MAX_AWAITING_HELLO} connections already waiting to say hello`);
     this.#helloTimeouts = new FloodLog(this.#log, 'agent connection refused: no hello received in time');
@@ -131,10 +139,12 @@ export class AgentLink {
   /** Handles an HTTP upgrade if it is for the agent path; returns false otherwise. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     if (new URL(req.url ?? '/', 'http://x').pathname !== AGENT_WS_PATH) return false;
-    if (!this.#authorized(req)) {
+    const admission = this.#credentials.admit(req);
+    if (!admission.ok) {
       bump(this.stats.rejections, CloseCode.unauthorized);
-      this.#log.warn({ remote: req.socket.remoteAddress }, 'agent refused: missing or wrong token');
-      socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nmissing or wrong agent token\n');
+      const remote = normalizeAddress(req.socket.remoteAddress ?? '');
+      audit(this.#log, 'warn', 'refuse', { remote, credential: 'none', status: 401, reason: admission.reason }, 'agent refused at the upgrade');
+      socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${admission.reason}\n`);
       return true;
     }
     if (this.#awaitingHello >= MAX_AWAITING_HELLO) {
@@ -143,7 +153,7 @@ export class AgentLink {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\ntoo many agent connections waiting to say hello; try again later\n');
       return true;
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req, admission.credential));
     return true;
   }
 
@@ -167,18 +177,29 @@ export class AgentLink {
     return this.#byNode.size;
   }
 
-  #authorized(req: IncomingMessage): boolean {
-    if (!this.#tokenDigest) return true;
-    const header = req.headers.authorization ?? '';
-    const presented = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
-    // Hashing first gives equal-length inputs, so the comparison time says nothing.
-    return timingSafeEqual(digest(presented), this.#tokenDigest);
+  /** Which agent checks apply (for the start-up log; no secrets). */
+  get credentialChecks(): AgentCredentials['summary'] & { configured: boolean } {
+    return { configured: this.#credentials.configured, ...this.#credentials.summary };
   }
 
-  #accept(ws: WebSocket, req: IncomingMessage): void {
+  /**
+   * Reads --agent-tokens again (SIGHUP). Connected agents stay, except those whose node token
+   * the new file no longer has (or gives to another node): they are closed with 4003, and
+   * cannot come back with it. A bad file changes nothing.
+   */
+  reloadCredentials(): boolean {
+    if (!this.#credentials.reload()) return false;
+    for (const s of this.#sessions) {
+      if (this.#credentials.revoked(s.credential)) this.#refuse(s, CloseCode.unauthorized, 'agent token revoked (--agent-tokens reloaded)');
+    }
+    return true;
+  }
+
+  #accept(ws: WebSocket, req: IncomingMessage, credential: Credential): void {
     const session: Session = {
       ws,
       remote: normalizeAddress(req.socket.remoteAddress ?? ''),
+      credential,
       live: false,
       lastHeard: this.#clock.now(),
       closing: false,
@@ -240,11 +261,14 @@ export class AgentLink {
     switch (m.type) {
       case 'hello':
         return this.#refuse(session, CloseCode.invalidMessage, 'hello sent twice');
-      case 'snapshot':
+      case 'snapshot': {
+        const uncovered = this.#credentials.refusal(session.credential, m.node.name);
+        if (uncovered) return this.#refuse(session, CloseCode.unauthorized, `snapshot: ${uncovered.reason}`);
         if (m.node.name !== session.hello.node) {
           return this.#refuse(session, CloseCode.wrongNode, `snapshot for node ${m.node.name} on a connection for ${session.hello.node}`);
         }
         return this.#onPart(session, m, frame.length);
+      }
       case 'delta':
         if (!session.live) return this.#refuse(session, CloseCode.invalidMessage, 'delta before snapshot');
         return this.#onPart(session, m, frame.length);
@@ -315,6 +339,10 @@ export class AgentLink {
       );
     }
     session.hello = hello;
+    // Before anything else is looked at: a node this credential does not cover is not touched,
+    // nor is the connection holding it.
+    const uncovered = this.#credentials.refusal(session.credential, hello.node);
+    if (uncovered) return this.#refuse(session, CloseCode.unauthorized, uncovered.reason);
     if (!this.#opts.store.writable) return this.#refuse(session, CloseCode.storeUnavailable, STORE_UNAVAILABLE);
     const conflict = this.#conflict(session);
     if (conflict) return this.#refuse(session, CloseCode.nodeConflict, conflict);
@@ -352,10 +380,11 @@ export class AgentLink {
     const conflict = this.#conflict(session);
     if (conflict) return this.#refuse(session, CloseCode.nodeConflict, conflict);
     const previous = this.#byNode.get(name);
-    if (previous && previous !== session) {
-      this.#log.warn({ node: name, old: previous.remote, new: session.remote }, 'node name claimed by a newer connection');
-      previous.closing = true;
-      previous.ws.close(CloseCode.replaced, `node ${name} was claimed by a newer connection from ${session.remote}`);
+    const replaced = previous && previous !== session ? previous : undefined;
+    if (replaced) {
+      this.#auditReplace(session, replaced);
+      replaced.closing = true;
+      replaced.ws.close(CloseCode.replaced, `node ${name} was claimed by a newer connection from ${session.remote}`);
     }
     this.#byNode.set(name, session);
     const first = !session.live;
@@ -364,8 +393,23 @@ export class AgentLink {
     const { agentVersion, engineId } = session.hello!;
     this.#write(session, 'snapshot', async (store) => {
       await store.replaceNode({ ...node, agentVersion, engineId }, services);
-      if (first) this.#log.info({ node: name, address: node.address, services: services.length }, 'agent registered');
+      if (!first) return;
+      const fields = { node: name, address: node.address, services: services.length };
+      // A takeover had its audit line when the older connection was closed; a registration has
+      // it once the catalog shows it (a snapshot that failed to apply registered nothing).
+      if (replaced) this.#log.info(fields, 'agent registered');
+      else audit(this.#log, 'info', 'register', { ...this.#auditFields(session), ...fields }, 'agent registered');
     });
+  }
+
+  #auditReplace(session: Session, replaced: Session): void {
+    const old = { remote: replaced.remote, engineId: replaced.hello?.engineId, credential: replaced.credential.kind };
+    audit(this.#log, 'warn', 'replace', { ...this.#auditFields(session), replaced: old }, 'node name claimed by a newer connection');
+  }
+
+  /** Who a connection is, as every audit line about it says. */
+  #auditFields(session: Session) {
+    return { node: session.hello?.node, engineId: session.hello?.engineId, remote: session.remote, credential: session.credential.kind };
   }
 
   /**
@@ -454,8 +498,7 @@ export class AgentLink {
     // 2,000 silent connections wrote 346 KB of identical lines.
     if (code === CloseCode.helloTimeout) this.#helloTimeouts.add(session.remote);
     else {
-      const engine = session.hello?.engineId;
-      this.#log.warn({ remote: session.remote, node: session.hello?.node, ...(engine ? { engine } : {}), code, reason: clipForLog(reason) }, 'agent connection refused');
+      audit(this.#log, 'warn', 'refuse', { ...this.#auditFields(session), code, reason: clipForLog(reason) }, 'agent connection refused');
     }
     close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
   }
@@ -497,6 +540,3 @@ function bump<K>(counts: Map<K, number>, key: K): void {
   counts.set(key, (counts.get(key) ?? 0) + 1);
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}

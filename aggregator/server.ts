@@ -15,6 +15,7 @@ import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, limitConne
 import { hideTokens, registerApiAccess, TokenSet } from './http/api-access.js';
 import { clipForLog } from '../shared/truncate.js';
 import { dnsView } from './catalog/dns-view.js';
+import type { AgentTokensFile } from './agent-tokens.js';
 
 export interface AggregatorOptions {
   http: { host: string; port: number };
@@ -31,7 +32,10 @@ export interface AggregatorOptions {
   dnsUdp?: UdpMode;
   /** DNS askers answered (`--dns-allow`); the others get REFUSED. Default: everyone. */
   dnsAllow?: BlockList;
+  /** Shared agent token: covers any node name. */
   token?: string;
+  /** `--agent-tokens`, read: per-node agent tokens (reloaded by reloadAgentTokens()). */
+  agentTokens?: AgentTokensFile;
   maxPayload: number;
   /** Cap on open HTTP connections, agents' included (default DEFAULT_MAX_CONNECTIONS). */
   httpMaxConns?: number;
@@ -48,30 +52,37 @@ export interface AggregatorOptions {
   reapAfterMs: number;
   /** Where the catalog is kept (default: in this process's memory). */
   store?: StoreSpec;
-  /** PEM certificate and key: HTTPS for the API and WSS for agents. */
-  tls?: { cert: string; key: string };
+  /**
+   * PEM certificate and key: HTTPS for the API and WSS for agents. With `clientCa` (PEM) every
+   * client is asked for a certificate; agents must present one chaining to it that names their
+   * node, HTTP clients may present none (their access is not the agent link's to judge).
+   */
+  tls?: { cert: string; key: string; clientCa?: string };
 }
 
 export interface RunningAggregator {
   store: CatalogStore;
   httpPort: number;
   dnsPort: number;
+  /** With --agent-tokens: reads the file again (SIGHUP); false when it was bad and the old tokens stay. */
+  reloadAgentTokens?: () => boolean;
   close(): Promise<void>;
 }
 
 /** Wires the one store to its writer (the agent link) and its views (HTTP, DNS). */
 export async function startAggregator(opts: AggregatorOptions, logger: Logger): Promise<RunningAggregator> {
   const store = await openStore(opts.store ?? { kind: 'memory' }, { reapAfterMs: opts.reapAfterMs, logger: logger.child({ component: 'store' }) });
-  if (!opts.token) {
-    logger.warn('no --token configured: any host that can reach this aggregator can register services');
+  const link = new AgentLink({ store, datacenter: opts.datacenter, logger, clientCertificates: opts.tls?.clientCa !== undefined, ...pick(opts) });
+  const { configured, ...agentChecks } = link.credentialChecks;
+  if (!configured) {
+    logger.warn('no --token, --agent-tokens or --client-ca configured: any host that can reach this aggregator can register services under any node name');
   }
-  const link = new AgentLink({ store, datacenter: opts.datacenter, logger, ...pick(opts) });
   // With TLS the raw server is an https.Server; routes and hooks are the same either way.
   const httpLogger = logger.child({ component: 'http' }, { serializers: { err: clippedErr } });
   const app = Fastify({
     loggerInstance: httpLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    ...serverTimeouts(opts.tls),
+    ...serverTimeouts(httpsOptions(opts.tls)),
   }) as unknown as App<Logger>;
   const connections = limitConnections(app.server, {
     maxConnections: opts.httpMaxConns ?? DEFAULT_MAX_CONNECTIONS,
@@ -114,11 +125,12 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     throw err;
   });
   const httpPort = (app.server.address() as { port: number }).port;
-  logger.info({ http: `${opts.http.host}:${httpPort}`, tls: opts.tls !== undefined, dns: `${opts.dns.host}:${dns.port}`, dnsUdp: dns.udp, version: VERSION }, 'aggregator serving');
+  logger.info({ http: `${opts.http.host}:${httpPort}`, tls: opts.tls !== undefined, agentChecks, dns: `${opts.dns.host}:${dns.port}`, dnsUdp: dns.udp, version: VERSION }, 'aggregator serving');
   return {
     store,
     httpPort,
     dnsPort: dns.port,
+    ...(opts.agentTokens ? { reloadAgentTokens: () => link.reloadCredentials() } : {}),
     async close() {
       await link.close();
       await Promise.all([app.close(), dns.close()]);
@@ -159,6 +171,17 @@ function accessTokens(opts: AggregatorOptions, logger: Logger) {
 }
 
 function pick(o: AggregatorOptions) {
-  const { token, maxPayload, heartbeatMs, suspectAfterMs } = o;
-  return { token, maxPayload, heartbeatMs, suspectAfterMs };
+  const { token, agentTokens, maxPayload, heartbeatMs, suspectAfterMs } = o;
+  return { token, agentTokens, maxPayload, heartbeatMs, suspectAfterMs };
+}
+
+/**
+ * With a client CA, the server asks every client for a certificate and verifies it, but lets a
+ * client without one (or with one it rejects) finish the handshake: the agent link refuses it at
+ * the upgrade with a reason (a TLS alert would say nothing), and HTTP API clients need none.
+ */
+function httpsOptions(tls: AggregatorOptions['tls']) {
+  if (!tls) return undefined;
+  const { cert, key, clientCa } = tls;
+  return { cert, key, ...(clientCa === undefined ? {} : { ca: clientCa, requestCert: true, rejectUnauthorized: false }) };
 }

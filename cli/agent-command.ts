@@ -19,6 +19,8 @@ export const agentFlags: FlagSpec[] = [
   { name: 'metrics', kind: 'string', env: 'PORTOLAN_METRICS', help: 'serve Prometheus metrics on HOST:PORT (/metrics)' },
   tokenFlag,
   { name: 'ca', kind: 'string', env: 'PORTOLAN_CA', help: 'PEM CA certificate file a wss:// aggregator must chain to (private CA)' },
+  { name: 'tls-cert', kind: 'string', env: 'PORTOLAN_TLS_CERT', help: "PEM client certificate file presented to a wss:// aggregator's --client-ca (with --tls-key); its DNS name or CN must be --node" },
+  { name: 'tls-key', kind: 'string', env: 'PORTOLAN_TLS_KEY', help: 'PEM private key file for --tls-cert' },
   { name: 'local-dns', kind: 'string', env: 'PORTOLAN_LOCAL_DNS', help: 'answer DNS on this host at HOST:PORT[,HOST:PORT…], or auto: port 53 on every Docker bridge network\'s gateway (default: off)' },
   { name: 'recursor', kind: 'string', env: 'PORTOLAN_RECURSOR', help: 'HOST:PORT the local DNS forwards names outside the domain to (default: the first nameserver in /etc/resolv.conf that is not the local DNS)' },
   { ...dnsAllowFlag, help: 'local DNS: answer only askers in these networks (CIDR or address); the others get REFUSED (default: everyone)' },
@@ -54,12 +56,23 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     metrics: v.metrics === undefined ? undefined : parseHostPort('metrics', v.metrics as string),
     token: v.token as string | undefined,
     ca: v.ca === undefined ? undefined : readFlagFile('ca', v.ca as string),
+    clientCertificate: clientCertificate(v, aggregator),
     localDns: localDnsAddresses(v['local-dns'] as string | undefined),
     recursor: v.recursor === undefined ? undefined : hostPortText('recursor', v.recursor as string),
     splitHorizon: v['split-horizon'] as boolean,
     dnsAllow: dnsAllowList(v),
     domain: v.domain as string,
   };
+}
+
+/** --tls-cert and --tls-key, read; only wss:// carries them. */
+function clientCertificate(v: Record<string, FlagValue>, aggregator: string): AgentOptions['clientCertificate'] {
+  const [cert, key] = [v['tls-cert'] as string | undefined, v['tls-key'] as string | undefined];
+  if (!cert && !key) return undefined;
+  if (!cert || !key) throw new UsageError('--tls-cert and --tls-key go together');
+  const plain = aggregator.split(',').map((e) => e.trim()).find((e) => e.startsWith('ws://'));
+  if (plain) throw new UsageError(`--tls-cert is sent only over wss://, but --aggregator has ${plain}`);
+  return { cert: readFlagFile('tls-cert', cert), key: readFlagFile('tls-key', key) };
 }
 
 function localDnsAddresses(text: string | undefined): AgentOptions['localDns'] {

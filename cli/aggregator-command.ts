@@ -7,6 +7,7 @@ import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue 
 import { dnsAllowFlag, dnsAllowList, tokenFlag } from './common-flags.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_STREAMS } from '../aggregator/http/server-limits.js';
 import { readSecretLines, type Warn } from './secret-file.js';
+import { AgentTokensError, readAgentTokens, type AgentTokensFile } from '../aggregator/agent-tokens.js';
 
 export const aggregatorFlags: FlagSpec[] = [
   { name: 'http', kind: 'string', env: 'PORTOLAN_HTTP', default: '0.0.0.0:8500', help: 'HTTP API and agent WebSocket listen address' },
@@ -21,9 +22,11 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'dns-udp-max', kind: 'integer', env: 'PORTOLAN_DNS_UDP_MAX', default: '1232', help: 'cap on the EDNS0 UDP answer size in bytes' },
   dnsAllowFlag,
   { name: 'dns-udp', kind: 'string', env: 'PORTOLAN_DNS_UDP', default: 'auto', choices: ['auto', 'batch', 'dgram'] satisfies UdpMode[], help: 'batch: recvmmsg/sendmmsg addon; dgram: Node socket; auto: batch where built' },
-  tokenFlag,
+  { ...tokenFlag, help: 'shared secret agents must present; it lets an agent register any node name' },
+  { name: 'agent-tokens', kind: 'string', env: 'PORTOLAN_AGENT_TOKENS', help: 'file of "NODE-NAME TOKEN" lines: each token lets its agent register that node name only (re-read on SIGHUP)' },
   { name: 'tls-cert', kind: 'string', env: 'PORTOLAN_TLS_CERT', help: 'PEM certificate file: serve HTTPS and WSS (with --tls-key)' },
   { name: 'tls-key', kind: 'string', env: 'PORTOLAN_TLS_KEY', help: 'PEM private key file for --tls-cert' },
+  { name: 'client-ca', kind: 'string', env: 'PORTOLAN_CLIENT_CA', help: 'PEM CA file: agents must present a client certificate chaining to it whose DNS name (or CN) is their node name (needs --tls-cert)' },
   { name: 'max-payload', kind: 'integer', env: 'PORTOLAN_MAX_PAYLOAD', default: '1048576', help: 'largest agent message in bytes' },
   { name: 'http-max-conns', kind: 'integer', env: 'PORTOLAN_HTTP_MAX_CONNS', default: String(DEFAULT_MAX_CONNECTIONS), help: 'open HTTP connections (agents, watchers, streams) past which new ones are refused' },
   { name: 'http-max-conns-per-client', kind: 'integer', env: 'PORTOLAN_HTTP_MAX_CONNS_PER_CLIENT', default: String(DEFAULT_MAX_CONNECTIONS_PER_CLIENT), help: 'open HTTP connections from one client address past which new ones get 429 (0: no limit; a proxy or NAT in front is one address)' },
@@ -62,6 +65,7 @@ export function aggregatorOptions(v: Record<string, FlagValue>, warn: Warn = () 
     dnsUdp: v['dns-udp'] as UdpMode,
     dnsAllow: dnsAllowList(v),
     token: v.token as string | undefined,
+    agentTokens: agentTokensFile(v['agent-tokens'] as string | undefined),
     maxPayload: v['max-payload'] as number,
     httpMaxConns: v['http-max-conns'] as number,
     httpMaxConnsPerClient: v['http-max-conns-per-client'] as number,
@@ -71,7 +75,7 @@ export function aggregatorOptions(v: Record<string, FlagValue>, warn: Warn = () 
     heartbeatMs: v.heartbeat as number,
     suspectAfterMs: v['suspect-after'] as number,
     reapAfterMs: v['reap-after'] as number,
-    tls: tlsFiles(v['tls-cert'] as string | undefined, v['tls-key'] as string | undefined),
+    tls: tlsFiles(v['tls-cert'] as string | undefined, v['tls-key'] as string | undefined, v['client-ca'] as string | undefined),
     store: storeSpec(v),
   };
 }
@@ -113,10 +117,25 @@ function storeSpec(v: Record<string, FlagValue>): StoreSpec {
   };
 }
 
-function tlsFiles(certFile: string | undefined, keyFile: string | undefined): AggregatorOptions['tls'] {
-  if (!certFile && !keyFile) return undefined;
+function tlsFiles(certFile: string | undefined, keyFile: string | undefined, clientCaFile: string | undefined): AggregatorOptions['tls'] {
+  if (!certFile && !keyFile) {
+    if (clientCaFile) throw new UsageError('--client-ca needs --tls-cert and --tls-key (client certificates are checked on WSS)');
+    return undefined;
+  }
   if (!certFile || !keyFile) throw new UsageError('--tls-cert and --tls-key go together');
-  return { cert: readFlagFile('tls-cert', certFile), key: readFlagFile('tls-key', keyFile) };
+  const files = { cert: readFlagFile('tls-cert', certFile), key: readFlagFile('tls-key', keyFile) };
+  return clientCaFile ? { ...files, clientCa: readFlagFile('client-ca', clientCaFile) } : files;
+}
+
+/** The token file read now, so that a bad one stops the start with its line number. */
+function agentTokensFile(path: string | undefined): AgentTokensFile | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readAgentTokens(path);
+  } catch (err) {
+    if (err instanceof AgentTokensError) throw new UsageError(`--agent-tokens: ${err.message}`);
+    throw err;
+  }
 }
 
 function normalizeDomain(d: string): string {

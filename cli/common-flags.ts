@@ -11,7 +11,7 @@ export const tokenFlag: FlagSpec = {
   name: 'token',
   kind: 'string',
   env: 'PORTOLAN_TOKEN',
-  help: 'shared secret between agents and the aggregator',
+  help: "sent to the aggregator as Authorization: Bearer: its --token, or this node's token from its --agent-tokens file",
 };
 
 export const dnsAllowFlag: FlagSpec = {

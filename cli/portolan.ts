@@ -12,6 +12,8 @@ import { tuneForAgent, tuneForAggregator } from './v8-tuning.js';
 
 interface Running {
   close(): Promise<void>;
+  /** What SIGHUP does, when the command has anything to re-read. */
+  reload?: () => void;
 }
 
 interface Command {
@@ -45,8 +47,10 @@ const commands: Record<string, Command> = {
     run: async (v, logger) => {
       const agg = await runAggregator(aggregatorOptions(v, warnTo(logger)), logger);
       const aggregator = `ws://127.0.0.1:${agg.httpPort}`;
-      const agent = await runAgent(agentOptions({ ...v, aggregator }), logger);
+      // --tls-cert/--tls-key are the aggregator's here: the agent reaches it over ws:// on loopback.
+      const agent = await runAgent(agentOptions({ ...v, aggregator, 'tls-cert': undefined, 'tls-key': undefined }), logger);
       return {
+        ...(agg.reload ? { reload: agg.reload } : {}),
         async close() {
           await agent.close();
           await agg.close();
@@ -58,10 +62,12 @@ const commands: Record<string, Command> = {
 
 // Each role loads only its own code: an agent has no use for fastify, dns2 or prom-client,
 // and they would add tens of MB to every Docker host's agent.
-async function runAggregator(options: AggregatorOptions, logger: Logger) {
+async function runAggregator(options: AggregatorOptions, logger: Logger): Promise<Running & { httpPort: number }> {
   tuneForAggregator();
   const { startAggregator } = await import('../aggregator/server.js');
-  return startAggregator(options, logger);
+  const running = await startAggregator(options, logger);
+  const reloadTokens = running.reloadAgentTokens;
+  return reloadTokens ? { ...running, reload: () => void reloadTokens() } : running;
 }
 
 async function runAgent(options: AgentOptions, logger: Logger): Promise<Running> {
@@ -134,6 +140,14 @@ function waitForSignal(running: Running, logger: Logger): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    // Only a command with something to re-read takes SIGHUP; the others keep its default (exit).
+    const reload = running.reload;
+    if (reload) {
+      process.on('SIGHUP', () => {
+        logger.info({ signal: 'SIGHUP' }, 'reloading');
+        reload();
+      });
+    }
   });
 }
 

@@ -13,7 +13,11 @@ export const CloseCode = {
   invalidMessage: 4000,
   /** Hello carried a protocol version this aggregator does not speak. */
   protocolVersion: 4001,
-  /** Missing or wrong token. */
+  /**
+   * A node name the agent's credential does not cover (its node token's node, its client
+   * certificate's names), in a hello or snapshot; or its node token revoked by a reload.
+   * A missing or wrong credential is refused before the upgrade, with HTTP 401.
+   */
   unauthorized: 4003,
   /** A message named a node other than the one this connection said hello as. */
   wrongNode: 4004,

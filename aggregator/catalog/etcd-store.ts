@@ -16,6 +16,7 @@ import { Keys, rangeEnd } from './etcd/keys.js';
 import { LeaseKeeper } from './etcd/lease-keeper.js';
 import { ElectionProbe } from './etcd/election-probe.js';
 import { splitOps } from './etcd/txn-split.js';
+import { audit } from '../audit-log.js';
 
 export { parseEtcdUrl } from './etcd/connect.js';
 
@@ -459,6 +460,7 @@ export class EtcdStore implements CatalogStore {
    * does this, so two aggregators never take turns.
    */
   #applied(batch: ChangeBatch): void {
+    if (!batch.reset) this.#auditReaps(batch);
     this.#replica.apply(batch);
     if (batch.reset && this.#session !== undefined) void this.#announce();
     if (this.#held.size === 0) return;
@@ -488,6 +490,21 @@ export class EtcdStore implements CatalogStore {
         this.#fixing.delete(c.node);
         this.#log.warn({ node: c.node, err: errorText(err) }, 'etcd: moving keys onto the node\'s lease failed (the next snapshot does it)');
       });
+    }
+  }
+
+  /**
+   * A node record deleted while its node was not up is a reap: etcd removed it when its data
+   * lease lapsed (a goodbye deletes an up node). Every aggregator sees it and logs it, as the
+   * reap is etcd's, not one aggregator's.
+   */
+  #auditReaps(batch: ChangeBatch): void {
+    for (const c of batch.changes) {
+      if (c.kind !== 'node' || c.record) continue;
+      const before = this.#replica.records(c.node);
+      if (!before?.node || before.health?.up) continue;
+      const { engineId, address } = before.node;
+      audit(this.#log, 'info', 'reap', { node: c.node, engineId, address, reason: before.health?.reason ?? 'its aggregator vanished' }, 'agent did not come back; node reaped');
     }
   }
 

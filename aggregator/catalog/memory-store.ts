@@ -1,4 +1,6 @@
+import type { Logger } from 'pino';
 import type { ServiceInstance } from '../../shared/model.js';
+import { audit } from '../audit-log.js';
 import { RECONNECT_MAX_MS } from '../../shared/protocol.js';
 import { prepareServices } from './fingerprints.js';
 import { deltaOps, downOp, snapshotOps } from './node-writes.js';
@@ -19,6 +21,8 @@ export interface MemoryStoreOptions {
   settleQuietMs?: number;
   /** …or at the latest this long after start. */
   settleMaxMs?: number;
+  /** Where reaps are logged (an audit line each). */
+  logger?: Logger;
 }
 
 /** This process is the only holder there is. */
@@ -35,10 +39,12 @@ export class MemoryStore implements CatalogStore {
   readonly #reapAfterMs: number;
   readonly #settle: Settle;
   readonly #reapTimers = new Map<string, NodeJS.Timeout>();
+  readonly #log: Logger | undefined;
   #revision: number;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#now = options.now ?? Date.now;
+    this.#log = options.logger;
     const startIndex = Math.max(1, options.startIndex ?? this.#now());
     this.#revision = startIndex;
     this.#reapAfterMs = options.reapAfterMs ?? DEFAULT_REAP_AFTER_MS;
@@ -85,6 +91,7 @@ export class MemoryStore implements CatalogStore {
     this.#cancelReap(node);
     const timer = setTimeout(() => {
       this.#reapTimers.delete(node);
+      this.#auditReap(node);
       void this.removeNode(node);
     }, this.#reapAfterMs);
     timer.unref();
@@ -134,6 +141,13 @@ export class MemoryStore implements CatalogStore {
   #nextRevision(): number {
     this.#revision = Math.max(this.#revision + 1, this.#now());
     return this.#revision;
+  }
+
+  #auditReap(node: string): void {
+    const records = this.#replica.records(node);
+    if (!this.#log || !records?.node) return;
+    const { engineId, address } = records.node;
+    audit(this.#log, 'info', 'reap', { node, engineId, address, reason: records.health?.reason, downForMs: this.#reapAfterMs }, 'agent did not come back; node reaped');
   }
 
   #cancelReap(node: string): void {

@@ -30,7 +30,7 @@ export interface StoreContext {
 export async function openStore(spec: StoreSpec, ctx: StoreContext): Promise<CatalogStore> {
   const store =
     spec.kind === 'memory'
-      ? new MemoryStore({ reapAfterMs: ctx.reapAfterMs })
+      ? new MemoryStore({ reapAfterMs: ctx.reapAfterMs, logger: ctx.logger })
       : new EtcdStore({
           endpoints: spec.endpoints,
           prefix: spec.prefix,

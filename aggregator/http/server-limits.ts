@@ -1,5 +1,6 @@
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Socket } from 'node:net';
+import type { TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { normalizeAddress } from '../../shared/net-address.js';
 import { errors, type HttpError } from './errors.js';
@@ -47,7 +48,7 @@ const REFUSED_LOG_EVERY_MS = 60_000;
 const REFUSED_LINGER_MS = 250;
 
 /** Fastify options (and Node server options within them) that set the timeouts. */
-export function serverTimeouts(tls: { cert: string; key: string } | undefined, t: HttpTimeouts = HTTP_TIMEOUTS) {
+export function serverTimeouts(tls: TlsOptions | undefined, t: HttpTimeouts = HTTP_TIMEOUTS) {
   const node = { headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkMs };
   return {
     requestTimeout: t.requestMs,

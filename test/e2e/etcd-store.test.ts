@@ -8,6 +8,7 @@ import { EtcdCluster } from '../support/etcd-cluster.js';
 import { instance, nodeReg } from '../support/services.js';
 import { useSuiteResource } from '../support/suite-resource.js';
 import { until } from '../support/until.js';
+import { capturedLogger } from '../support/captured-logger.js';
 
 /**
  * The etcd store against a real 3-member etcd 3.4 cluster on loopback, through EtcdStore and
@@ -20,6 +21,10 @@ function svc(over: Parameters<typeof instance>[0]): ServiceInstance {
 }
 
 const logger = pino({ level: process.env.PORTOLAN_TEST_LOG ?? 'silent' });
+
+/** The reap audit lines a store logged. */
+const reapsOf = (log: ReturnType<typeof capturedLogger>) =>
+  log.parsed().filter((l) => l.audit === 'reap').map(({ node, address, reason }) => ({ node, address, reason }));
 let prefixes = 0;
 
 describe('etcd store on a 3-member cluster', () => {
@@ -130,7 +135,8 @@ describe('etcd store on a 3-member cluster', () => {
   test('a released node goes critical at once and is gone after the reap delay', async () => {
     const prefix = freshPrefix();
     const a = await store(prefix, 'agg-a', { reapAfterMs: 3000 });
-    const b = await store(prefix, 'agg-b', { reapAfterMs: 3000 });
+    const seen = capturedLogger();
+    const b = await store(prefix, 'agg-b', { reapAfterMs: 3000, logger: seen.logger });
     await a.replaceNode(nodeReg('host-1'), services(4));
     await until(() => b.query.nodeInstances('host-1').length === 4, 3000, 'b sees host-1');
     const t0 = Date.now();
@@ -142,12 +148,14 @@ describe('etcd store on a 3-member cluster', () => {
     const reapMs = Date.now() - t0;
     assert.ok(reapMs >= 2500, `reaped after ${reapMs} ms, not before the delay`);
     assert.equal(a.query.records('host-1'), undefined, 'no record left');
+    assert.deepEqual(reapsOf(seen), [{ node: 'host-1', address: nodeReg('host-1').address, reason: 'agent connection closed' }], 'one audit line on the other aggregator');
   });
 
   test('a store closed without release (an aggregator killed): its nodes\' health vanishes within 4 s elsewhere, the data after the reap delay', async () => {
     const prefix = freshPrefix();
     const a = await store(prefix, 'agg-a', { reapAfterMs: 6000 });
-    const b = await store(prefix, 'agg-b', { reapAfterMs: 6000 });
+    const seen = capturedLogger();
+    const b = await store(prefix, 'agg-b', { reapAfterMs: 6000, logger: seen.logger });
     await a.replaceNode(nodeReg('host-1'), services(5));
     await until(() => b.query.node('host-1')?.serfHealth.status === 'passing', 3000, 'b sees host-1 up');
     const t0 = Date.now();
@@ -158,13 +166,15 @@ describe('etcd store on a 3-member cluster', () => {
     assert.equal(b.query.nodeInstances('host-1').length, 5, 'the data stays until the reap delay');
     const reaped = await until(() => (!b.query.node('host-1') ? Date.now() - t0 : false), 10_000, 'reaped');
     assert.ok(reaped >= 5000, `reaped after ${reaped} ms`);
+    assert.deepEqual(reapsOf(seen), [{ node: 'host-1', address: nodeReg('host-1').address, reason: 'its aggregator vanished' }]);
     logger.info({ critical, reaped }, 'killed holder');
   });
 
   test('removeNode deletes the node and its services in one revision', async () => {
     const prefix = freshPrefix();
     const a = await store(prefix, 'agg-a');
-    const b = await store(prefix, 'agg-b');
+    const seen = capturedLogger();
+    const b = await store(prefix, 'agg-b', { logger: seen.logger });
     await a.replaceNode(nodeReg('host-1'), services(6));
     await until(() => b.query.nodeInstances('host-1').length === 6, 3000, 'b sees host-1');
     const changes: number[] = [];
@@ -174,6 +184,7 @@ describe('etcd store on a 3-member cluster', () => {
     await until(() => !b.query.node('host-1'), 3000, 'gone on b');
     assert.equal(changes.length, 1, 'one change on b');
     assert.equal(b.query.instances('svc0').length, 0);
+    assert.deepEqual(reapsOf(seen), [], 'a goodbye is no reap');
   });
 
   test('updateServices writes a delta; an unchanged instance keeps its ModifyIndex', async () => {

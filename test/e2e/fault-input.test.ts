@@ -70,7 +70,7 @@ describe('fault: bad input on the agent channel is refused with a reason; the ag
     const invalid = cases.filter(([, , code]) => code === CloseCode.invalidMessage).length;
     assert.deepEqual(refusedCodes, [...Array(invalid).fill(CloseCode.invalidMessage), CloseCode.protocolVersion, CloseCode.tooBig, CloseCode.wrongNode].sort());
     assert.ok(logs.filter((l) => l.msg === 'agent connection refused').every((l) => typeof l.reason === 'string' && l.reason !== ''));
-    assert.equal(logs.filter((l) => l.msg === 'agent refused: missing or wrong token').length, 2);
+    assert.equal(logs.filter((l) => l.msg === 'agent refused at the upgrade' && l.reason === 'missing or wrong agent token').length, 2);
     const longest = Math.max(...logs.map((l) => JSON.stringify(l).length));
     assert.ok(longest <= MAX_LOG_LINE, `a log line of ${longest} characters`);
     const text = logs.map((l) => JSON.stringify(l)).join('\n');

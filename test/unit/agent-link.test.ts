@@ -16,14 +16,8 @@ import { snapshotFrames } from '../../agent/frame-split.js';
 import { instance } from '../support/services.js';
 import { connect, hello, registered, snapshot } from '../support/agent-peer.js';
 import { until } from '../support/until.js';
+import { capturedLogger } from '../support/captured-logger.js';
 
-/** A logger whose JSON lines are kept, to check what the link logs (and how long its lines are). */
-function capturedLogger() {
-  const lines: string[] = [];
-  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
-  const parsed = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { logger, lines, parsed };
-}
 
 type LinkOptions = Omit<Partial<AgentLinkOptions>, 'store'>;
 

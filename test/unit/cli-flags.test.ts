@@ -121,3 +121,23 @@ test('api tokens: repeated flag, comma-separated env, a file with comments (a wa
   assert.equal(options(['--metrics-token', 'm']).o.metricsToken, 'm');
   assert.equal(options([], { PORTOLAN_HTTP_MAX_CONNS_PER_CLIENT: '0' }).o.httpMaxConnsPerClient, 0);
 });
+
+test('agent credential flags: --agent-tokens read at start (a bad line is a usage error with its number, not its token); --client-ca needs TLS; the agent\'s --tls-cert/--tls-key go together and only over wss://', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ptl-flags-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text, { mode: 0o600 });
+    return join(dir, name);
+  };
+  const aggregator = (args: string[], env: Record<string, string> = {}) => aggregatorOptions(parseFlags(aggregatorFlags, args, env).values);
+  const good = file('good', 'host1 s3cret-1\n');
+  assert.equal(aggregator([], { PORTOLAN_AGENT_TOKENS: good }).agentTokens?.table.nodes, 1);
+  assert.throws(() => aggregator(['--agent-tokens', file('bad', '# x\nhost1 s3cret-1 s3cret-2\n')]), (e) => e instanceof UsageError && /^--agent-tokens: .*bad line 2: expected "NODE-NAME TOKEN"/.test(e.message) && !e.message.includes('s3cret'));
+  assert.throws(() => aggregator(['--client-ca', good]), /--client-ca needs --tls-cert and --tls-key/);
+  const pem = file('pem', 'not read as PEM here\n');
+  assert.equal(aggregator(['--tls-cert', pem, '--tls-key', pem], { PORTOLAN_CLIENT_CA: pem }).tls?.clientCa, 'not read as PEM here\n');
+  const agent = (args: string[], env: Record<string, string> = {}) => agentOptions(parseFlags(agentFlags, args, env).values);
+  assert.deepEqual(agent(['--aggregator', 'wss://a:8500', '--tls-cert', pem], { PORTOLAN_TLS_KEY: pem }).clientCertificate, { cert: 'not read as PEM here\n', key: 'not read as PEM here\n' });
+  assert.throws(() => agent(['--aggregator', 'wss://a:8500', '--tls-cert', pem]), /--tls-cert and --tls-key go together/);
+  assert.throws(() => agent(['--aggregator', 'wss://a:8500,ws://b:8500', '--tls-cert', pem, '--tls-key', pem]), /--tls-cert is sent only over wss:\/\/, but --aggregator has ws:\/\/b:8500/);
+});

@@ -4,6 +4,7 @@ import { MemoryStore, SETTLE_QUIET_MS } from '../../aggregator/catalog/memory-st
 import { RETRY_MAX_MS } from '../../agent/uplink.js';
 import { topics } from '../../aggregator/catalog/query.js';
 import { instance, nodeReg } from '../support/services.js';
+import { capturedLogger } from '../support/captured-logger.js';
 
 function clockStore(start = 1000): MemoryStore {
   return new MemoryStore({ startIndex: start, now: () => 0 });
@@ -116,6 +117,22 @@ test('a released node is reaped after reapAfterMs: the node and its services lea
   assert.equal(store.query.records('a'), undefined, 'no record of the node is left');
   assert.equal(changes.length, 1);
   assert.ok(changes[0]!.includes('service/web') && changes[0]!.includes('service/db') && changes[0]!.includes('nodes'));
+  await store.close();
+});
+
+test('a reap is one audit line with the node, its engine ID and address and why it was down; a goodbye is no reap', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { logger, parsed } = capturedLogger();
+  const store = new MemoryStore({ startIndex: 1000, now: () => 0, reapAfterMs: 5000, logger });
+  await store.replaceNode({ ...nodeReg('a'), engineId: 'ENGINE-A' }, [instance({ id: 'a:web:80', name: 'web' })]);
+  await store.replaceNode(nodeReg('b'), []);
+  await store.release('a', 'Agent connection closed');
+  await store.removeNode('b');
+  t.mock.timers.tick(5000);
+  const reaps = parsed().filter((l) => l.audit === 'reap');
+  assert.deepEqual(reaps.map(({ node, engineId, address, reason }) => ({ node, engineId, address, reason })), [
+    { node: 'a', engineId: 'ENGINE-A', address: nodeReg('a').address, reason: 'Agent connection closed' },
+  ]);
   await store.close();
 });
 

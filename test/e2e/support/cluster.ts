@@ -7,6 +7,10 @@ export interface ClusterOptions {
   aggregatorArgs?: string[];
   /** Extra flags for every `portolan agent`. */
   agentArgs?: string[];
+  /** Extra flags for one host's agent (its own credentials), after agentArgs. */
+  agentArgsOf?: (host: Host) => string[];
+  /** The aggregator serves WSS (its aggregatorArgs carry --tls-cert/--tls-key): agents connect with wss://. */
+  tls?: boolean;
 }
 
 /**
@@ -43,7 +47,7 @@ export class Cluster {
 
   /** The aggregator's WebSocket URL as the hosts reach it. */
   get aggregatorUrl(): string {
-    return `ws://${this.bed.gatewayAddress}:${this.httpPort}`;
+    return `${this.options.tls ? 'wss' : 'ws'}://${this.bed.gatewayAddress}:${this.httpPort}`;
   }
 
   /** An HTTP URL on the aggregator as the hosts reach it. */
@@ -54,7 +58,7 @@ export class Cluster {
   /** Starts (or restarts) the agent of a host and waits until it has registered. */
   async startAgent(host: Host, extraArgs: string[] = []): Promise<CliProcess> {
     const agent = runCli(
-      ['agent', '--aggregator', this.aggregatorUrl, '--docker', host.dockerHost, '--node', host.name, ...(this.options.agentArgs ?? []), ...extraArgs],
+      ['agent', '--aggregator', this.aggregatorUrl, '--docker', host.dockerHost, '--node', host.name, ...(this.options.agentArgs ?? []), ...(this.options.agentArgsOf?.(host) ?? []), ...extraArgs],
       { netns: host.ns },
     );
     this.agents.set(host.name, agent);
@@ -74,7 +78,10 @@ export class Cluster {
   }
 }
 
-/** A cluster started before the enclosing suite's tests and stopped after them. */
-export function useCluster(bed: () => Testbed, options: ClusterOptions = {}): () => Cluster {
-  return useSuiteResource('cluster', () => Cluster.start(bed(), options));
+/**
+ * A cluster started before the enclosing suite's tests and stopped after them; options that
+ * depend on the testbed (its gateway address in a certificate) may be computed from it.
+ */
+export function useCluster(bed: () => Testbed, options: ClusterOptions | ((bed: Testbed) => ClusterOptions) = {}): () => Cluster {
+  return useSuiteResource('cluster', () => Cluster.start(bed(), typeof options === 'function' ? options(bed()) : options));
 }

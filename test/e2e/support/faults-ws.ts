@@ -1,4 +1,4 @@
-import WebSocket from 'ws';
+import WebSocket, { type ClientOptions } from 'ws';
 import { AGENT_WS_PATH } from '../../../shared/protocol.js';
 
 /** How the aggregator ended a connection: refused the upgrade, or closed the WebSocket. */
@@ -7,10 +7,11 @@ export type Refusal = { kind: 'http'; status: number; body: string } | { kind: '
 /**
  * Connects to the aggregator's agent endpoint as a (misbehaving) agent would, sends the
  * frames in order as soon as the connection opens, and resolves with how it was refused.
+ * `tls`: over wss://, with these options (CA, client certificate).
  */
-export function refusalOf(httpPort: number, frames: ReadonlyArray<string | Buffer>, token?: string): Promise<Refusal> {
-  const headers = token === undefined ? {} : { authorization: `Bearer ${token}` };
-  const ws = new WebSocket(`ws://127.0.0.1:${httpPort}${AGENT_WS_PATH}`, { headers });
+export function refusalOf(httpPort: number, frames: ReadonlyArray<string | Buffer>, token?: string, tls?: ClientOptions): Promise<Refusal> {
+  const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
+  const ws = new WebSocket(`${tls ? 'wss' : 'ws'}://127.0.0.1:${httpPort}${AGENT_WS_PATH}`, { headers, ...tls });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       ws.terminate();
