@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { looseMode } from '../shared/file-mode.js';
 
 /**
  * The `--agent-tokens` file: one `NODE-NAME TOKEN` per line (blank lines and `#` comment lines
@@ -65,16 +66,16 @@ export interface AgentTokensFile {
 /** Reads and parses the file; throws AgentTokensError (unreadable, or a bad line) with the path in the message. */
 export function readAgentTokens(path: string): AgentTokensFile {
   let text: string;
-  let mode: number;
+  let mode: number | undefined;
   try {
-    mode = statSync(path).mode & 0o777;
+    mode = looseMode(path);
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new AgentTokensError(`cannot read ${path}: ${(err as Error).message}`);
   }
   try {
     const table = parseAgentTokens(text);
-    return { path, table, ...(mode & 0o077 ? { looseMode: mode } : {}) };
+    return { path, table, ...(mode === undefined ? {} : { looseMode: mode }) };
   } catch (err) {
     if (err instanceof AgentTokensError) throw new AgentTokensError(`${path} ${err.message}`);
     throw err;

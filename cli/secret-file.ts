@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { looseMode } from '../shared/file-mode.js';
 import { readFlagFile } from './flags.js';
 
 /** Receives a warning about a secret file; the CLI passes its logger's warn. */
@@ -13,8 +13,8 @@ export function readSecretLines(flag: string, path: string, warn: Warn): string[
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#'));
-  const mode = statSync(path).mode & 0o777;
-  if (mode & 0o077) {
+  const mode = looseMode(path);
+  if (mode !== undefined) {
     warn({ file: path, mode: `0${mode.toString(8)}` }, `--${flag}: the file is readable by group or others; make it readable by the aggregator's user only (chmod 600)`);
   }
   return lines;
