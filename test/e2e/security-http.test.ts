@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import Consul from 'consul';
 import { testbedSkipReason, useTestbed } from '../testbed/index.js';
@@ -11,6 +13,10 @@ import { runWeb } from './support/faults.js';
 import { AGGREGATOR_JOB, PROMETHEUS, startScraper, VICTORIA_METRICS, type Scraper } from './support/prometheus.js';
 
 const skip = await testbedSkipReason();
+const execFileP = promisify(execFile);
+/** Debian's python3-consul, a Consul client of another language (.ci/run installs it). */
+const pythonConsulSkip = (await execFileP('/usr/bin/python3', ['-c', 'import consul']).then(() => undefined, () => 'python3-consul is not installed (apt-get install python3-consul)'));
+if (pythonConsulSkip && process.env.CI === 'true') throw new Error(pythonConsulSkip);
 const TOKEN = randomBytes(16).toString('hex');
 const SECOND = randomBytes(16).toString('hex');
 const METRICS_TOKEN = randomBytes(16).toString('hex');
@@ -98,6 +104,23 @@ describe('--api-token: every HTTP read needs a token given as Consul clients giv
       assert.equal(err.statusCode, 403, String(err));
       return true;
     });
+  });
+
+  it('python-consul (Debian\'s python3-consul) with token= reads the catalog and health; without one it raises ACLPermissionDenied', { skip: pythonConsulSkip }, async () => {
+    const script = [
+      'import consul, json, sys',
+      'port, token = int(sys.argv[1]), sys.argv[2] or None',
+      'c = consul.Consul(host="127.0.0.1", port=port, token=token)',
+      'try:',
+      '    _, services = c.catalog.services()',
+      '    _, web = c.health.service("web", passing=True)',
+      '    print(json.dumps({"services": sorted(services), "nodes": [e["Node"]["Node"] for e in web]}))',
+      'except consul.ACLPermissionDenied as e:',
+      '    print(json.dumps({"denied": str(e)}))',
+    ].join('\n');
+    const run = async (token: string) => JSON.parse((await execFileP('/usr/bin/python3', ['-c', script, String(cluster().httpPort), token])).stdout) as Record<string, unknown>;
+    assert.deepEqual(await run(TOKEN), { services: ['web'], nodes: ['b'] });
+    assert.match(String((await run('')).denied), /Permission denied/);
   });
 
   it('DNS needs no token: dig from host a finds web on b', async () => {
