@@ -34,6 +34,8 @@ export class AllowedAskers implements DnsHandler {
   readonly #inner: DnsHandler;
   readonly #allow: BlockList;
   readonly #observe: AnswerObserver | undefined;
+  /** Verdicts by asker: a server's queries come from few addresses, and the list check costs more than a lookup. */
+  readonly #verdicts = new Map<string, boolean>();
 
   constructor(inner: DnsHandler, allow: BlockList, observe?: AnswerObserver) {
     this.#inner = inner;
@@ -42,8 +44,18 @@ export class AllowedAskers implements DnsHandler {
   }
 
   handle(msg: Buffer, transport: Transport, send: Reply, relay?: boolean, asker?: () => string): boolean {
-    if (asker && !allowed(this.#allow, asker())) return this.#refuse(msg, send);
+    if (asker && !this.#allowed(asker())) return this.#refuse(msg, send);
     return this.#inner.handle(msg, transport, send, relay, asker);
+  }
+
+  #allowed(asker: string): boolean {
+    let verdict = this.#verdicts.get(asker);
+    if (verdict === undefined) {
+      // Bounded: askers from many addresses (spoofed or not) only cost the check again.
+      if (this.#verdicts.size >= MAX_VERDICTS) this.#verdicts.clear();
+      this.#verdicts.set(asker, (verdict = allowed(this.#allow, asker)));
+    }
+    return verdict;
   }
 
   #refuse(msg: Buffer, send: Reply): boolean {
@@ -57,6 +69,8 @@ export class AllowedAskers implements DnsHandler {
     return true;
   }
 }
+
+const MAX_VERDICTS = 4096;
 
 function allowed(list: BlockList, asker: string): boolean {
   const address = normalizeAddress(asker);

@@ -99,39 +99,46 @@ async function main(): Promise<void> {
   const names = Array.from({ length: services }, (_, i) => `svc${i}.service.consul`);
   try {
     const queries = await writeQueries(join(dir, 'queries.txt'), names);
-    const ours = (udp: string): Promise<Server> => startNodeServer('test/fixtures/dns/serve-catalog.ts', ['--services', String(services), '--udp', udp]);
+    const ours = (udp: string, extra: string[] = []): Promise<Server> => startNodeServer('test/fixtures/dns/serve-catalog.ts', ['--services', String(services), '--udp', udp, ...extra]);
     const portolan = await measure(await ours('batch'), queries);
+    // The asker (loopback) is in the list: the cost of checking every query against it.
+    const portolanAllow = await measure(await ours('batch', ['--allow', '10.0.0.0/8,192.168.0.0/16,127.0.0.0/8']), queries);
     const portolanDgram = await measure(await ours('dgram'), queries);
     const nodeUdp = await measure(await startNodeServer('test/fixtures/dns/udp-floor.ts'), queries);
     const dnsmasq = await measure(await startDnsmasq(names.map((n, i) => [benchAddress(i), n] as const)), queries);
     const ratio = portolan.throughput.qps / dnsmasq.throughput.qps;
     const dgramRatio = portolanDgram.throughput.qps / dnsmasq.throughput.qps;
     const floorRatio = nodeUdp.throughput.qps / dnsmasq.throughput.qps;
+    const allowRatio = portolanAllow.throughput.qps / portolan.throughput.qps;
     await report(
       'dns',
       `bench:dns ${services} names, dnsperf -c 1 -T 1${smoke ? ' [smoke]' : ''}`,
       [
         { label: 'portolan throughput', value: qps(portolan) },
+        { label: 'portolan --dns-allow throughput', value: qps(portolanAllow) },
         { label: 'portolan-dgram throughput', value: qps(portolanDgram) },
         { label: 'node-udp throughput', value: qps(nodeUdp) },
         { label: 'dnsmasq throughput', value: qps(dnsmasq) },
         { label: 'portolan / dnsmasq', value: `${ratio.toFixed(2)} ×`, goal: `≥ ${GOALS.ratio} ×`, met: ratio >= GOALS.ratio },
+        { label: 'portolan --dns-allow / portolan', value: `${allowRatio.toFixed(2)} ×` },
         { label: 'portolan-dgram / dnsmasq', value: `${dgramRatio.toFixed(2)} ×` },
         { label: 'node-udp / dnsmasq', value: `${floorRatio.toFixed(2)} ×` },
         ...latencyFigures('portolan', portolan, true),
+        ...latencyFigures('portolan --dns-allow', portolanAllow, false),
         ...latencyFigures('portolan-dgram', portolanDgram, false),
         ...latencyFigures('node-udp', nodeUdp, false),
         ...latencyFigures('dnsmasq', dnsmasq, false),
       ],
-      { services, seconds, latencySeconds, rates, portolan, portolanDgram, nodeUdp, dnsmasq, ratio, dgramRatio, floorRatio },
+      { services, seconds, latencySeconds, rates, portolan, portolanAllow, portolanDgram, nodeUdp, dnsmasq, ratio, allowRatio, dgramRatio, floorRatio },
       [
         `throughput: ${seconds} s, 100 queries outstanding; latency: ${latencySeconds} s at each fixed rate`,
         'portolan: UDP through recvmmsg/sendmmsg (native addon); portolan-dgram: the same server on Node\'s dgram socket',
+        'portolan --dns-allow: batched, every query checked against 3 networks (the asker is in one)',
         'node-udp is a bare dgram responder (one fixed answer, no parsing): the per-packet floor of a dgram-based Node server here',
         'dnsperf and the server under test share the same cores',
       ],
     );
-    for (const [label, r] of [['portolan', portolan], ['portolan-dgram', portolanDgram]] as const) {
+    for (const [label, r] of [['portolan', portolan], ['portolan --dns-allow', portolanAllow], ['portolan-dgram', portolanDgram]] as const) {
       const t = r.throughput;
       if (t.lost > 0 || t.noerrorPercent < 100) {
         console.error(`${label} lost ${t.lost} queries, ${t.noerrorPercent.toFixed(2)} % NOERROR`);
