@@ -48,3 +48,20 @@ test('an asker outside the list gets REFUSED with its ID and question, without R
   assert.equal(handler.handle(response, 'udp', (r) => replies.push(r), true, () => '203.0.113.9'), false);
   assert.equal(replies.length, 1);
 });
+
+test('verdicts are remembered per asker and the memory is bounded: after 5,000 distinct askers, inside and outside still get their own verdict', () => {
+  let asked = 0;
+  const handler = new AllowedAskers({ handle: () => (asked++, true) } satisfies DnsHandler, list);
+  const query = buildQuery('web.service.consul', Packet.TYPE.A);
+  const ask = (asker: string) => {
+    const before = asked;
+    handler.handle(query, 'udp', () => {}, true, () => asker);
+    return asked > before;
+  };
+  for (let i = 0; i < 5000; i++) ask(`10.0.${i >> 8}.${i & 255}`);
+  for (let i = 0; i < 5000; i++) ask(`198.51.${i >> 8}.${i & 255}`);
+  assert.equal(asked, 5000, 'the 10/8 askers answered, the others refused');
+  assert.equal(ask('10.9.9.9'), true);
+  assert.equal(ask('198.51.100.1'), false);
+  assert.equal(ask('10.9.9.9'), true, 'remembered');
+});
