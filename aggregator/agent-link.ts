@@ -367,11 +367,16 @@ export class AgentLink {
   #conflict(session: Session): string | undefined {
     const { node, engineId } = session.hello!;
     const holder = this.#byNode.get(node);
-    if (!holder || holder === session || holder.closing) return undefined;
-    const held = holder.hello!.engineId;
-    // An agent that could not read its engine ID cannot be told apart: the newest wins, as before.
-    if (!engineId || !held || held === engineId) return undefined;
-    return `node name "${node}" is registered by engine ${held} from ${holder.remote}`;
+    if (holder && holder !== session && !holder.closing) {
+      const held = holder.hello!.engineId;
+      // An agent that could not read its engine ID cannot be told apart: the newest wins, as before.
+      if (!engineId || !held || held === engineId) return undefined;
+      return `node name "${node}" is registered by engine ${held} from ${holder.remote}`;
+    }
+    if (holder === session) return undefined;
+    const elsewhere = this.#opts.store.heldElsewhere(node);
+    if (!elsewhere || !engineId || !elsewhere.engineId || elsewhere.engineId === engineId) return undefined;
+    return `node name "${node}" is registered by engine ${elsewhere.engineId} through aggregator ${elsewhere.holder}`;
   }
 
   #onSnapshot(session: Session, { node, services }: Extract<WholeMessage, { type: 'snapshot' }>): void {

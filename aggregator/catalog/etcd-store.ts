@@ -159,6 +159,12 @@ export class EtcdStore implements CatalogStore {
     return this.#writable;
   }
 
+  heldElsewhere(node: string): { engineId: string; holder: string } | undefined {
+    const r = this.#replica.records(node);
+    if (!r?.node || !r.health?.up || r.health.holder === this.#o.holder) return undefined;
+    return { engineId: r.node.engineId, holder: r.health.holder };
+  }
+
   /** Figures for /metrics. */
   get figures(): {
     txns: number;

@@ -58,6 +58,11 @@ export class MemoryStore implements CatalogStore {
 
   readonly writable = true;
 
+  /** One aggregator holds every node of this store. */
+  heldElsewhere(): undefined {
+    return undefined;
+  }
+
   onWritableChange(): () => void {
     return () => {};
   }

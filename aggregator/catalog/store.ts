@@ -37,6 +37,11 @@ export interface CatalogStore {
    * objects needs, so a message sent in parts spreads it over the parts' turns.
    */
   prepare(services: readonly ServiceInstance[]): void;
+  /**
+   * The engine that another aggregator holds this node for, while it is up there: two engines
+   * claiming one name through two aggregators conflict as through one (undefined: nobody else).
+   */
+  heldElsewhere(node: string): { engineId: string; holder: string } | undefined;
   /** Records that a held node's agent was heard from (the views' lastSeen), without a write. */
   touch(node: string): void;
   /**

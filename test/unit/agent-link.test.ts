@@ -394,6 +394,10 @@ class SwitchedStore implements CatalogStore {
     return this.inner.start();
   }
 
+  heldElsewhere(): undefined {
+    return undefined;
+  }
+
   async replaceNode(node: NodeRecord, services: readonly ServiceInstance[]): Promise<void> {
     this.#refuseUnlessWritable();
     if (this.snapshotDelayMs > 0) await new Promise((r) => setTimeout(r, this.snapshotDelayMs));
