@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer } from 'node:http';
 import { describe, test, type TestContext } from 'node:test';
 import { pino } from 'pino';
 import { AgentLink } from '../../aggregator/agent-link.js';
 import { EtcdStore } from '../../aggregator/catalog/etcd-store.js';
 import { CloseCode } from '../../shared/close-codes.js';
-import { AGENT_WS_PATH } from '../../shared/protocol.js';
 import { connect, hello, snapshot } from '../support/agent-peer.js';
 import { EtcdCluster } from '../support/etcd-cluster.js';
 import { useSuiteResource } from '../support/suite-resource.js';
+import { serveAgentLink } from '../support/agent-link-server.js';
 import { until } from '../support/until.js';
 
 /**
@@ -25,19 +23,10 @@ describe('one node name, two engines, two aggregators on one etcd', () => {
     const store = new EtcdStore({ endpoints: cluster().endpoints, prefix, holder, reapAfterMs: 10_000, logger, compactEveryMs: 0 });
     await store.start();
     const link = new AgentLink({ store, datacenter: 'dc1', logger, maxPayload: 1 << 20, heartbeatMs: 1000, suspectAfterMs: 3000 });
-    const server = createServer((_req, res) => res.end());
-    server.on('upgrade', (req, socket, head) => {
-      if (!link.handleUpgrade(req, socket, head)) socket.destroy();
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    t.after(async () => {
-      await link.close();
-      server.closeAllConnections();
-      server.close();
-      await store.close();
-    });
-    return { store, url: `ws://127.0.0.1:${(server.address() as { port: number }).port}${AGENT_WS_PATH}` };
+    const url = await serveAgentLink(t, link);
+    // After hooks run in the order registered: the link (and its releases) before the store.
+    t.after(() => store.close());
+    return { store, url };
   }
 
   test('the second engine, on the other aggregator, is refused with 4009 naming the holder; the same engine moving over is taken', async (t) => {

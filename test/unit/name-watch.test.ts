@@ -1,19 +1,18 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { once } from 'node:events';
 import { setImmediate as turn } from 'node:timers/promises';
 import { pino } from 'pino';
 import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import type { CatalogQuery } from '../../aggregator/catalog/query.js';
 import { NameWatch, type NameWatchOptions } from '../../aggregator/name-watch.js';
 import { AgentLink } from '../../aggregator/agent-link.js';
-import { AGENT_WS_PATH, MAX_NAMES_PER_MESSAGE, MAX_WATCHED_NAMES, Names, type NameData, type WatchedName } from '../../shared/protocol.js';
+import { MAX_NAMES_PER_MESSAGE, MAX_WATCHED_NAMES, Names, type NameData, type WatchedName } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
 import type { ServiceInstance } from '../../shared/model.js';
 import { instance, nodeReg } from '../support/services.js';
 import { connect, hello, registered } from '../support/agent-peer.js';
 import { until } from '../support/until.js';
+import { serveAgentLink } from '../support/agent-link-server.js';
 
 const svc = (name: string): WatchedName => ({ kind: 'service', name });
 const node = (name: string): WatchedName => ({ kind: 'node', name });
@@ -305,18 +304,7 @@ async function startLink(t: TestContext) {
   await settled(s.query);
   t.after(() => s.close());
   const link = new AgentLink({ store: s, datacenter: 'dc1', logger: pino({ level: 'silent' }), maxPayload: 64 * 1024, heartbeatMs: 50, suspectAfterMs: 300 });
-  const server = createServer((_req, res) => res.end());
-  server.on('upgrade', (req, socket, head) => {
-    if (!link.handleUpgrade(req, socket, head)) socket.destroy();
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(async () => {
-    await link.close();
-    server.closeAllConnections();
-    server.close();
-  });
-  return { store: s, link, url: `ws://127.0.0.1:${(server.address() as { port: number }).port}${AGENT_WS_PATH}` };
+  return { store: s, link, url: await serveAgentLink(t, link) };
 }
 
 const namesIn = (inbox: unknown[]) => inbox.filter((m): m is Names => (m as { type: string }).type === 'names');
