@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { certificateNodeNames, namesCover } from '../shared/certificate-names.js';
-import { AgentTokensError, readAgentTokens, tokenDigest, type AgentTokensFile, type AgentTokenTable } from './agent-tokens.js';
+import { AgentTokensError, readAgentTokens, type AgentTokensFile, type AgentTokenTable } from './agent-tokens.js';
+import { tokenDigest, TokenSet } from './token-digest.js';
 
 /** How an agent proved who it is, as audit lines name it (never the secret itself). */
 export type CredentialKind = 'none' | 'shared-token' | 'node-token' | 'certificate';
@@ -45,14 +45,14 @@ export interface AgentCredentialsOptions {
  */
 export class AgentCredentials {
   readonly #log: Logger;
-  readonly #shared: Buffer | undefined;
+  readonly #shared: TokenSet | undefined;
   readonly #path: string | undefined;
   readonly #clientCertificates: boolean;
   #table: AgentTokenTable | undefined;
 
   constructor(o: AgentCredentialsOptions) {
     this.#log = o.logger;
-    this.#shared = o.token ? Buffer.from(tokenDigest(o.token), 'hex') : undefined;
+    this.#shared = o.token ? new TokenSet([o.token]) : undefined;
     this.#path = o.tokens?.path;
     this.#table = o.tokens?.table;
     this.#clientCertificates = o.clientCertificates;
@@ -88,7 +88,7 @@ export class AgentCredentials {
       if (node !== undefined) {
         limits.push({ kind: 'node-token', names: [node], digest });
         tokenKind = 'node-token';
-      } else if (this.#shared && timingSafeEqual(Buffer.from(digest, 'hex'), this.#shared)) {
+      } else if (this.#shared?.has(presented)) {
         tokenKind = 'shared-token';
       } else {
         return { ok: false, reason: 'missing or wrong agent token' };

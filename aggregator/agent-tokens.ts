@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { tokenDigest } from './token-digest.js';
 import { readFileSync } from 'node:fs';
 import { looseMode } from '../shared/file-mode.js';
 
@@ -23,10 +23,6 @@ export class AgentTokensError extends Error {
 
 /** Longest node name an agent's hello may carry. */
 const MAX_NODE_NAME = 253;
-
-export function tokenDigest(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
 
 /** Parses a token file's text; throws AgentTokensError naming the first bad line. */
 export function parseAgentTokens(text: string): AgentTokenTable {

@@ -1,39 +1,14 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
 import type { App } from './endpoint.js';
 import { errors } from './errors.js';
+import type { TokenSet } from '../token-digest.js';
 
 /**
  * Read access to the HTTP API (--api-token, --metrics-token): a request must bring one of the
  * configured tokens the way Consul clients send theirs, or it is answered 403 before routing
  * reaches a handler (so a refused blocking query or event stream holds nothing).
  */
-
-/** Secrets kept as SHA-256 digests: every comparison is of equal-length inputs, in constant time. */
-export class TokenSet {
-  readonly #digests: readonly Buffer[];
-
-  constructor(tokens: readonly string[]) {
-    this.#digests = [...new Set(tokens)].map(digest);
-  }
-
-  get size(): number {
-    return this.#digests.length;
-  }
-
-  /** Every digest is compared, whether an earlier one matched or not: the time says nothing of which. */
-  has(presented: string): boolean {
-    const d = digest(presented);
-    let found = false;
-    for (const t of this.#digests) found = timingSafeEqual(d, t) || found;
-    return found;
-  }
-}
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
 
 /**
  * The token of a request, read as Consul reads it (agent/http.go parseTokenInternal): a non-empty

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentTokensError, parseAgentTokens, readAgentTokens, tokenDigest } from '../../aggregator/agent-tokens.js';
+import { AgentTokensError, parseAgentTokens, readAgentTokens } from '../../aggregator/agent-tokens.js';
+import { tokenDigest } from '../../aggregator/token-digest.js';
 import { certificateNodeNames, namesCover, pemCertificateNames, subjectAltNames } from '../../shared/certificate-names.js';
 import { TestPki } from '../support/test-pki.js';
 

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { hideTokens, presentedToken, requiredTokens, TokenSet } from '../../aggregator/http/api-access.js';
+import { hideTokens, presentedToken, requiredTokens } from '../../aggregator/http/api-access.js';
+import { TokenSet } from '../../aggregator/token-digest.js';
 
 test('a token set holds exactly its tokens: not a prefix, an extension, another case or the empty string', () => {
   const set = new TokenSet(['s3cret', 'other', 's3cret']);
