@@ -33,8 +33,25 @@ export const ServiceCheck = z.object({
   type: text(0, 32),
   status: CheckStatus,
   output: text(0, 4096),
+  /**
+   * Consul's CheckID when the check's owner chose it (a check registered through the agent's
+   * local API, a maintenance check); absent: derived from the service (shared/check-ids.ts).
+   */
+  checkId: z.optional(text(1, 256)),
+  /** Consul's Notes: what the check is for, as registered (a maintenance check's reason). */
+  notes: z.optional(text(0, 4096)),
+  /** Go durations as registered ("10s"), for Consul's Interval and Timeout; absent for checks without. */
+  interval: z.optional(text(0, 32)),
+  timeout: z.optional(text(0, 32)),
 });
 export type ServiceCheck = z.infer<typeof ServiceCheck>;
+
+/** Consul's service Weights: the SRV weight of an instance while passing, and while warning. */
+export const Weights = z.object({
+  passing: z.int().check(z.minimum(1), z.maximum(65535)),
+  warning: z.int().check(z.minimum(0), z.maximum(65535)),
+});
+export type Weights = z.infer<typeof Weights>;
 
 /**
  * One service instance as the agent derives it from a container. Both the host-side
@@ -58,6 +75,13 @@ export const ServiceInstance = z.object({
   containerName: text(0, 256),
   image: text(0, 512),
   checks: z.array(ServiceCheck).check(z.maxLength(16)),
+  /** Consul's Weights (SRV weight, passing and warning); absent: Consul's default 1/1. */
+  weights: z.optional(Weights),
+  /**
+   * Tagged addresses the service's owner registered (the agent's local API): merged over the
+   * lan/wan pairs derived from `container` and `host`, theirs winning on a shared key.
+   */
+  taggedAddresses: z.optional(z.record(text(1, 64), Endpoint).check(z.refine((r) => Object.keys(r).length <= 16, 'at most 16 tagged addresses'))),
 });
 export type ServiceInstance = z.infer<typeof ServiceInstance>;
 
@@ -66,5 +90,7 @@ export const NodeInfo = z.object({
   name: text(1, 253),
   address: text(1, 255),
   meta: z.record(text(0, 128), text(0, 512)),
+  /** Node-level checks besides the aggregator's own serfHealth: `_node_maintenance` while the host is drained. */
+  checks: z.optional(z.array(ServiceCheck).check(z.maxLength(16))),
 });
 export type NodeInfo = z.infer<typeof NodeInfo>;

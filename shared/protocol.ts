@@ -64,6 +64,12 @@ export type Snapshot = z.infer<typeof Snapshot>;
 
 export const Delta = z.object({
   type: z.literal('delta'),
+  /**
+   * The node's registration, when it changed since the last snapshot or delta (node maintenance
+   * on or off): the aggregator stores it as a snapshot's would be. Absent: unchanged. An
+   * aggregator older than this field ignores it (upgrade aggregators first).
+   */
+  node: z.optional(NodeInfo),
   upsert: z.array(ServiceInstance).check(z.maxLength(MAX_SERVICES)),
   remove: z.array(text(1, 512)).check(z.maxLength(MAX_SERVICES)),
   more,

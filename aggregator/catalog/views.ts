@@ -1,5 +1,6 @@
 import type { CheckStatus, ServiceInstance } from '../../shared/model.js';
 import { worstStatus } from '../check-status.js';
+import { serviceCheckId } from '../../shared/check-ids.js';
 import type { CheckView, InstanceView, NodeView } from './query.js';
 import type { HealthRecord, NodeRecord, ServiceRecord } from './records.js';
 
@@ -75,11 +76,7 @@ function withNode(node: NodeView, service: ServiceInstance, checks: readonly Che
   return { node, service, checks, status, createIndex, modifyIndex };
 }
 
-/**
- * Consul's CheckIDs: `service:<id>` for one check; for several, `service:<id>:<check id>`
- * (`…:http`, `…:tcp`) rather than Consul's positional `:<n>`, so an ID does not move when a
- * check (Docker's, on pause) comes or goes. No check: Consul's implicit passing one.
- */
+/** The service's checks as Consul lists them; no check: Consul's implicit passing one. */
 function buildChecks(service: ServiceInstance, createIndex: number, modifyIndex: (i: number) => number): CheckView[] {
   if (service.checks.length === 0) {
     const check = { checkId: `service:${service.id}`, name: `Service '${service.name}' check`, type: '', status: 'passing' as const, output: '' };
@@ -87,7 +84,7 @@ function buildChecks(service: ServiceInstance, createIndex: number, modifyIndex:
   }
   const several = service.checks.length > 1;
   return service.checks.map((c, i) => {
-    const check = { checkId: several ? `service:${service.id}:${c.id}` : `service:${service.id}`, name: c.name, type: c.type, status: c.status, output: c.output };
+    const check = { checkId: serviceCheckId(service.id, c, several), name: c.name, type: c.type, status: c.status, output: c.output };
     return checkView(service, check, createIndex, modifyIndex(i));
   });
 }

@@ -4,6 +4,7 @@ import { catalogNode, catalogNodes, catalogService, catalogServices } from './ca
 import { registerAgentEndpoints } from './agent-endpoints.js';
 import type { ApiContext, App, BlockingEndpoint } from './endpoint.js';
 import { errors, HttpError } from './errors.js';
+import { errorReply } from '../../shared/http-error.js';
 import { EventHub } from './events.js';
 import type { DropReason } from './sse-writer.js';
 import { healthChecks, healthNode, healthService, healthState } from './health-endpoints.js';
@@ -94,16 +95,4 @@ function registerBlocking<L extends FastifyBaseLogger>(app: App<L>, ctx: ApiCont
       return { render: e.prepare(ctx, params, q), watch: e.topics(params) };
     });
   });
-}
-
-/** Every failure leaves as text/plain with its status and code, as Consul answers; never a stack. */
-function errorReply(error: FastifyError | HttpError, reply: FastifyReply): FastifyReply {
-  const known = error instanceof HttpError || (error.statusCode !== undefined && error.statusCode < 500);
-  const status = known ? (error.statusCode ?? 400) : 500;
-  const code = known ? (error.code ?? 'PORTOLAN_BAD_REQUEST') : 'PORTOLAN_INTERNAL';
-  return reply
-    .code(status)
-    .type('text/plain; charset=utf-8')
-    .header('X-Portolan-Error', code)
-    .send(known ? error.message : 'Internal error');
 }

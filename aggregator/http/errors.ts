@@ -1,24 +1,8 @@
-/**
- * The HTTP layer's one registry of coded errors. Every bad request ends as a plain-text
- * body with a stable code in `X-Portolan-Error`, the way Consul answers (text, not JSON),
- * so Consul clients print the message as they would Consul's own.
- */
-export class HttpError extends Error {
-  constructor(
-    readonly code: string,
-    readonly statusCode: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'HttpError';
-  }
-}
+import { coded } from '../../shared/http-error.js';
 
-function coded<A extends unknown[]>(code: string, statusCode: number, message: (...args: A) => string) {
-  const make = (...args: A): HttpError => new HttpError(code, statusCode, message(...args));
-  return Object.assign(make, { code });
-}
+export { HttpError } from '../../shared/http-error.js';
 
+/** The aggregator's one registry of coded errors (shared/http-error.ts says how they are sent). */
 export const errors = {
   // Texts below are Consul's own (agent/http.go, structs/errors.go) where Consul has one.
   invalidWait: coded('PORTOLAN_INVALID_WAIT', 400, () => 'Invalid wait time'),
