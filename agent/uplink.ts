@@ -192,6 +192,11 @@ export class Uplink {
     return this.#live;
   }
 
+  /** The aggregator that holds this host's node now (undefined while none does): the local API forwards reads there. */
+  get aggregator(): Endpoint | undefined {
+    return this.#live ? this.#attemptNow?.to : undefined;
+  }
+
   /** Sends what changed, if the link is live; otherwise the next snapshot will. */
   flush(): void {
     if (!this.#live) return;
