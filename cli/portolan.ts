@@ -6,6 +6,7 @@ import { VERSION } from '../shared/version.js';
 import { aggregatorFlags, aggregatorOptions } from './aggregator-command.js';
 import { agentFlags, agentOptions } from './agent-command.js';
 import { logFlags } from './common-flags.js';
+import { maint, maintFlags, services, servicesFlags, type Output } from './local-api-commands.js';
 import { parseFlags, usage, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { createLogger } from './logger.js';
 import { tuneForAgent, tuneForAggregator } from './v8-tuning.js';
@@ -16,11 +17,13 @@ interface Running {
   reload?: () => void;
 }
 
-interface Command {
-  summary: string;
-  flags: FlagSpec[];
-  run(values: Record<string, FlagValue>, logger: Logger): Promise<Running>;
-}
+/** A role runs until a signal; a client command (maint, services) does its call, prints and exits. */
+type Command = { summary: string; flags: FlagSpec[] } & (
+  | { run(values: Record<string, FlagValue>, logger: Logger): Promise<Running> }
+  | { once(values: Record<string, FlagValue>, io: Output): Promise<number> }
+);
+
+const stdio: Output = { out: (text) => void process.stdout.write(text), err: (text) => void process.stderr.write(text) };
 
 /** Where option parsing reports what is wrong but not fatal (a token file others can read). */
 const warnTo = (logger: Logger) => (fields: Record<string, unknown>, msg: string) => logger.warn(fields, msg);
@@ -57,6 +60,16 @@ const commands: Record<string, Command> = {
         },
       };
     },
+  },
+  maint: {
+    summary: "Show, enter or leave maintenance mode of this host or one of its services, through the agent's local API.",
+    flags: maintFlags,
+    once: maint,
+  },
+  services: {
+    summary: "List the catalog's services (of every host, or of --node), through the agent's local API.",
+    flags: servicesFlags,
+    once: services,
   },
 };
 
@@ -108,6 +121,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage(name, command.summary, command.flags));
     return 0;
   }
+  if ('once' in command) return runOnce(name, command, parsed.values);
   const logger = await createLogger(parsed.values['log-level'] as string, parsed.values['log-pretty'] as boolean);
   let running: Running;
   try {
@@ -121,6 +135,16 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   return waitForSignal(running, logger);
+}
+
+async function runOnce(name: string, command: Extract<Command, { once: unknown }>, values: Record<string, FlagValue>): Promise<number> {
+  try {
+    return await command.once(values, stdio);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`portolan ${name}: ${err.message}\n`);
+    return 2;
+  }
 }
 
 /** Resolves with the exit code after SIGTERM/SIGINT and a graceful close (a second signal forces it). */
