@@ -3,11 +3,13 @@ import { request } from 'node:http';
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive, killPids, runOk, stopPid } from './processes.js';
+import { isAlive, killPids, runOk, stopPid, waitForExit } from './processes.js';
 import { netnsPath, type HostLayout } from './layout.js';
 
 /** How long a dockerd may take on SIGTERM: it stops running containers first (10 s each, in parallel). */
 const ENGINE_STOP_GRACE_MS = 20_000;
+/** How long a killed engine's containerd may take to follow it before it is killed too. */
+const CONTAINERD_EXIT_MS = 5_000;
 
 function pingEngine(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -69,10 +71,26 @@ export class DockerEngine {
     this.pid = undefined;
   }
 
-  /** SIGKILL, as in a crash: containers and their shims keep running until the engine is started again. */
+  /**
+   * SIGKILL, as in a crash: containers and their shims keep running until the engine is started
+   * again. Returns once the managed containerd has gone too (it gets a parent-death signal): a
+   * start while it is still shutting down found its socket half gone and waited on it until
+   * dockerd's own timeout (`containerd.sock: timeout`, seen once in CI).
+   */
   async kill(): Promise<void> {
     if (this.pid !== undefined) await killPids([this.pid]);
     this.pid = undefined;
+    const containerd = await this.containerdPid();
+    if (containerd !== undefined && !(await waitForExit(containerd, CONTAINERD_EXIT_MS))) await killPids([containerd]);
+  }
+
+  private async containerdPid(): Promise<number | undefined> {
+    const pid = Number(await readFile(this.containerdPidFile, 'utf8').catch(() => ''));
+    return pid > 0 ? pid : undefined;
+  }
+
+  private get containerdPidFile(): string {
+    return join(this.host.dir, 'exec', 'containerd', 'containerd.pid');
   }
 
   /** Removes every container at once (SIGKILL), so that a following stop() does not wait for stop timeouts. */
@@ -116,9 +134,8 @@ export class DockerEngine {
    * live containerd and wait for its socket forever. A pidfile naming a dead process is removed.
    */
   private async forgetDeadContainerd(): Promise<void> {
-    const pidFile = join(this.host.dir, 'exec', 'containerd', 'containerd.pid');
-    const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
-    if (pid > 0 && !(await isAlive(pid))) await rm(pidFile, { force: true });
+    const pid = await this.containerdPid();
+    if (pid !== undefined && !(await isAlive(pid))) await rm(this.containerdPidFile, { force: true });
   }
 
   private async waitUntilReady(): Promise<void> {
