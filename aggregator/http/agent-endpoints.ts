@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { isIPv6 } from 'node:net';
-import { nodeId } from './consul-json.js';
+import { agentSelfJson } from '../../shared/consul-shapes.js';
 import { sendJson, type ApiContext, type App } from './endpoint.js';
 import { checkDatacenter, first, type RawQuery } from './query-options.js';
 import { normalizeAddress } from '../../shared/net-address.js';
@@ -27,35 +27,8 @@ export function registerAgentEndpoints<L extends FastifyBaseLogger>(app: App<L>,
 
   app.get('/v1/agent/self', async (request, reply) => {
     const { ip, port } = localAddress(request);
-    return sendJson(reply, {
-      Config: {
-        Datacenter: ctx.datacenter,
-        PrimaryDatacenter: ctx.datacenter,
-        NodeName: ctx.nodeName,
-        NodeID: nodeId(ctx.nodeName),
-        Revision: '',
-        Server: true,
-        Version: ctx.version,
-        BuildDate: '',
-      },
-      DebugConfig: {},
-      Coord: null,
-      Member: {
-        Name: ctx.nodeName,
-        Addr: ip,
-        Port: port,
-        Tags: { dc: ctx.datacenter, id: nodeId(ctx.nodeName), role: 'portolan', vsn: ctx.version },
-        Status: 1,
-        ProtocolMin: 1,
-        ProtocolMax: 5,
-        ProtocolCur: 2,
-        DelegateMin: 2,
-        DelegateMax: 5,
-        DelegateCur: 4,
-      },
-      Stats: {},
-      Meta: {},
-    }, pretty(request));
+    const self = agentSelfJson({ datacenter: ctx.datacenter, nodeName: ctx.nodeName, version: ctx.version, server: true, addr: ip, port });
+    return sendJson(reply, self, pretty(request));
   });
 
   app.get('/v1/status/leader', async (request, reply) => {

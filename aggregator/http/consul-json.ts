@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import type { CheckView, InstanceView, NodeView } from '../catalog/query.js';
 import type { Endpoint } from '../../shared/model.js';
@@ -9,16 +8,8 @@ import type { Endpoint } from '../../shared/model.js';
  * map keys sorted, so every map here is key-sorted too.
  */
 
-/** A fixed namespace so that a node name always maps to the same RFC 4122 v5 UUID. */
-const NODE_ID_NAMESPACE = Buffer.from('5f0c6e0a8d2b4c1e9a7b3d4e6f809a1b', 'hex');
-
-export function nodeId(name: string): string {
-  const hash = createHash('sha1').update(NODE_ID_NAMESPACE).update(name).digest();
-  hash[6] = (hash[6]! & 0x0f) | 0x50;
-  hash[8] = (hash[8]! & 0x3f) | 0x80;
-  const hex = hash.subarray(0, 16).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
+export { nodeId } from '../../shared/consul-shapes.js';
+import { nodeId } from '../../shared/consul-shapes.js';
 
 export function sortedRecord<V>(entries: Iterable<readonly [string, V]>): Record<string, V> {
   const out: Record<string, V> = {};
