@@ -1,8 +1,12 @@
 import type { Server } from 'node:http';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
-import { ServiceInstance } from '../shared/model.js';
-import type { DnsNode, Names, Snapshot, Welcome } from '../shared/protocol.js';
+import { ServiceInstance, type NodeInfo } from '../shared/model.js';
+import type { Delta, DnsNode, Names, Snapshot, Welcome } from '../shared/protocol.js';
+import type { DataDir } from './local-api/data-dir.js';
+import type { ForwardingOptions } from './local-api/forward.js';
+import type { Registry } from './local-api/registry.js';
+import type { LocalApi, LocalApiHost } from './local-api/server.js';
 import { VERSION } from '../shared/version.js';
 import type { ContainerNetworks } from './local-dns/container-networks.js';
 import type { LocalCatalog } from './local-dns/local-catalog.js';
@@ -41,9 +45,12 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const endpoint = dockerEndpoint(options.docker, process.env);
   const defaultRoute = await detectDefaultRouteIPv4();
   const records = new Map<string, ContainerRecord>();
-  const state = new ServiceState();
+  const local = options.localApi || options.dataDir ? await localApiParts(options, log, () => onRegistryChange()) : undefined;
+  const registry = local?.registry;
+  const state = new ServiceState(registry ? (s) => registry.overlay(s) : undefined);
   let hostIp = chooseHostIp({ flag: options.ip, defaultRoute });
   let engine: Engine = { meta: {}, id: '' };
+  let datacenter = DEFAULT_DATACENTER;
   logHostIp(log, hostIp);
   if (options.clientCertificate) checkCertificateNames(log, options.node, options.clientCertificate.cert);
   let flushTimer: NodeJS.Timeout | undefined;
@@ -52,26 +59,36 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
 
   const lifecycleOptions = (): LifecycleOptions => ({ ...options, hostIp: hostIp?.address ?? '' });
 
-  const local: LocalParts | undefined = options.localDns ? await localParts(options.node, (): Uplink => uplink) : undefined;
+  const dns: LocalParts | undefined = options.localDns ? await localParts(options.node, (): Uplink => uplink) : undefined;
   const ownNode = (): DnsNode => ({ name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: { ...engine.meta, 'portolan-agent-version': VERSION } });
-  /** The local DNS answers this host's services as they are now, before the aggregator has them. */
-  const publishLocal = (): void => local?.catalog.setOwn(ownNode(), state.desired().values());
+  /** The local DNS answers this host's services as they are now, before the aggregator has them; none while the host is drained. */
+  const publishLocal = (): void => dns?.catalog.setOwn(ownNode(), registry?.nodeInMaintenance ? [] : state.desired().values());
+  const scheduleFlush = (): void => {
+    if (!flushTimer) flushTimer = setTimeout(() => ((flushTimer = undefined), uplink.flush()), flushDelayMs);
+  };
 
   /** The container's services as mapped, with the check runner's latest results. */
   const publish = (id: string): void => {
     const record = records.get(id) ?? emptyRecord;
     state.set(id, checks.reconcile(id, incarnation(record), validServices(log, record.services)));
     publishLocal();
-    if (!flushTimer) flushTimer = setTimeout(() => ((flushTimer = undefined), uplink.flush()), flushDelayMs);
+    scheduleFlush();
   };
+  /** The local API's services (their '' address is the host IP, which may change), checks or maintenance changed. */
+  function onRegistryChange(): void {
+    if (!registry) return;
+    state.set(REGISTERED, validServices(log, registry.services(hostIp?.address ?? '127.0.0.1')));
+    publishLocal();
+    scheduleFlush();
+  }
   const checks = new CheckRunner({ logger: log.child({ component: 'checks' }), onChange: publish });
 
   const apply = (u: ContainerUpdate): void => {
     metrics?.event(u.cause);
-    if (local) {
-      const before = local.networks.version;
-      local.networks.update(u.id, u.inspect);
-      if (local.networks.version !== before) local.catalog.invalidate();
+    if (dns) {
+      const before = dns.networks.version;
+      dns.networks.update(u.id, u.inspect);
+      if (dns.networks.version !== before) dns.catalog.invalidate();
     }
     const next = nextRecord(records.get(u.id) ?? emptyRecord, u, lifecycleOptions());
     if (next.services.length > 0 || next.draining) records.set(u.id, next);
@@ -91,27 +108,44 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
 
   const onWelcome = (welcome: Welcome): void => {
     const chosen = chooseHostIp({ flag: options.ip, observed: welcome.observedAddress, defaultRoute });
+    datacenter = welcome.datacenter;
     void localDns?.setDatacenter(welcome.datacenter);
     if (chosen?.address === hostIp?.address) return;
     hostIp = chosen;
     logHostIp(log, hostIp);
     for (const [id, record] of records) apply({ id, cause: 'remap', inspect: record.inspect });
+    onRegistryChange();
   };
 
-  const snapshot = (): Snapshot => ({
-    type: 'snapshot',
-    node: { name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: engine.meta },
-    services: state.snapshot(),
-  });
+  /** The node as registered: with the local API's node checks (`_node_maintenance`) when there are any. */
+  const nodeInfo = (): NodeInfo => {
+    const nodeChecks = registry?.nodeChecks() ?? [];
+    return { name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: engine.meta, ...(nodeChecks.length > 0 ? { checks: nodeChecks } : {}) };
+  };
+  /** The node as the aggregator has it after our last snapshot or delta: a delta carries it again only once it changed. */
+  let sentNode = '';
+  const snapshot = (): Snapshot => {
+    const node = nodeInfo();
+    sentNode = JSON.stringify(node);
+    return { type: 'snapshot', node, services: state.snapshot() };
+  };
+  const delta = (): Omit<Delta, 'type'> | null => {
+    const node = nodeInfo();
+    const nodeText = JSON.stringify(node);
+    const services = state.delta();
+    if (nodeText === sentNode) return services;
+    sentNode = nodeText;
+    return { ...(services ?? { upsert: [], remove: [] }), node };
+  };
 
   let answers = 0;
-  const localDns: LocalDns | undefined = local && (await local.start({
+  const localDns: LocalDns | undefined = dns && (await dns.start({
     listen: options.localDns!,
     recursor: options.recursor,
     splitHorizon: options.splitHorizon,
     ...(options.dnsAllow ? { allow: options.dnsAllow } : {}),
-    catalog: local.catalog,
-    networks: local.networks,
+    catalog: dns.catalog,
+    networks: dns.networks,
     docker,
     logger,
     domain: options.domain,
@@ -121,7 +155,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const served = options.metrics && (await serveMetrics(options.metrics, {
     uplink: () => uplink.stats,
     services: () => state.desired().size,
-    ...(local ? { localDns: () => ({ ...local.catalog.stats, answers }) } : {}),
+    ...(dns ? { localDns: () => ({ ...dns.catalog.stats, answers }) } : {}),
   }));
   const metrics = served?.metrics;
   const uplink: Uplink = new Uplink({
@@ -134,8 +168,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     logger,
     onWelcome,
     snapshot,
-    delta: () => state.delta(),
-    ...(local ? { onNames: (m: Names) => local.catalog.receive(m.entries, m.partial === true), onLiveChange: (live: boolean) => local.catalog.setLive(live) } : {}),
+    delta,
+    ...(dns ? { onNames: (m: Names) => dns.catalog.receive(m.entries, m.partial === true), onLiveChange: (live: boolean) => dns.catalog.setLive(live) } : {}),
   });
   let uplinkStarted = false;
   const watcher = new DockerWatcher({
@@ -158,6 +192,14 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
       });
     },
   });
+  const localApi = local && options.localApi && (await local.serve(options.localApi, {
+    node: options.node,
+    datacenter: () => datacenter,
+    services: () => state.desired(),
+    isContainerService: (id) => [...records.values()].some((r) => r.services.some((s) => s.id === id)),
+    nodeChecks: () => registry?.nodeChecks() ?? [],
+  }, { aggregator: () => uplink.aggregator, ...(options.ca === undefined ? {} : { ca: options.ca }), ...(options.clientCertificate ? { clientCertificate: options.clientCertificate } : {}), logger: log }));
+  local?.restore();
   log.info({ docker: endpoint.description, aggregator: options.aggregator }, 'agent starting');
   watcher.start();
 
@@ -165,6 +207,9 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     async stop() {
       await watcher.stop();
       checks.stop();
+      await localApi?.close();
+      registry?.stop();
+      await local?.dataDir?.flushed();
       served?.server.close();
       clearTimeout(flushTimer);
       await localDns?.close();
@@ -225,6 +270,43 @@ function errorText(err: unknown): string {
 
 /** Until the aggregator's welcome names its datacenter (the aggregator's default). */
 const DEFAULT_DATACENTER = 'dc1';
+
+/** The key of the local API's services in ServiceState: sorts before every container ID. */
+const REGISTERED = '';
+
+/** The local API's registry, its data dir and its server. */
+interface LocalApiParts {
+  registry: Registry;
+  dataDir: DataDir | undefined;
+  /** Takes back the data dir's state (once the agent is wired: it publishes at once). */
+  restore: () => void;
+  serve: (listen: { host: string; port: number }, host: LocalApiHost, forwarding: ForwardingOptions) => Promise<LocalApi>;
+}
+
+/**
+ * Loaded only with --local-api or --data-dir (fastify is the bulk of it). The data dir's state
+ * is restored before Docker is first listed, so the first snapshot carries it with the containers.
+ */
+async function localApiParts(options: AgentOptions, log: Logger, onChange: () => void): Promise<LocalApiParts> {
+  const [{ Registry }, { DataDir }, { startLocalApi }] = await Promise.all([
+    import('./local-api/registry.js'),
+    import('./local-api/data-dir.js'),
+    import('./local-api/server.js'),
+  ]);
+  const dataDir = options.dataDir === undefined ? undefined : new DataDir(options.dataDir, log);
+  const registry = new Registry({ onChange, logger: log.child({ component: 'local-api' }), ...(dataDir ? { onState: (s) => dataDir.save(s) } : {}) });
+  const saved = await dataDir?.load();
+  return {
+    registry,
+    dataDir,
+    restore: () => {
+      if (!saved) return;
+      registry.restore(saved);
+      log.info({ file: dataDir!.path, services: saved.services.length, checks: saved.checks.length }, 'local API state restored');
+    },
+    serve: (listen, host, forwarding) => startLocalApi({ listen, registry, host, forwarding, logger: log.child({ component: 'local-api' }), version: VERSION }),
+  };
+}
 
 /** The local DNS's catalog, the container networks its split horizon reads, and its server. */
 interface LocalParts {

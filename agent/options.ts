@@ -47,6 +47,10 @@ export interface AgentOptions {
   dnsAllow?: BlockList;
   /** The DNS domain the local DNS answers (the aggregator's `--domain`). */
   domain: string;
+  /** Serve Consul's agent API for this host here (local-api/); off when absent. */
+  localApi?: { host: string; port: number };
+  /** Keep the local API's registrations, check state and maintenance here across restarts. */
+  dataDir?: string;
 }
 
 export const agentDefaults = {

@@ -13,8 +13,14 @@ export interface ServiceDelta {
  */
 export class ServiceState {
   readonly #byContainer = new Map<string, readonly ServiceInstance[]>();
+  readonly #overlay: (s: ServiceInstance) => ServiceInstance;
   /** service id → instance, as the aggregator has it after our last snapshot/delta. */
   #sent = new Map<string, ServiceInstance>();
+
+  /** `overlay` adds to any service what was set beside Docker (the local API's checks and maintenance). */
+  constructor(overlay: (s: ServiceInstance) => ServiceInstance = (s) => s) {
+    this.#overlay = overlay;
+  }
 
   set(containerId: string, services: readonly ServiceInstance[]): void {
     if (services.length === 0) this.#byContainer.delete(containerId);
@@ -23,12 +29,13 @@ export class ServiceState {
 
   /**
    * Every desired service, one per id. Two containers claiming one id (a shared
-   * SERVICE_ID) cannot both be in the catalog: the container whose id sorts first wins.
+   * SERVICE_ID) cannot both be in the catalog: the container whose id sorts first wins (the
+   * local API's services, under the key '', before any).
    */
   desired(): Map<string, ServiceInstance> {
     const out = new Map<string, ServiceInstance>();
     const ids = [...this.#byContainer.keys()].sort();
-    for (const id of ids) for (const s of this.#byContainer.get(id) ?? []) if (!out.has(s.id)) out.set(s.id, s);
+    for (const id of ids) for (const s of this.#byContainer.get(id) ?? []) if (!out.has(s.id)) out.set(s.id, this.#overlay(s));
     return out;
   }
 

@@ -26,6 +26,8 @@ export const agentFlags: FlagSpec[] = [
   { ...dnsAllowFlag, help: 'local DNS: answer only askers in these networks (CIDR or address); the others get REFUSED (default: everyone)' },
   { name: 'split-horizon', kind: 'boolean', env: 'PORTOLAN_SPLIT_HORIZON', default: String(agentDefaults.splitHorizon), help: 'local DNS: a container sharing a network with a local instance gets its container IP and port' },
   { name: 'domain', kind: 'string', env: 'PORTOLAN_DOMAIN', default: agentDefaults.domain, help: 'DNS domain the local DNS answers (as the aggregator\'s --domain)' },
+  { name: 'local-api', kind: 'string', env: 'PORTOLAN_LOCAL_API', help: "serve Consul's agent API for this host on HOST:PORT (register, checks, maintenance; other /v1 requests forwarded to the aggregator), e.g. 127.0.0.1:8500 (default: off)" },
+  { name: 'data-dir', kind: 'string', env: 'PORTOLAN_DATA_DIR', help: "keep the local API's registrations, check state and maintenance in DIR across restarts (default: in memory only)" },
 ];
 
 export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
@@ -62,6 +64,8 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     splitHorizon: v['split-horizon'] as boolean,
     dnsAllow: dnsAllowList(v),
     domain: v.domain as string,
+    localApi: v['local-api'] === undefined ? undefined : parseHostPort('local-api', v['local-api'] as string),
+    dataDir: v['data-dir'] as string | undefined,
   };
 }
 

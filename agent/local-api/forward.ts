@@ -2,8 +2,8 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { coded } from '../../shared/http-error.js';
 import { pinnedLookup, type Endpoint } from '../aggregator-list.js';
+import { localApiErrors } from './errors.js';
 
 /**
  * The local API answers what belongs to this host (agent/…) itself and forwards every other
@@ -22,11 +22,6 @@ export interface ForwardingOptions {
   logger: Logger;
 }
 
-export const forwardingErrors = {
-  /** Consul's agent answers "No known Consul servers" (500) in the same spot; this says why and that it passes. */
-  noAggregator: coded('PORTOLAN_NO_AGGREGATOR', 503, () => 'No known aggregator: this agent is not connected to one right now (it keeps retrying)'),
-};
-
 /** Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's, not the message's: never passed on. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
 
@@ -44,7 +39,7 @@ export function registerForwarding(app: FastifyInstance, o: ForwardingOptions): 
 
 function forward(request: FastifyRequest, reply: FastifyReply, o: ForwardingOptions): void {
   const to = o.aggregator();
-  if (!to) throw forwardingErrors.noAggregator();
+  if (!to) throw localApiErrors.noAggregator();
   const target = upstreamUrl(to.url, request.raw.url ?? '/');
   const secure = target.protocol === 'https:';
   reply.hijack();
