@@ -22,7 +22,7 @@ export function snapshotFrames(snapshot: Snapshot, maxBytes: number): Frames {
 }
 
 export function deltaFrames(delta: Omit<Delta, 'type'>, maxBytes: number): Frames {
-  const head = JSON.stringify({ type: 'delta' });
+  const head = JSON.stringify(delta.node ? { type: 'delta', node: delta.node } : { type: 'delta' });
   const lists: List[] = [
     ['upsert', delta.upsert.map((s) => entry(s.id, s))],
     ['remove', delta.remove.map((id) => entry(id, id))],

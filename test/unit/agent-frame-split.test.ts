@@ -47,3 +47,10 @@ test('a delta splits its upserts and removals alike; an entry larger than any fr
   assert.deepEqual(parsed.flatMap((p) => (p.type === 'delta' ? p.remove : [])), remove);
   assert.equal(parsed.filter((p) => p.type === 'delta' && !p.more).length, 1, 'only the last part lacks `more`');
 });
+
+test('a delta with the node carries it in every frame\'s head; one without has none', () => {
+  const withNode = deltaFrames({ node, upsert: services(3), remove: [] }, 64 * 1024);
+  assert.deepEqual(AgentMessage.parse(JSON.parse(withNode.frames[0]!)), { type: 'delta', node, upsert: services(3), remove: [] });
+  const without = deltaFrames({ upsert: [], remove: ['x'] }, 64 * 1024);
+  assert.equal('node' in JSON.parse(without.frames[0]!), false);
+});
