@@ -248,7 +248,7 @@ export class EtcdStore implements CatalogStore {
     });
   }
 
-  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void> {
+  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[], registration?: NodeRecord): Promise<void> {
     return this.#serial(node, async () => {
       this.#assertWritable('updateServices');
       const before = this.#replica.records(node);
@@ -264,9 +264,9 @@ export class EtcdStore implements CatalogStore {
           const byId = new Map([...current.services].map(([id, s]) => [id, s.record.service] as const));
           for (const id of gone) byId.delete(id);
           for (const s of upsert) byId.set(s.id, s);
-          ops = rewriteOps(current, current.node, [...byId.values()], this.#o.holder);
+          ops = rewriteOps(current, registration ?? current.node, [...byId.values()], this.#o.holder);
         } else {
-          ops = deltaOps(current, upsert, remove);
+          ops = deltaOps(current, upsert, remove, registration);
           this.#fixLeases(node, current, ops, lease);
         }
         try {

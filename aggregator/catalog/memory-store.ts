@@ -84,10 +84,10 @@ export class MemoryStore implements CatalogStore {
     this.#apply(node.name, snapshotOps(current, node, services, HOLDER));
   }
 
-  async updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void> {
+  async updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[], registration?: NodeRecord): Promise<void> {
     const current = this.#replica.records(node);
     if (!current?.node) throw new Error(`unknown node ${node}`);
-    this.#apply(node, deltaOps(current, upsert, remove));
+    this.#apply(node, deltaOps(current, upsert, remove, registration));
   }
 
   async release(node: string, reason: string): Promise<void> {

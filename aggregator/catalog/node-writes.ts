@@ -21,8 +21,9 @@ export function snapshotOps(current: NodeRecords | undefined, node: NodeRecord, 
   return ops;
 }
 
-export function deltaOps(current: NodeRecords | undefined, upsert: readonly ServiceInstance[], remove: readonly string[]): RecordOp[] {
+export function deltaOps(current: NodeRecords | undefined, upsert: readonly ServiceInstance[], remove: readonly string[], node?: NodeRecord): RecordOp[] {
   const ops: RecordOp[] = [];
+  if (node && (!current?.node || !sameNode(current.node, node))) ops.push({ op: 'putNode', record: node });
   for (const id of remove) if (current?.services.has(id)) ops.push({ op: 'deleteService', id });
   for (const s of upsert) pushService(ops, current?.services.get(s.id), s);
   return ops;

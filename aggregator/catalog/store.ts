@@ -23,8 +23,8 @@ export interface CatalogStore {
    * instances keep their indexes, and the node is up and held by this aggregator.
    */
   replaceNode(node: NodeRecord, services: readonly ServiceInstance[]): Promise<void>;
-  /** A delta for a node this aggregator holds. */
-  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void>;
+  /** A delta for a node this aggregator holds; `registration`: the node's, when the delta carries it (written only if it changed). */
+  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[], registration?: NodeRecord): Promise<void>;
   /**
    * The agent's connection here ended: the node goes down with `reason` (unless another
    * aggregator holds it by now) and is reaped after the reap delay unless one takes it again.
