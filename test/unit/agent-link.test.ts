@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { AgentLink, MAX_AWAITING_HELLO, type AgentLinkOptions } from '../../aggregator/agent-link.js';
 import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
-import { StoreUnavailableError, type CatalogStore } from '../../aggregator/catalog/store.js';
+import { StoreUnavailableError, type CatalogStore, type ExternalChange } from '../../aggregator/catalog/store.js';
 import type { NodeRecord } from '../../aggregator/catalog/records.js';
 import type { ServiceInstance } from '../../shared/model.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
@@ -436,6 +436,11 @@ class SwitchedStore implements CatalogStore {
   async release(node: string, reason: string): Promise<void> {
     this.#refuseUnlessWritable();
     await this.inner.release(node, reason);
+  }
+
+  async writeExternal(node: string, change: ExternalChange): Promise<void> {
+    this.#refuseUnlessWritable();
+    await this.inner.writeExternal(node, change);
   }
 
   async removeNode(node: string): Promise<void> {
