@@ -66,7 +66,7 @@ describe('catalog register/deregister on the memory store', () => {
     assert.deepEqual([entry!.Node, entry!.Address, entry!.ServicePort, entry!.ServiceWeights, entry!.NodeMeta], ['rds', '10.20.30.40', 5432, { Passing: 7, Warning: 1 }, { provider: 'aws' }]);
     const [health] = (await getJson(a, '/v1/health/service/postgres?passing')) as { Checks: { CheckID: string; Notes: string }[] }[];
     assert.deepEqual(health!.Checks.map((c) => [c.CheckID, c.Notes]), [['pg-up', 'checked by the DBA probe']], 'no serfHealth for a catalog-registered node');
-    assert.deepEqual(await srvTargets(a), ['1 1 5432 0a141e28.addr.dc1.consul.']);
+    assert.deepEqual(await srvTargets(a), ['1 7 5432 0a141e28.addr.dc1.consul.']);
     const addr = await dig(a.dnsPort, 'rds.node.consul', 'A');
     assert.deepEqual(addr.answer.map((r) => r.data), ['10.20.30.40']);
     assert.ok(a.cli.logs.some((l) => l.audit === 'external-register' && l.node === 'rds' && l.service === 'pg'), 'an audit line');
@@ -133,7 +133,7 @@ describe('catalog register on the etcd store', () => {
     const second = await aggregator(...args);
     const [entry] = await getJson(second, '/v1/catalog/service/postgres');
     assert.deepEqual([entry!.Node, entry!.ServiceID, entry!.ServiceWeights], ['rds', 'pg', { Passing: 7, Warning: 1 }], 'kept past the reap delay, with no aggregator running');
-    assert.deepEqual(await srvTargets(second), ['1 1 5432 0a141e28.addr.dc1.consul.']);
+    assert.deepEqual(await srvTargets(second), ['1 7 5432 0a141e28.addr.dc1.consul.']);
     assert.ok(!second.cli.logs.some((l) => l.audit === 'reap'), 'no reap');
     assert.deepEqual(await put(second, '/v1/catalog/deregister', { Node: 'rds' }), { status: 200, body: 'true' });
     assert.deepEqual(await getJson(second, '/v1/catalog/nodes'), []);
