@@ -307,7 +307,10 @@ export class AgentLink {
 
   #onMessage(session: Session, m: WholeMessage): void {
     if (m.type === 'snapshot') return this.#onSnapshot(session, m);
-    this.#write(session, 'delta', (store, node) => store.updateServices(node, m.upsert, m.remove));
+    // The node's registration as a snapshot's path stores it: with what the hello said.
+    const { agentVersion, engineId } = session.hello!;
+    const registration = m.node && { ...m.node, agentVersion, engineId };
+    this.#write(session, 'delta', (store, node) => store.updateServices(node, m.upsert, m.remove, registration));
   }
 
   /**

@@ -51,7 +51,7 @@ export class MessageParts {
   }
 }
 
-/** The later part's node wins; lists are concatenated (the store dedupes IDs as it would in one frame). */
+/** The later part's node wins (a delta's, when it has one); lists are concatenated (the store dedupes IDs as it would in one frame). */
 function join(held: WholeMessage, next: WholeMessage): WholeMessage {
   if (held.type === 'snapshot' && next.type === 'snapshot') {
     held.services.push(...next.services);
@@ -60,6 +60,8 @@ function join(held: WholeMessage, next: WholeMessage): WholeMessage {
   if (held.type === 'delta' && next.type === 'delta') {
     held.upsert.push(...next.upsert);
     held.remove.push(...next.remove);
+    const node = next.node ?? held.node;
+    return node ? { ...held, node } : held;
   }
   return held;
 }

@@ -327,7 +327,9 @@ function watchedKey(t: Topic): string | undefined {
 /** Exactly the wire shape: a view carries more (checks, indexes) that agents do not need. */
 function wireInstance(i: DnsInstance): DnsInstance {
   const s = i.service;
-  return { node: { name: i.node.name, address: i.node.address, meta: i.node.meta }, service: { id: s.id, address: s.address, port: s.port, tags: s.tags, meta: s.meta } };
+  const service = { id: s.id, address: s.address, port: s.port, tags: s.tags, meta: s.meta, ...(s.weights && { weights: s.weights }) };
+  // Only what the SRV weight reads: a servable instance is passing unless it says warning.
+  return { node: { name: i.node.name, address: i.node.address, meta: i.node.meta }, service, ...(i.status === 'warning' && { status: i.status }) };
 }
 
 function wireNode(n: DnsNode | undefined): DnsNode | null {

@@ -7,6 +7,7 @@ import { openStore, type StoreSpec } from './catalog/open-store.js';
 import { registerConsulApi } from './http/consul-api.js';
 import type { App } from './http/endpoint.js';
 import { registerUi } from './ui/register.js';
+import { registerCatalogWrites } from './http/catalog-writes.js';
 import { startDnsServer } from '../shared/dns/server.js';
 import type { UdpMode } from '../shared/dns/udp.js';
 import { AggregatorMetrics } from './metrics.js';
@@ -46,6 +47,8 @@ export interface AggregatorOptions {
   apiTokens?: readonly string[];
   /** When given, /metrics needs this one (and not an api token). */
   metricsToken?: string;
+  /** Without apiTokens: accept /v1/catalog/register and /deregister from anyone (else refused 403). */
+  allowUnauthenticatedWrites?: boolean;
   /** Cap on open /v1/portolan/events streams (default DEFAULT_MAX_STREAMS). */
   maxEventStreams?: number;
   heartbeatMs: number;
@@ -93,6 +96,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   });
   registerApiAccess(app, accessTokens(opts, httpLogger));
   const api = registerConsulApi(app, { query: store.query, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION, maxEventStreams: opts.maxEventStreams });
+  registerCatalogWrites(app, { store, datacenter: opts.datacenter });
   registerUi(app);
   const query = store.query;
   const metrics = new AggregatorMetrics({ query, link, api, connections });
@@ -165,10 +169,14 @@ function clippedErr(err: Error): unknown {
 function accessTokens(opts: AggregatorOptions, logger: Logger) {
   const api = opts.apiTokens?.length ? new TokenSet(opts.apiTokens) : undefined;
   const metrics = opts.metricsToken ? new TokenSet([opts.metricsToken]) : undefined;
+  const allowUnauthenticatedWrites = opts.allowUnauthenticatedWrites === true;
   if (api || metrics) {
     logger.info({ apiTokens: api?.size ?? 0, metricsToken: metrics !== undefined }, 'HTTP API needs a token (--api-token, --metrics-token); /v1/status/* and /ui files are open');
   }
-  return { api, metrics };
+  if (!api && allowUnauthenticatedWrites) {
+    logger.warn('--allow-unauthenticated-writes without --api-token: anyone who can reach the HTTP API can register and deregister external nodes');
+  }
+  return { api, metrics, allowUnauthenticatedWrites };
 }
 
 function pick(o: AggregatorOptions) {

@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { NodeInfo, ServiceInstance, text } from './model.js';
+import { CheckStatus, NodeInfo, ServiceInstance, text, Weights } from './model.js';
 
 /**
  * The agent ↔ aggregator wire protocol: JSON text frames over one WebSocket.
@@ -137,7 +137,11 @@ export const DnsInstance = z.object({
     port: z.int().check(z.minimum(0), z.maximum(65535)),
     tags: z.array(text(0, 255)).check(z.maxLength(64)),
     meta: z.record(text(0, 128), text(0, 512)),
+    /** Consul's Weights, for the SRV weight; absent: 1. */
+    weights: z.optional(Weights),
   }),
+  /** The instance's worst check: `warning` takes Weights.Warning as SRV weight; absent: passing. */
+  status: z.optional(CheckStatus),
 });
 export type DnsInstance = z.infer<typeof DnsInstance>;
 

@@ -10,9 +10,9 @@ export function dnsView(query: CatalogQuery): DnsQuery {
   };
 }
 
-/** Consul omits instances with any critical check, the node's serfHealth included. */
+/** Consul omits instances with any critical check, the node's included (serfHealth, `_node_maintenance`). */
 export function isServable(i: InstanceView): boolean {
-  return i.status !== 'critical' && i.node.connected && i.node.serfHealth.status !== 'critical';
+  return i.status !== 'critical' && (i.node.connected || i.node.external);
 }
 
 /** Node names are case-sensitive in the catalog but not in DNS. */

@@ -4,10 +4,10 @@ import { EtcdLeaseInvalidError } from 'etcd3';
 import type { Logger } from 'pino';
 import type { ServiceInstance } from '../../shared/model.js';
 import { prepareServices } from './fingerprints.js';
-import { deltaOps, fullOps, snapshotOps, upOp } from './node-writes.js';
+import { deltaOps, fullOps, registrationOps, snapshotOps, upOp } from './node-writes.js';
 import type { ChangeBatch, HealthRecord, NodeRecord, RecordOp, ServiceRecord } from './records.js';
 import { Replica, type NodeRecords } from './replica.js';
-import { StoreUnavailableError, type CatalogStore } from './store.js';
+import { StoreUnavailableError, type CatalogStore, type ExternalChange } from './store.js';
 import { resolveRevision } from './views.js';
 import { Compactor } from './etcd/compactor.js';
 import { createEtcdClient, errorText, isElection, isTransient, sleep, withRetry, type EtcdAuth, type EtcdTls } from './etcd/connect.js';
@@ -70,6 +70,8 @@ const MAX_IN_FLIGHT = 32;
 const REACHABLE_FOR_MS = 1500;
 /** A write committed but not yet in the replica after this long fails (StoreUnavailableError). */
 const SEE_TIMEOUT_MS = 10_000;
+/** etcd's "no lease": a key put with it stays until deleted. */
+const NO_LEASE = '0';
 
 interface Held {
   /** The node's data lease ID (decimal string). */
@@ -248,7 +250,7 @@ export class EtcdStore implements CatalogStore {
     });
   }
 
-  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void> {
+  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[], registration?: NodeRecord): Promise<void> {
     return this.#serial(node, async () => {
       this.#assertWritable('updateServices');
       const before = this.#replica.records(node);
@@ -264,9 +266,9 @@ export class EtcdStore implements CatalogStore {
           const byId = new Map([...current.services].map(([id, s]) => [id, s.record.service] as const));
           for (const id of gone) byId.delete(id);
           for (const s of upsert) byId.set(s.id, s);
-          ops = rewriteOps(current, current.node, [...byId.values()], this.#o.holder);
+          ops = rewriteOps(current, registration ?? current.node, [...byId.values()], this.#o.holder);
         } else {
-          ops = deltaOps(current, upsert, remove);
+          ops = deltaOps(current, upsert, remove, registration);
           this.#fixLeases(node, current, ops, lease);
         }
         try {
@@ -320,33 +322,48 @@ export class EtcdStore implements CatalogStore {
       const held = this.#held.get(node);
       this.#drop(node);
       this.#assertWritable('removeNode');
-      const lease = held?.lease ?? this.#feed.leases(node)?.node;
-      const services = Buffer.from(this.#keys.servicesOf(node));
-      try {
-        // One revision: the node, its health and its services leave together.
-        const res = await this.#retry('removeNode', (call) =>
-          this.#client.kv.txn({
-            compare: [],
-            success: [
-              { request_delete_range: { key: Buffer.from(this.#keys.node(node)) } },
-              { request_delete_range: { key: Buffer.from(this.#keys.health(node)) } },
-              { request_delete_range: { key: services, range_end: rangeEnd(services) } },
-            ],
-            failure: [],
-          }, call),
-        );
-        this.#stats.txns++;
-        this.#stats.ops += 3;
-        if (lease && lease !== '0') {
-          await this.#retry('removeNode revoke', (call) => this.#client.leaseClient.leaseRevoke({ ID: lease }, call)).catch((err: unknown) => {
-            this.#log.debug({ node, lease, err: errorText(err) }, 'etcd: revoking a removed node\'s lease failed (it lapses by itself)');
-          });
-        }
-        await this.#seen(Number(res.header.revision));
-      } catch (err) {
-        throw this.#failed(err);
-      }
+      await this.#deleteNode(node, held?.lease ?? this.#feed.leases(node)?.node);
     });
+  }
+
+  /** External nodes' keys carry no lease ('0'): nothing keeps them alive, so nothing reaps them. */
+  writeExternal(node: string, change: ExternalChange): Promise<void> {
+    return this.#serial(node, async () => {
+      this.#assertWritable('writeExternal');
+      const current = this.#replica.records(node);
+      const next = change(current);
+      if (next === null) return this.#deleteNode(node, undefined);
+      if (next) await this.#write(node, registrationOps(current, next.node, next.services), NO_LEASE);
+    });
+  }
+
+  /** The node, its health and its services leave in one revision; its data lease (if any) is revoked. */
+  async #deleteNode(node: string, lease: string | undefined): Promise<void> {
+    const services = Buffer.from(this.#keys.servicesOf(node));
+    try {
+      // One revision: the node, its health and its services leave together.
+      const res = await this.#retry('removeNode', (call) =>
+        this.#client.kv.txn({
+          compare: [],
+          success: [
+            { request_delete_range: { key: Buffer.from(this.#keys.node(node)) } },
+            { request_delete_range: { key: Buffer.from(this.#keys.health(node)) } },
+            { request_delete_range: { key: services, range_end: rangeEnd(services) } },
+          ],
+          failure: [],
+        }, call),
+      );
+      this.#stats.txns++;
+      this.#stats.ops += 3;
+      if (lease && lease !== NO_LEASE) {
+        await this.#retry('removeNode revoke', (call) => this.#client.leaseClient.leaseRevoke({ ID: lease }, call)).catch((err: unknown) => {
+          this.#log.debug({ node, lease, err: errorText(err) }, 'etcd: revoking a removed node\'s lease failed (it lapses by itself)');
+        });
+      }
+      await this.#seen(Number(res.header.revision));
+    } catch (err) {
+      throw this.#failed(err);
+    }
   }
 
   async close(): Promise<void> {
@@ -508,7 +525,8 @@ export class EtcdStore implements CatalogStore {
     for (const c of batch.changes) {
       if (c.kind !== 'node' || c.record) continue;
       const before = this.#replica.records(c.node);
-      if (!before?.node || before.health?.up) continue;
+      // An external node has no health and is never reaped: its deletion is a deregistration.
+      if (!before?.node || before.health?.up || before.node.external) continue;
       const { engineId, address } = before.node;
       audit(this.#log, 'info', 'reap', { node: c.node, engineId, address, reason: before.health?.reason ?? 'its aggregator vanished' }, 'agent did not come back; node reaped');
     }

@@ -3,10 +3,10 @@ import type { ServiceInstance } from '../../shared/model.js';
 import { audit } from '../audit-log.js';
 import { RECONNECT_MAX_MS } from '../../shared/protocol.js';
 import { prepareServices } from './fingerprints.js';
-import { deltaOps, downOp, snapshotOps } from './node-writes.js';
+import { deltaOps, downOp, registrationOps, snapshotOps } from './node-writes.js';
 import type { NodeRecord, RecordChange, RecordOp } from './records.js';
 import { Replica } from './replica.js';
-import type { CatalogStore } from './store.js';
+import type { CatalogStore, ExternalChange } from './store.js';
 
 export interface MemoryStoreOptions {
   /**
@@ -84,10 +84,10 @@ export class MemoryStore implements CatalogStore {
     this.#apply(node.name, snapshotOps(current, node, services, HOLDER));
   }
 
-  async updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void> {
+  async updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[], registration?: NodeRecord): Promise<void> {
     const current = this.#replica.records(node);
     if (!current?.node) throw new Error(`unknown node ${node}`);
-    this.#apply(node, deltaOps(current, upsert, remove));
+    this.#apply(node, deltaOps(current, upsert, remove, registration));
   }
 
   async release(node: string, reason: string): Promise<void> {
@@ -113,6 +113,12 @@ export class MemoryStore implements CatalogStore {
     if (current.health) changes.push({ kind: 'health', ...base });
     if (current.node) changes.push({ kind: 'node', ...base });
     this.#replica.apply({ revision, reset: false, changes });
+  }
+
+  async writeExternal(node: string, change: ExternalChange): Promise<void> {
+    const next = change(this.#replica.records(node));
+    if (next === null) return this.removeNode(node);
+    if (next) this.#apply(node, registrationOps(this.#replica.records(node), next.node, next.services));
   }
 
   async close(): Promise<void> {

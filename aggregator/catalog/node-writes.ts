@@ -11,18 +11,25 @@ import { resolveRevision, type StoredService } from './views.js';
  */
 
 export function snapshotOps(current: NodeRecords | undefined, node: NodeRecord, services: readonly ServiceInstance[], holder: string): RecordOp[] {
-  const ops: RecordOp[] = [];
-  if (!current?.node || !sameNode(current.node, node)) ops.push({ op: 'putNode', record: node });
-  const keep = new Set(services.map((s) => s.id));
-  for (const id of current?.services.keys() ?? []) if (!keep.has(id)) ops.push({ op: 'deleteService', id });
-  for (const s of services) pushService(ops, current?.services.get(s.id), s);
+  const ops = registrationOps(current, node, services);
   const h = current?.health;
   if (!h?.up || h.holder !== holder) ops.push(upOp(holder));
   return ops;
 }
 
-export function deltaOps(current: NodeRecords | undefined, upsert: readonly ServiceInstance[], remove: readonly string[]): RecordOp[] {
+/** The node's record and services replace what is stored (a snapshot's, an external node's write): no health. */
+export function registrationOps(current: NodeRecords | undefined, node: NodeRecord, services: readonly ServiceInstance[]): RecordOp[] {
   const ops: RecordOp[] = [];
+  if (!current?.node || !sameNode(current.node, node)) ops.push({ op: 'putNode', record: node });
+  const keep = new Set(services.map((s) => s.id));
+  for (const id of current?.services.keys() ?? []) if (!keep.has(id)) ops.push({ op: 'deleteService', id });
+  for (const s of services) pushService(ops, current?.services.get(s.id), s);
+  return ops;
+}
+
+export function deltaOps(current: NodeRecords | undefined, upsert: readonly ServiceInstance[], remove: readonly string[], node?: NodeRecord): RecordOp[] {
+  const ops: RecordOp[] = [];
+  if (node && (!current?.node || !sameNode(current.node, node))) ops.push({ op: 'putNode', record: node });
   for (const id of remove) if (current?.services.has(id)) ops.push({ op: 'deleteService', id });
   for (const s of upsert) pushService(ops, current?.services.get(s.id), s);
   return ops;

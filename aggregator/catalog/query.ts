@@ -14,7 +14,11 @@ export interface CheckView {
   type: string;
   status: CheckStatus;
   output: string;
-  /** '' for the node check (serfHealth). */
+  /** Consul's Notes, Interval and Timeout: '' when the check has none. */
+  notes: string;
+  interval: string;
+  timeout: string;
+  /** '' for node checks (serfHealth, `_node_maintenance`). */
   serviceId: string;
   serviceName: string;
   serviceTags: readonly string[];
@@ -30,8 +34,14 @@ export interface NodeView {
   connected: boolean;
   /** ms since epoch of the last message or heartbeat from the agent. */
   lastSeen: number;
-  /** The synthesized serfHealth check. */
-  serfHealth: CheckView;
+  /** The synthesized serfHealth check; absent for an external node (Consul gives those none). */
+  serfHealth: CheckView | undefined;
+  /** The node's checks as Consul lists them, by CheckID: serfHealth (when there is one) and the registered ones. */
+  checks: readonly CheckView[];
+  /** Worst of the node's checks (passing when it has none). */
+  status: CheckStatus;
+  /** Registered through /v1/catalog/register: no agent holds it, liveness never reaps it. */
+  external: boolean;
   createIndex: number;
   modifyIndex: number;
 }
@@ -41,7 +51,7 @@ export interface InstanceView {
   service: ServiceInstance;
   /** Service checks with CheckIDs `service:<ServiceID>` (or `…:<n>` when several). */
   checks: readonly CheckView[];
-  /** Worst of the node's serfHealth and the service checks. */
+  /** Worst of the node's checks (serfHealth, maintenance) and the service checks. */
   status: CheckStatus;
   createIndex: number;
   modifyIndex: number;

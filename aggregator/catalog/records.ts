@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { ServiceInstance, text } from '../../shared/model.js';
+import { ServiceCheck, ServiceInstance, text } from '../../shared/model.js';
 
 /**
  * What a catalog store holds, and nothing of how Consul presents it: no CheckIDs, no serfHealth
@@ -16,6 +16,13 @@ export const NodeRecord = z.object({
   agentVersion: text(0, 64),
   /** The Docker engine's ID from the agent's hello ('' if unknown): tells two hosts with one name apart. */
   engineId: text(0, 128),
+  /** Node-level checks as the agent (`_node_maintenance`) or a catalog registration sent them. */
+  checks: z.optional(z.array(ServiceCheck).check(z.maxLength(16))),
+  /**
+   * Registered through /v1/catalog/register, not by an agent: no agent holds it, so it has no
+   * health record, no serfHealth, and liveness never reaps it.
+   */
+  external: z.optional(z.boolean()),
 });
 export type NodeRecord = z.infer<typeof NodeRecord>;
 

@@ -1,6 +1,20 @@
 import type { ServiceInstance } from '../../shared/model.js';
 import type { CatalogQuery } from './query.js';
 import type { NodeRecord } from './records.js';
+import type { NodeRecords } from './replica.js';
+
+/** What an external node is to be after a catalog write: its record (`external: true`) and every service. */
+export interface ExternalNode {
+  node: NodeRecord;
+  services: readonly ServiceInstance[];
+}
+
+/**
+ * A catalog write to an external node, given its records as stored (undefined: none): what
+ * the node is to be, `null` to remove it, `undefined` for nothing to write. It may throw to
+ * refuse the write (nothing is written then).
+ */
+export type ExternalChange = (current: NodeRecords | undefined) => ExternalNode | null | undefined;
 
 /**
  * The storage boundary: every write of the catalog goes through here, asynchronously, and can
@@ -23,8 +37,8 @@ export interface CatalogStore {
    * instances keep their indexes, and the node is up and held by this aggregator.
    */
   replaceNode(node: NodeRecord, services: readonly ServiceInstance[]): Promise<void>;
-  /** A delta for a node this aggregator holds. */
-  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void>;
+  /** A delta for a node this aggregator holds; `registration`: the node's, when the delta carries it (written only if it changed). */
+  updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[], registration?: NodeRecord): Promise<void>;
   /**
    * The agent's connection here ended: the node goes down with `reason` (unless another
    * aggregator holds it by now) and is reaped after the reap delay unless one takes it again.
@@ -32,6 +46,13 @@ export interface CatalogStore {
   release(node: string, reason: string): Promise<void>;
   /** The agent said goodbye: the node and its services leave at once. */
   removeNode(node: string): Promise<void>;
+  /**
+   * /v1/catalog/register and /deregister: `change` runs in the node's turn (no other write of it
+   * in between) and its answer is written as one write. An external node is held by no agent,
+   * has no health record and is never reaped: in memory it lives as long as the process, on
+   * etcd under no lease, until deregistered.
+   */
+  writeExternal(node: string, change: ExternalChange): Promise<void>;
   /**
    * Does ahead the per-instance work a later replaceNode or updateServices with these same
    * objects needs, so a message sent in parts spreads it over the parts' turns.

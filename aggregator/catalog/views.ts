@@ -1,4 +1,4 @@
-import type { CheckStatus, ServiceInstance } from '../../shared/model.js';
+import type { CheckStatus, ServiceCheck, ServiceInstance } from '../../shared/model.js';
 import { worstStatus } from '../check-status.js';
 import { serviceCheckId } from '../../shared/check-ids.js';
 import type { CheckView, InstanceView, NodeView } from './query.js';
@@ -24,30 +24,40 @@ export interface StoredNode {
 }
 
 export function buildNodeView(n: StoredNode): NodeView {
-  const { name, address, meta, agentVersion } = n.record;
+  const { name, address, meta, agentVersion, external = false } = n.record;
   const up = n.health?.up === true;
+  const serfHealth = external ? undefined : serfHealthView(n, up);
+  const registered = (n.record.checks ?? []).map((c) =>
+    checkView(NO_SERVICE, { ...c, checkId: c.checkId ?? c.id }, n.createRevision, n.modRevision),
+  );
+  // In CheckID order, as Consul's state store lists them: `_node_maintenance` before serfHealth.
+  const checks = (serfHealth ? [serfHealth, ...registered] : registered).sort(byCheckId);
   return {
     name,
     address,
-    meta: { ...meta, 'portolan-agent-version': agentVersion },
+    meta: external ? meta : { ...meta, 'portolan-agent-version': agentVersion },
     connected: up,
     lastSeen: n.lastSeen,
-    serfHealth: {
-      checkId: 'serfHealth',
-      name: 'Serf Health Status',
-      type: '',
-      status: up ? 'passing' : 'critical',
-      output: up ? SERF_ALIVE : n.health?.reason || SERF_DEAD,
-      serviceId: '',
-      serviceName: '',
-      serviceTags: [],
-      createIndex: n.createRevision,
-      modifyIndex: n.healthRevision,
-    },
+    serfHealth,
+    checks,
+    status: worstStatus(checks.map((c) => c.status)),
+    external,
     createIndex: n.createRevision,
     modifyIndex: n.modRevision,
   };
 }
+
+function serfHealthView(n: StoredNode, up: boolean): CheckView {
+  const check = { checkId: 'serfHealth', name: 'Serf Health Status', type: '', status: up ? ('passing' as const) : ('critical' as const), output: up ? SERF_ALIVE : n.health?.reason || SERF_DEAD };
+  return checkView(NO_SERVICE, check, n.createRevision, n.healthRevision);
+}
+
+export function byCheckId(a: CheckView, b: CheckView): number {
+  return a.checkId < b.checkId ? -1 : a.checkId > b.checkId ? 1 : 0;
+}
+
+/** What a node check says of its service: none. */
+const NO_SERVICE = { id: '', name: '', tags: [] as readonly string[] };
 
 export interface StoredService {
   record: ServiceRecord;
@@ -72,7 +82,7 @@ export function renodeInstanceView(node: NodeView, view: InstanceView): Instance
 }
 
 function withNode(node: NodeView, service: ServiceInstance, checks: readonly CheckView[], createIndex: number, modifyIndex: number): InstanceView {
-  const status: CheckStatus = worstStatus([node.serfHealth.status, ...checks.map((c) => c.status)]);
+  const status: CheckStatus = worstStatus([node.status, ...checks.map((c) => c.status)]);
   return { node, service, checks, status, createIndex, modifyIndex };
 }
 
@@ -83,26 +93,26 @@ function buildChecks(service: ServiceInstance, createIndex: number, modifyIndex:
     return [checkView(service, check, createIndex, createIndex)];
   }
   const several = service.checks.length > 1;
-  return service.checks.map((c, i) => {
-    const check = { checkId: serviceCheckId(service.id, c, several), name: c.name, type: c.type, status: c.status, output: c.output };
-    return checkView(service, check, createIndex, modifyIndex(i));
-  });
+  return service.checks.map((c, i) => checkView(service, { ...c, checkId: serviceCheckId(service.id, c, several) }, createIndex, modifyIndex(i)));
 }
 
-type CheckFields = Pick<CheckView, 'checkId' | 'name' | 'type' | 'status' | 'output'>;
+type CheckFields = Pick<CheckView, 'checkId' | 'name' | 'type' | 'status' | 'output'> & Partial<Pick<ServiceCheck, 'notes' | 'interval' | 'timeout'>>;
 
 /**
  * One object literal on purpose: built as `{ ...base, … }`, V8 (Node 20) gave each of these
  * its own hidden class in the aggregator: 17 MB more live heap (maps, descriptors) at 50,000
  * instances (seen in heap snapshots of bench:fleet).
  */
-function checkView(service: ServiceInstance, c: CheckFields, createIndex: number, modifyIndex: number): CheckView {
+function checkView(service: { id: string; name: string; tags: readonly string[] }, c: CheckFields, createIndex: number, modifyIndex: number): CheckView {
   return {
     checkId: c.checkId,
     name: c.name,
     type: c.type,
     status: c.status,
     output: c.output,
+    notes: c.notes ?? '',
+    interval: c.interval ?? '',
+    timeout: c.timeout ?? '',
     serviceId: service.id,
     serviceName: service.name,
     serviceTags: service.tags,

@@ -3,11 +3,14 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { App } from './endpoint.js';
 import { errors } from './errors.js';
 import type { TokenSet } from '../token-digest.js';
+import { CATALOG_WRITE_ROUTES } from './catalog-writes.js';
 
 /**
- * Read access to the HTTP API (--api-token, --metrics-token): a request must bring one of the
+ * Access to the HTTP API (--api-token, --metrics-token): a request must bring one of the
  * configured tokens the way Consul clients send theirs, or it is answered 403 before routing
- * reaches a handler (so a refused blocking query or event stream holds nothing).
+ * reaches a handler (so a refused blocking query or event stream holds nothing). The catalog's
+ * write routes need an api token too, and without one configured they are refused unless
+ * --allow-unauthenticated-writes: reads of an open aggregator are harmless, writes are not.
  */
 
 /**
@@ -34,6 +37,8 @@ export interface AccessTokens {
   api?: TokenSet;
   /** Tokens /metrics needs instead of an api token. */
   metrics?: TokenSet;
+  /** --allow-unauthenticated-writes: with no api token, the write routes are open instead of refused. */
+  allowUnauthenticatedWrites?: boolean;
 }
 
 /**
@@ -43,8 +48,12 @@ export interface AccessTokens {
  */
 const OPEN_ROUTES = /^\/(v1\/status\/|ui(\/|$))/;
 
-/** Which tokens a request for a route pattern needs (undefined: none). A path no route matches needs an api token. */
-export function requiredTokens(route: string | undefined, tokens: AccessTokens): TokenSet | undefined {
+/**
+ * Which tokens a request for a route pattern needs (undefined: none; 'refused': no token will
+ * do). A path no route matches needs an api token.
+ */
+export function requiredTokens(route: string | undefined, tokens: AccessTokens): TokenSet | 'refused' | undefined {
+  if (route !== undefined && CATALOG_WRITE_ROUTES.has(route)) return tokens.api ?? (tokens.allowUnauthenticatedWrites ? undefined : 'refused');
   if (route !== undefined && OPEN_ROUTES.test(route)) return undefined;
   if (route === '/metrics') return tokens.metrics ?? tokens.api;
   return tokens.api;
@@ -55,10 +64,10 @@ export function requiredTokens(route: string | undefined, tokens: AccessTokens):
  * so no spelling of a URL (dot segments, escapes) reaches a route the check did not judge.
  */
 export function registerApiAccess<L extends FastifyBaseLogger>(app: App<L>, tokens: AccessTokens): void {
-  if (!tokens.api && !tokens.metrics) return;
   app.addHook('onRequest', async (request) => {
     const needed = requiredTokens(request.routeOptions.url, tokens);
     if (!needed) return;
+    if (needed === 'refused') throw errors.writesRefused();
     const at = request.url.indexOf('?');
     const presented = presentedToken(request.headers, at < 0 ? '' : request.url.slice(at + 1));
     if (presented === '') throw errors.forbidden('none');

@@ -59,14 +59,23 @@ interface ServiceAddressJson {
 const addressJson = (e: Endpoint | undefined): ServiceAddressJson =>
   e ? { Address: e.address, Port: e.port } : { Address: '', Port: 0 };
 
-/** lan = the container endpoint, wan = the published host endpoint; omitted when neither is known. */
+/**
+ * lan = the container endpoint, wan = the published host endpoint, merged with those the
+ * service's owner registered (theirs win); omitted when there is none.
+ */
 function serviceTaggedAddresses(inst: InstanceView): Record<string, ServiceAddressJson> | undefined {
-  const { container, host } = inst.service;
-  const pairs = taggedPairs(container?.address, addressJson(container), host?.address, addressJson(host));
-  return pairs.length > 0 ? sortedRecord(pairs) : undefined;
+  const { container, host, taggedAddresses = {} } = inst.service;
+  const derived = taggedPairs(container?.address, addressJson(container), host?.address, addressJson(host));
+  const registered = Object.entries(taggedAddresses).map(([tag, e]) => [tag, addressJson(e)] as const);
+  const merged = new Map([...derived, ...registered]);
+  return merged.size > 0 ? sortedRecord(merged) : undefined;
 }
 
-const WEIGHTS = { Passing: 1, Warning: 1 } as const;
+/** Consul's Weights; 1/1 when the service's owner set none. */
+function weightsJson(inst: InstanceView) {
+  const w = inst.service.weights;
+  return w ? { Passing: w.passing, Warning: w.warning } : { Passing: 1, Warning: 1 };
+}
 const zeroProxy = () => ({ Mode: '', MeshGateway: {}, Expose: {} });
 
 /** One entry of /v1/catalog/service/:name (structs.ServiceNode). */
@@ -87,7 +96,7 @@ export function serviceNodeJson(inst: InstanceView, datacenter: string) {
     ServiceTags: [...s.tags],
     ServiceAddress: s.address,
     ...(tagged && { ServiceTaggedAddresses: tagged }),
-    ServiceWeights: { ...WEIGHTS },
+    ServiceWeights: weightsJson(inst),
     ServiceMeta: sortedRecord(Object.entries(s.meta)),
     ServicePort: s.port,
     ServiceSocketPath: '',
@@ -113,7 +122,7 @@ export function nodeServiceJson(inst: InstanceView) {
     Meta: sortedRecord(Object.entries(s.meta)),
     // Go's omitempty drops a zero port.
     ...(s.port !== 0 && { Port: s.port }),
-    Weights: { ...WEIGHTS },
+    Weights: weightsJson(inst),
     EnableTagOverride: false,
     Proxy: zeroProxy(),
     Connect: {},
@@ -130,14 +139,14 @@ export function checkJson(check: CheckView, nodeName: string) {
     CheckID: check.checkId,
     Name: check.name,
     Status: check.status,
-    Notes: '',
+    Notes: check.notes,
     Output: check.output,
     ServiceID: check.serviceId,
     ServiceName: check.serviceName,
     ServiceTags: [...check.serviceTags],
     Type: check.type,
-    Interval: '',
-    Timeout: '',
+    Interval: check.interval,
+    Timeout: check.timeout,
     ExposedPort: 0,
     Definition: {},
     CreateIndex: check.createIndex,
@@ -147,7 +156,7 @@ export function checkJson(check: CheckView, nodeName: string) {
 
 /** Node checks first, then the service's own, as Consul's state store returns them. */
 export function instanceChecks(inst: InstanceView): CheckView[] {
-  return [inst.node.serfHealth, ...inst.checks];
+  return [...inst.node.checks, ...inst.checks];
 }
 
 /** One entry of /v1/health/service/:name (structs.CheckServiceNode). */

@@ -31,6 +31,19 @@ export const errors = {
    */
   forbidden: coded('PORTOLAN_FORBIDDEN', 403, (presented: 'none' | 'unknown') =>
     presented === 'none' ? 'Permission denied' : 'ACL not found'),
+  /** A bad body of a catalog write: the text says what, in Consul's words where Consul has them. */
+  badRequest: coded('PORTOLAN_BAD_REQUEST', 400, (message: string) => message),
+  /** A catalog write to a node an agent holds (or is writing). */
+  agentNode: coded('PORTOLAN_AGENT_NODE', 403, (node: string) =>
+    `Permission denied: node "${node}" is registered by its agent; /v1/catalog/register and /deregister write only external nodes`),
+  /**
+   * A catalog write while no --api-token is configured. Starts with Consul's "Permission denied",
+   * which clients match on.
+   */
+  writesRefused: coded('PORTOLAN_WRITES_REFUSED', 403, () =>
+    'Permission denied: catalog writes need an --api-token, and this aggregator has none (start it with --api-token, or with --allow-unauthenticated-writes to accept writes from anyone who can reach it)'),
+  /** The store cannot write now (etcd unreachable): retry later, or at another aggregator. */
+  storeUnavailable: coded('PORTOLAN_STORE_UNAVAILABLE', 503, (why: string) => `Catalog store unavailable, nothing written: ${why}`),
   /** Written raw on a connection refused at --http-max-conns-per-client; Consul's text (go-connlimit). */
   tooManyConnsPerClient: coded('PORTOLAN_TOO_MANY_CONNS_PER_CLIENT', 429, () =>
     'Your IP is issuing too many concurrent connections, please rate limit your calls'),

@@ -20,6 +20,8 @@ import type { ApiContext } from './endpoint.js';
 
 export interface EventNodeJson extends NodeJson {
   Connected: boolean;
+  /** Present on a node registered through /v1/catalog/register (no agent: never connected, never reaped). */
+  External?: true;
   /** ms since epoch of the last message or heartbeat from the node's agent. */
   LastSeen: number;
 }
@@ -237,7 +239,7 @@ export class EventHub {
 }
 
 function eventNodeJson(node: NodeView, datacenter: string): EventNodeJson {
-  return { ...nodeJson(node, datacenter), Connected: node.connected, LastSeen: node.lastSeen };
+  return { ...nodeJson(node, datacenter), Connected: node.connected, LastSeen: node.lastSeen, ...(node.external && { External: true as const }) };
 }
 
 function eventEntryJson(inst: InstanceView, datacenter: string): EventEntryJson {

@@ -1,4 +1,5 @@
 import { topics, type CheckView, type InstanceView, type NodeView } from '../catalog/query.js';
+import { byCheckId } from '../catalog/views.js';
 import { checkJson, healthEntryJson, type CheckJson } from './consul-json.js';
 import { endpoint, required, type ApiContext } from './endpoint.js';
 import { errors } from './errors.js';
@@ -8,10 +9,9 @@ import { instancePicker, kept } from './catalog-endpoints.js';
 
 const STATES = new Set(['any', 'passing', 'warning', 'critical']);
 
-/** Consul's state store lists a node's checks by CheckID (serfHealth sorts before service:…). */
+/** Consul's state store lists a node's checks by CheckID (`_node_maintenance` and serfHealth sort before service:…). */
 function nodeChecks(node: NodeView, instances: readonly InstanceView[]): CheckView[] {
-  const checks = [node.serfHealth, ...instances.flatMap((i) => i.checks)];
-  return checks.sort((a, b) => (a.checkId < b.checkId ? -1 : a.checkId > b.checkId ? 1 : 0));
+  return [...node.checks, ...instances.flatMap((i) => i.checks)].sort(byCheckId);
 }
 
 /**

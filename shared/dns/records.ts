@@ -134,10 +134,17 @@ function srvGroups(instances: readonly DnsInstance[], qname: string, ttl: number
     seen.add(key);
     const family = familyOf(address);
     const target = family === 'name' ? address : `${hexOfAddress(address, family)}.addr.${ctx.zones.datacenter}.${zone}`;
-    const srv: Rr = { name: qname, type: QTYPE.SRV, class: IN, ttl, priority: 1, weight: 1, port, target };
+    const srv: Rr = { name: qname, type: QTYPE.SRV, class: IN, ttl, priority: 1, weight: srvWeight(i), port, target };
     groups.push({ answers: [srv], additionals: family === 'name' ? [] : addressRecords(target, address, QTYPE.ANY, ttl) });
   }
   return groups;
+}
+
+/** Consul's SRV weight: Weights.Passing, or Weights.Warning while the instance is in warning; 1 without Weights. */
+function srvWeight(i: DnsInstance): number {
+  const w = i.service.weights;
+  if (!w) return 1;
+  return i.status === 'warning' ? w.warning : w.passing;
 }
 
 function nodeAnswer(name: string, qname: string, qtype: number, zone: string, ctx: AnswerContext): AnswerSet {

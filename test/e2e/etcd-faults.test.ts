@@ -32,7 +32,7 @@ function services(n: number, prefix = 'svc'): ServiceInstance[] {
 function served(s: EtcdStore): unknown {
   const q = s.query;
   return q.nodes().flatMap((n) => [
-    { node: n.name, create: n.createIndex, modify: n.modifyIndex, serf: n.serfHealth.status },
+    { node: n.name, create: n.createIndex, modify: n.modifyIndex, serf: n.serfHealth?.status },
     ...q.nodeInstances(n.name).map((i) => ({ node: n.name, id: i.service.id, port: i.service.port, create: i.createIndex, modify: i.modifyIndex })),
   ]);
 }
@@ -222,7 +222,7 @@ describe('etcd store under etcd faults', () => {
     await a.updateServices('host-1', [], ['svc-0']);
     assert.equal(a.query.nodeInstances('host-1').length, 4);
     assert.equal(a.query.stale, false);
-    assert.equal(a.query.node('host-1')!.serfHealth.status, 'passing');
+    assert.equal(a.query.node('host-1')!.serfHealth?.status, 'passing');
     assert.deepEqual(flips.map((f) => f.writable), [false, true]);
     console.log(`# all members down: unwritable after ${downMs} ms; writable ${upMs} ms after restart`);
   });
@@ -235,13 +235,13 @@ describe('etcd store under etcd faults', () => {
       const a = await store(prefix, 'agg-a', { endpoints: proxies.map((p) => `http://${p.hostPort}`), reapAfterMs: 20_000 });
       const b = await store(prefix, 'agg-b');
       await a.replaceNode(nodeReg('host-1'), services(5));
-      await until(() => b.query.node('host-1')?.serfHealth.status === 'passing', 3000, 'b sees host-1 up');
+      await until(() => b.query.node('host-1')?.serfHealth?.status === 'passing', 3000, 'b sees host-1 up');
       const index = b.query.nodeInstances('host-1').map((i) => i.modifyIndex);
       const t0 = Date.now();
       for (const p of proxies) p.cut();
       await until(() => !a.writable, 3000, 'a not writable');
       const unwritableMs = Date.now() - t0;
-      const criticalMs = await until(() => (b.query.node('host-1')?.serfHealth.status === 'critical' ? Date.now() - t0 : false), 6000, 'critical on b');
+      const criticalMs = await until(() => (b.query.node('host-1')?.serfHealth?.status === 'critical' ? Date.now() - t0 : false), 6000, 'critical on b');
       assert.equal(a.query.nodeInstances('host-1').length, 5, 'a still serves its replica');
       assert.equal(b.query.nodeInstances('host-1').length, 5, 'the data stays (its lease outlives the cut)');
       await sleep(1000);
@@ -249,7 +249,7 @@ describe('etcd store under etcd faults', () => {
       const t1 = Date.now();
       await until(() => a.writable, 10_000, 'a writable again');
       const writableMs = Date.now() - t1;
-      await until(() => b.query.node('host-1')?.serfHealth.status === 'passing', 5000, 'host-1 up again on b');
+      await until(() => b.query.node('host-1')?.serfHealth?.status === 'passing', 5000, 'host-1 up again on b');
       assert.deepEqual(b.query.records('host-1')!.health, { up: true, holder: 'agg-a', reason: '' });
       assert.deepEqual(b.query.nodeInstances('host-1').map((i) => i.modifyIndex), index, 'services untouched');
       await a.updateServices('host-1', [], ['svc-0']);

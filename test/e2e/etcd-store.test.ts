@@ -52,7 +52,7 @@ describe('etcd store on a 3-member cluster', () => {
   function served(s: EtcdStore): unknown {
     const q = s.query;
     return {
-      nodes: q.nodes().map((n) => ({ name: n.name, create: n.createIndex, modify: n.modifyIndex, serf: n.serfHealth.status, serfIdx: n.serfHealth.modifyIndex })),
+      nodes: q.nodes().map((n) => ({ name: n.name, create: n.createIndex, modify: n.modifyIndex, serf: n.serfHealth?.status, serfIdx: n.serfHealth?.modifyIndex })),
       instances: q.nodes().flatMap((n) => q.nodeInstances(n.name).map((i) => ({ node: n.name, id: i.service.id, create: i.createIndex, modify: i.modifyIndex, status: i.status }))),
     };
   }
@@ -68,7 +68,7 @@ describe('etcd store on a 3-member cluster', () => {
     const rev = await cluster().revision();
     assert.ok(a.query.index <= rev && a.query.index > 1, `the index ${a.query.index} is an etcd revision (cluster at ${rev})`);
     const n1 = a.query.node('host-1')!;
-    assert.equal(n1.serfHealth.status, 'passing');
+    assert.equal(n1.serfHealth?.status, 'passing');
     assert.ok(n1.createIndex > 1);
     assert.equal(a.query.instances('svc0').length, 1);
     assert.equal(a.query.instances('web1')[0]?.node.name, 'host-2');
@@ -102,7 +102,7 @@ describe('etcd store on a 3-member cluster', () => {
     assert.deepEqual(b.query.nodeInstances('host-1').map((i) => i.modifyIndex), beforeIdx, 'ModifyIndex unchanged');
     const health = b.query.records('host-1')!.health!;
     assert.deepEqual(health, { up: true, holder: 'agg-b', reason: '' });
-    assert.equal(b.query.node('host-1')!.serfHealth.status, 'passing', 'a\'s release did not mark the node down: b holds it');
+    assert.equal(b.query.node('host-1')!.serfHealth?.status, 'passing', 'a\'s release did not mark the node down: b holds it');
     assert.notDeepEqual(served(b), before, 'only the health changed');
     // a no longer keeps it alive, b does: it survives well past the reap delay.
     await new Promise((r) => setTimeout(r, 5500));
@@ -129,7 +129,7 @@ describe('etcd store on a 3-member cluster', () => {
     await new Promise((r) => setTimeout(r, 4500));
     assert.equal(winner.query.nodeInstances('host-1').length, 400, 'nothing reaped with the other lease');
     assert.equal(loser.query.nodeInstances('host-1').length, 400);
-    assert.equal(winner.query.node('host-1')!.serfHealth.status, 'passing');
+    assert.equal(winner.query.node('host-1')!.serfHealth?.status, 'passing');
   });
 
   test('a released node goes critical at once and is gone after the reap delay', async () => {
@@ -141,9 +141,9 @@ describe('etcd store on a 3-member cluster', () => {
     await until(() => b.query.nodeInstances('host-1').length === 4, 3000, 'b sees host-1');
     const t0 = Date.now();
     await a.release('host-1', 'agent connection closed');
-    assert.equal(a.query.node('host-1')!.serfHealth.status, 'critical');
-    assert.equal(a.query.node('host-1')!.serfHealth.output, 'agent connection closed');
-    await until(() => b.query.node('host-1')?.serfHealth.status === 'critical', 1000, 'critical on b');
+    assert.equal(a.query.node('host-1')!.serfHealth?.status, 'critical');
+    assert.equal(a.query.node('host-1')!.serfHealth?.output, 'agent connection closed');
+    await until(() => b.query.node('host-1')?.serfHealth?.status === 'critical', 1000, 'critical on b');
     await until(() => !a.query.node('host-1') && !b.query.node('host-1') && b.query.instances('svc0').length === 0, 8000, 'reaped');
     const reapMs = Date.now() - t0;
     assert.ok(reapMs >= 2500, `reaped after ${reapMs} ms, not before the delay`);
@@ -157,10 +157,10 @@ describe('etcd store on a 3-member cluster', () => {
     const seen = capturedLogger();
     const b = await store(prefix, 'agg-b', { reapAfterMs: 6000, logger: seen.logger });
     await a.replaceNode(nodeReg('host-1'), services(5));
-    await until(() => b.query.node('host-1')?.serfHealth.status === 'passing', 3000, 'b sees host-1 up');
+    await until(() => b.query.node('host-1')?.serfHealth?.status === 'passing', 3000, 'b sees host-1 up');
     const t0 = Date.now();
     await a.close();
-    const critical = await until(() => (b.query.node('host-1')?.serfHealth.status === 'critical' ? Date.now() - t0 : false), 5000, 'critical on b');
+    const critical = await until(() => (b.query.node('host-1')?.serfHealth?.status === 'critical' ? Date.now() - t0 : false), 5000, 'critical on b');
     assert.ok(critical <= 4000, `health gone after ${critical} ms`);
     assert.equal(b.query.records('host-1')?.health, undefined, 'no health record: the holder vanished');
     assert.equal(b.query.nodeInstances('host-1').length, 5, 'the data stays until the reap delay');

@@ -41,7 +41,7 @@ describe('etcd store over TLS with authentication', () => {
     await b.start();
     assert.equal(b.query.instances('web').length, 1);
     await a.release('host-1', 'bye');
-    await until(() => b.query.node('host-1')?.serfHealth.status === 'critical', 3000, 'b sees the release');
+    await until(() => b.query.node('host-1')?.serfHealth?.status === 'critical', 3000, 'b sees the release');
   });
 
   test('a user limited to the prefix can run the compaction rounds (CAS key under the prefix, compact)', async () => {

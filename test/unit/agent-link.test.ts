@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { AgentLink, MAX_AWAITING_HELLO, type AgentLinkOptions } from '../../aggregator/agent-link.js';
 import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
-import { StoreUnavailableError, type CatalogStore } from '../../aggregator/catalog/store.js';
+import { StoreUnavailableError, type CatalogStore, type ExternalChange } from '../../aggregator/catalog/store.js';
 import type { NodeRecord } from '../../aggregator/catalog/records.js';
 import type { ServiceInstance } from '../../shared/model.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION } from '../../shared/protocol.js';
@@ -66,6 +66,30 @@ test('hello → welcome with observed address → snapshot → delta → goodbye
   a.send({ type: 'goodbye' });
   assert.equal((await a.closed).code, CloseCode.normal);
   assert.equal(store.query.node('h1'), undefined);
+});
+
+test('a delta carrying the node (maintenance on) stores it as a snapshot would, agent version and engine ID kept; in parts the last part\'s node wins', async (t) => {
+  const { store, url } = await startLink(t);
+  const a = await connect(url);
+  a.send({ ...hello('h1'), agentVersion: '9.9.9', engineId: 'engine-1' });
+  a.send(snapshot('h1', ['h1:web:80']));
+  await until(() => store.query.instances('web').length === 1);
+  const node = store.query.node('h1')!;
+  const maintenance = { id: '_node_maintenance', checkId: '_node_maintenance', name: 'Node Maintenance Mode', type: 'maintenance', status: 'critical' as const, output: '', notes: 'reboot' };
+  const info = (checks: (typeof maintenance)[]) => ({ name: 'h1', address: node.address, meta: {}, checks });
+  a.send({ type: 'delta', node: info([{ ...maintenance, notes: 'first part' }]), upsert: [], remove: [], more: true });
+  a.send({ type: 'delta', node: info([maintenance]), upsert: [], remove: [] });
+  await until(() => store.query.node('h1')?.status === 'critical');
+  assert.deepEqual(store.query.node('h1')!.checks.map((c) => [c.checkId, c.notes]), [['_node_maintenance', 'reboot'], ['serfHealth', '']]);
+  assert.equal(store.query.instances('web')[0]!.status, 'critical');
+  const record = store.query.records('h1')!.node!;
+  assert.deepEqual([record.agentVersion, record.engineId], ['9.9.9', 'engine-1']);
+  const modify = store.query.node('h1')!.modifyIndex;
+  a.send({ type: 'delta', node: info([maintenance]), upsert: [], remove: [] });
+  a.send({ type: 'delta', node: info([]), upsert: [], remove: [] });
+  await until(() => store.query.node('h1')?.status === 'passing');
+  assert.ok(store.query.node('h1')!.modifyIndex > modify);
+  assert.equal(store.query.instances('web')[0]!.status, 'passing');
 });
 
 test('bad input closes only that connection, with a code and a reason', async (t) => {
@@ -404,14 +428,19 @@ class SwitchedStore implements CatalogStore {
     await this.inner.replaceNode(node, services);
   }
 
-  async updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[]): Promise<void> {
+  async updateServices(node: string, upsert: readonly ServiceInstance[], remove: readonly string[], registration?: NodeRecord): Promise<void> {
     this.#refuseUnlessWritable();
-    await this.inner.updateServices(node, upsert, remove);
+    await this.inner.updateServices(node, upsert, remove, registration);
   }
 
   async release(node: string, reason: string): Promise<void> {
     this.#refuseUnlessWritable();
     await this.inner.release(node, reason);
+  }
+
+  async writeExternal(node: string, change: ExternalChange): Promise<void> {
+    this.#refuseUnlessWritable();
+    await this.inner.writeExternal(node, change);
   }
 
   async removeNode(node: string): Promise<void> {

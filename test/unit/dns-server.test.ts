@@ -23,6 +23,8 @@ before(async () => {
     instance({ id: 'a:web:81', name: 'web', address: '192.0.2.10', port: 32769, tags: ['canary'] }),
     instance({ id: 'a:db:5432', name: 'db', address: '192.0.2.10', port: 5432, meta: { dns_ttl: '30' } }),
     instance({ id: 'a:dns:53:udp', name: 'resolver', address: '192.0.2.10', port: 53, protocol: 'udp', tags: ['udp'] }),
+    instance({ id: 'a:weighted:90', name: 'weighted', address: '192.0.2.10', port: 90, weights: { passing: 10, warning: 3 } }),
+    instance({ id: 'a:weighted:91', name: 'weighted', address: '192.0.2.10', port: 91, weights: { passing: 10, warning: 3 }, checks: [{ ...critical, status: 'warning' }] }),
   ]);
   await store.replaceNode(nodeReg('host-b', '192.0.2.11'), [
     instance({ id: 'b:web:80', name: 'web', address: '192.0.2.11', port: 32768, tags: ['Prod'] }),
@@ -64,6 +66,11 @@ describe('service lookups', () => {
       r.additional.map((a) => `${a.name} ${a.type} ${a.data}`).sort(),
       ['c000020a.addr.dc1.consul. A 192.0.2.10', 'c000020b.addr.dc1.consul. A 192.0.2.11'],
     );
+  });
+
+  test('SRV weight: Weights.Passing, Weights.Warning for an instance in warning (Consul\'s), 1 without Weights', async () => {
+    const r = await dig(dns.port, 'weighted.service.consul', 'SRV');
+    assert.deepEqual(sorted(r.answer), ['SRV 1 10 90 c000020a.addr.dc1.consul.', 'SRV 1 3 91 c000020a.addr.dc1.consul.']);
   });
 
   test('tags filter case-insensitively; multi-part names and datacenter forms', async () => {

@@ -35,6 +35,19 @@ test('/v1/status/* and the UI files need no token; /metrics needs the metrics to
   assert.equal(requiredTokens('/v1/catalog/services', { metrics }), undefined, 'only --metrics-token: the API stays open');
 });
 
+test('the catalog write routes need an api token when one is set; with none they are refused unless --allow-unauthenticated-writes', () => {
+  const api = new TokenSet(['a']);
+  const metrics = new TokenSet(['m']);
+  for (const route of ['/v1/catalog/register', '/v1/catalog/deregister']) {
+    assert.equal(requiredTokens(route, { api }), api, route);
+    assert.equal(requiredTokens(route, { api, allowUnauthenticatedWrites: true }), api, `${route}: the flag does not lift a configured token`);
+    assert.equal(requiredTokens(route, {}), 'refused', route);
+    assert.equal(requiredTokens(route, { metrics }), 'refused', `${route}: a metrics token is no api token`);
+    assert.equal(requiredTokens(route, { allowUnauthenticatedWrites: true }), undefined, route);
+  }
+  assert.equal(requiredTokens('/v1/catalog/services', {}), undefined, 'reads stay open without a token');
+});
+
 test('logged URLs and messages show <hidden> for every ?token= value', () => {
   assert.equal(hideTokens('/v1/health/service/web?token=s3cret&passing'), '/v1/health/service/web?token=<hidden>&passing');
   assert.equal(hideTokens('/v1/x?index=1&token=a%20b'), '/v1/x?index=1&token=<hidden>');

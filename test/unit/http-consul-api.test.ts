@@ -153,3 +153,47 @@ test('?pretty indents like Consul', async (t) => {
   const res = await api.app.inject('/v1/catalog/datacenters?pretty');
   assert.equal(res.body, '[\n    "dc1"\n]');
 });
+
+test('node checks (`_node_maintenance`) come before serfHealth in every health listing and make every instance of the node non-passing', async (t) => {
+  const api = await scenario();
+  t.after(() => api.close());
+  const maintenance = { id: 'm', checkId: '_node_maintenance', name: 'Node Maintenance Mode', type: '', status: 'critical' as const, output: '', notes: 'disk swap' };
+  const b = api.store.query.nodeInstances('host-b').map((i) => i.service);
+  await api.store.replaceNode({ ...nodeReg('host-b', '10.0.0.2'), meta: { zone: 'b', os: 'linux' }, checks: [maintenance] }, b);
+  assert.deepEqual(await ids(api, '/v1/health/node/host-b'), ['_node_maintenance', 'serfHealth', 'service:b:web:80', 'service:b:web:81']);
+  const entries = (await api.app.inject('/v1/health/service/web')).json() as { Node: { Node: string }; Checks: { CheckID: string; Notes: string }[] }[];
+  const onB = entries.find((e) => e.Node.Node === 'host-b')!;
+  assert.deepEqual(onB.Checks.map((c) => c.CheckID).slice(0, 2), ['_node_maintenance', 'serfHealth']);
+  assert.equal(onB.Checks[0]!.Notes, 'disk swap');
+  assert.deepEqual(await ids(api, '/v1/health/service/web?passing'), ['a:web:80']);
+  assert.deepEqual(await ids(api, '/v1/health/state/critical'), ['_node_maintenance']);
+});
+
+test('service JSON: Weights as registered (else 1/1), registered tagged addresses merged over the derived lan/wan, Notes/Interval/Timeout from the check', async (t) => {
+  const api = await startApi();
+  t.after(() => api.close());
+  await api.store.replaceNode(nodeReg('h', '10.0.0.9'), [
+    instance({
+      id: 'h:api',
+      name: 'api',
+      address: '10.0.0.9',
+      port: 8080,
+      container: { address: '172.17.0.2', port: 80 },
+      weights: { passing: 10, warning: 2 },
+      taggedAddresses: { lan: { address: '192.168.1.9', port: 8080 }, virtual: { address: '10.9.9.9', port: 80 } },
+      checks: [{ id: 'ttl', checkId: 'api-ttl', name: 'TTL', type: 'ttl', status: 'passing', output: 'ok', notes: 'self-reported', interval: '', timeout: '30s' }],
+    }),
+    instance({ id: 'h:plain', name: 'plain' }),
+  ]);
+  const [entry] = (await api.app.inject('/v1/health/service/api')).json() as { Service: Record<string, unknown>; Checks: Record<string, unknown>[] }[];
+  assert.deepEqual(entry!.Service.Weights, { Passing: 10, Warning: 2 });
+  assert.deepEqual(entry!.Service.TaggedAddresses, {
+    lan: { Address: '192.168.1.9', Port: 8080 },
+    lan_ipv4: { Address: '172.17.0.2', Port: 80 },
+    virtual: { Address: '10.9.9.9', Port: 80 },
+  });
+  const check = entry!.Checks.find((c) => c.CheckID === 'api-ttl')!;
+  assert.deepEqual([check.Notes, check.Interval, check.Timeout, check.Output], ['self-reported', '', '30s', 'ok']);
+  const [node] = (await api.app.inject('/v1/catalog/service/plain')).json() as Record<string, unknown>[];
+  assert.deepEqual(node!.ServiceWeights, { Passing: 1, Warning: 1 });
+});

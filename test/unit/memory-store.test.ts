@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { MemoryStore, SETTLE_QUIET_MS } from '../../aggregator/catalog/memory-store.js';
 import { RETRY_MAX_MS } from '../../agent/uplink.js';
 import { topics } from '../../aggregator/catalog/query.js';
+import { dnsView } from '../../aggregator/catalog/dns-view.js';
 import { instance, nodeReg } from '../support/services.js';
 import { capturedLogger } from '../support/captured-logger.js';
 
@@ -77,13 +78,13 @@ test('release turns serfHealth critical, with the reason, for every instance of 
   await store.release('a', 'Agent connection closed');
   const inst = store.query.instances('web')[0]!;
   assert.equal(inst.node.connected, false);
-  assert.equal(inst.node.serfHealth.status, 'critical');
-  assert.equal(inst.node.serfHealth.output, 'Agent connection closed');
+  assert.equal(inst.node.serfHealth?.status, 'critical');
+  assert.equal(inst.node.serfHealth?.output, 'Agent connection closed');
   assert.equal(inst.status, 'critical');
   assert.equal(inst.modifyIndex, modify, 'health change is not a service change');
   await store.replaceNode(nodeReg('a'), structuredClone(services));
   assert.equal(store.query.instances('web')[0]!.status, 'passing');
-  assert.equal(store.query.node('a')?.serfHealth.output, 'Agent alive and reachable');
+  assert.equal(store.query.node('a')?.serfHealth?.output, 'Agent alive and reachable');
   await store.close();
 });
 
@@ -177,7 +178,7 @@ test('a snapshot of a released node: one change, every instance passing again, c
   store.query.onChange((c) => changes.push(c.index));
   await store.replaceNode(nodeReg('a'), structuredClone(services));
   assert.equal(changes.length, 1);
-  assert.equal(store.query.node('a')?.serfHealth.status, 'passing');
+  assert.equal(store.query.node('a')?.serfHealth?.status, 'passing');
   ['web', 'db'].forEach((n, i) => {
     const view = store.query.instances(n)[0]!;
     assert.equal(view.status, 'passing');
@@ -250,22 +251,41 @@ test('several checks get numbered CheckIDs and worst status wins', async () => {
   assert.equal(inst.status, 'warning');
 });
 
-test('check views carry the service and their own indexes: the default check and declared ones', async () => {
+test('check views carry the service, their own indexes and Notes/Interval/Timeout when registered: the default check and declared ones', async () => {
   const store = clockStore();
   const tags = ['blue'];
   await store.replaceNode(nodeReg('a'), [instance({ id: 'a:db:5432', name: 'db', tags })]);
   const created = store.query.index;
+  const ttl = { id: 'ttl', name: 'TTL', type: 'ttl', status: 'warning' as const, output: 'slow', checkId: 'web-ttl', notes: 'reports itself', interval: '10s', timeout: '2s' };
   await store.replaceNode(nodeReg('a'), [
     instance({ id: 'a:db:5432', name: 'db', tags }),
-    instance({ id: 'a:web:80', name: 'web', checks: [{ id: 'http', name: 'HTTP', type: 'http', status: 'critical', output: 'refused' }] }),
+    instance({ id: 'a:web:80', name: 'web', checks: [{ id: 'http', name: 'HTTP', type: 'http', status: 'critical', output: 'refused' }, ttl] }),
   ]);
   const service = { serviceTags: [], createIndex: store.query.index };
+  const none = { notes: '', interval: '', timeout: '' };
   assert.deepEqual(store.query.instances('db')[0]!.checks, [
-    { checkId: 'service:a:db:5432', name: "Service 'db' check", type: '', status: 'passing', output: '', serviceId: 'a:db:5432', serviceName: 'db', serviceTags: tags, createIndex: created, modifyIndex: created },
+    { checkId: 'service:a:db:5432', name: "Service 'db' check", type: '', status: 'passing', output: '', ...none, serviceId: 'a:db:5432', serviceName: 'db', serviceTags: tags, createIndex: created, modifyIndex: created },
   ]);
   assert.deepEqual(store.query.instances('web')[0]!.checks, [
-    { checkId: 'service:a:web:80', name: 'HTTP', type: 'http', status: 'critical', output: 'refused', serviceId: 'a:web:80', serviceName: 'web', ...service, modifyIndex: store.query.index },
+    { checkId: 'service:a:web:80:http', name: 'HTTP', type: 'http', status: 'critical', output: 'refused', ...none, serviceId: 'a:web:80', serviceName: 'web', ...service, modifyIndex: store.query.index },
+    { checkId: 'web-ttl', name: 'TTL', type: 'ttl', status: 'warning', output: 'slow', notes: 'reports itself', interval: '10s', timeout: '2s', serviceId: 'a:web:80', serviceName: 'web', ...service, modifyIndex: store.query.index },
   ]);
+});
+
+test('node checks: listed after serfHealth in CheckID order, worst wins for every instance of the node, a critical `_node_maintenance` takes them out of DNS at once', async () => {
+  const store = clockStore();
+  await store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db' })]);
+  assert.equal(dnsView(store.query).servable('web').length, 1);
+  const maintenance = { id: '_node_maintenance', checkId: '_node_maintenance', name: 'Node Maintenance Mode', type: 'maintenance', status: 'critical' as const, output: '', notes: 'reboot' };
+  await store.replaceNode({ ...nodeReg('a'), checks: [maintenance] }, [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db' })]);
+  const node = store.query.node('a')!;
+  assert.deepEqual(node.checks.map((c) => [c.checkId, c.status, c.notes, c.serviceId]), [['_node_maintenance', 'critical', 'reboot', ''], ['serfHealth', 'passing', '', '']]);
+  assert.equal(node.status, 'critical');
+  assert.deepEqual(['web', 'db'].map((n) => store.query.instances(n)[0]!.status), ['critical', 'critical']);
+  assert.deepEqual([dnsView(store.query).servable('web'), dnsView(store.query).servable('db')], [[], []]);
+  await store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:5432', name: 'db' })]);
+  assert.equal(store.query.instances('web')[0]!.status, 'passing');
+  assert.equal(dnsView(store.query).servable('db').length, 1);
 });
 
 test('removing a node removes its services and notifies listeners once', async () => {

@@ -150,6 +150,18 @@ test('a burst of changes in one turn is one push with the last data', async (t) 
   assert.equal(entry.instances.length, 21);
 });
 
+test('an instance\'s Weights travel to the agent-local DNS, and its status only while warning (what the SRV weight reads)', async (t) => {
+  const s = store(t);
+  const weights = { passing: 10, warning: 3 };
+  const warning = { id: 'hc', name: 'hc', type: 'http', status: 'warning' as const, output: '' };
+  await s.replaceNode(nodeReg('a'), [web('a:web:80', { weights }), web('a:web:81', { weights, checks: [warning] }), web('a:web:82')]);
+  const hub = await hubOver(t, s.query);
+  const a = session(hub);
+  a.watcher.watch([svc('web')]);
+  const [entry] = a.entries() as { instances: { service: Record<string, unknown>; status?: string }[] }[];
+  assert.deepEqual(entry!.instances.map((i) => [i.service.id, i.service.weights, i.status]), [['a:web:80', weights, undefined], ['a:web:81', weights, 'warning'], ['a:web:82', undefined, undefined]]);
+});
+
 test('a change that leaves the payload as it was (a field DNS does not answer) is built but not pushed', async (t) => {
   const s = store(t);
   await s.replaceNode(nodeReg('a'), [web('a:web:80', { image: 'v1' })]);

@@ -103,6 +103,15 @@ test('a snapshot deletes the services it lacks and puts a node record that chang
   assert.deepEqual(kinds(engine), ['putNode'], 'the engine ID is part of the node record');
 });
 
+test('a delta carrying the node writes putNode first only when the registration changed', () => {
+  const current = records({ services: [stored(web(), 20)] });
+  assert.deepEqual(deltaOps(current, [], [], structuredClone(nodeReg('a'))), []);
+  const drained = { ...nodeReg('a'), checks: [{ ...check('_node_maintenance', 'critical'), notes: 'reboot' }] };
+  const ops = deltaOps(current, [db()], [], drained);
+  assert.deepEqual(kinds(ops), ['putNode', 'putService a:db:5432']);
+  assert.deepEqual(ops[0], { op: 'putNode', record: drained });
+});
+
 test('a delta writes only real changes: an unknown ID removed and an identical instance re-sent write nothing', () => {
   const current = records({ services: [stored(web(), 12)] });
   assert.deepEqual(deltaOps(current, [structuredClone(web())], ['a:nope:1']), []);

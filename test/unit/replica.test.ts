@@ -271,8 +271,8 @@ test('createIndex stays across updates of the instance and of its node', () => {
   const view = r.instances('web')[0]!;
   assert.deepEqual([view.createIndex, view.modifyIndex], [10, 11]);
   assert.deepEqual([view.node.createIndex, view.node.modifyIndex], [10, 12]);
-  assert.deepEqual([view.node.serfHealth.createIndex, view.node.serfHealth.modifyIndex], [10, 13]);
-  assert.equal(view.node.serfHealth.output, 'Agent connection closed');
+  assert.deepEqual([view.node.serfHealth?.createIndex, view.node.serfHealth?.modifyIndex], [10, 13]);
+  assert.equal(view.node.serfHealth?.output, 'Agent connection closed');
   assert.equal(view.status, 'critical');
 });
 
@@ -341,7 +341,7 @@ test('a replica filled by one reset serves the same instance and node indexes as
   );
   const indexes = (r: Replica) => {
     const i = r.instances('web')[0]!;
-    return { instance: [i.createIndex, i.modifyIndex], checks: i.checks.map((c) => [c.createIndex, c.modifyIndex]), node: [i.node.createIndex, i.node.modifyIndex, i.node.serfHealth.modifyIndex] };
+    return { instance: [i.createIndex, i.modifyIndex], checks: i.checks.map((c) => [c.createIndex, c.modifyIndex]), node: [i.node.createIndex, i.node.modifyIndex, i.node.serfHealth?.modifyIndex] };
   };
   assert.deepEqual(indexes(late), indexes(followed));
   assert.deepEqual(indexes(late), { instance: [11, 11], checks: [[11, 12]], node: [11, 13, 11] });

@@ -55,9 +55,9 @@ function hostRow(r) {
     el('span', 'mono', r.address),
     el('span', 'muted', r.version),
     el('span', 'num', String(r.services)),
-    el('span', '', r.connected ? badge('passing', 'connected') : badge('critical', 'disconnected')),
-    // A connected agent heartbeats, so it was seen just now; the stamp dates the last change.
-    el('span', 'muted', r.connected ? 'now' : ago(r.lastSeen)),
+    el('span', '', r.external ? badge('external') : r.connected ? badge('passing', 'connected') : badge('critical', 'disconnected')),
+    // A connected agent heartbeats, so it was seen just now; the stamp dates the last change. An external node has no agent.
+    el('span', 'muted', r.external ? '' : r.connected ? 'now' : ago(r.lastSeen)),
   );
 }
 
@@ -68,7 +68,7 @@ function serviceHeader(r) {
 }
 
 function instanceRow(r) {
-  const checks = r.checks.map((c) => `${c.Name}: ${c.Status}${c.Output ? ` — ${c.Output}` : ''}`);
+  const checks = r.checks.map((c) => `${c.Name}: ${c.Status}${c.Notes ? ` (${c.Notes})` : ''}${c.Output ? ` — ${c.Output}` : ''}`);
   return listItem(
     'instance',
     { id: r.id },

@@ -74,10 +74,11 @@ export function hostRows(catalog, matches, withShown) {
       address: node.Address,
       version: node.Meta['portolan-agent-version'] ?? '',
       connected: node.Connected,
+      external: node.External === true,
       lastSeen: node.LastSeen,
       services: counts.get(name) ?? 0,
     };
-    const state = row.connected ? 'connected' : 'disconnected';
+    const state = row.external ? 'external' : row.connected ? 'connected' : 'disconnected';
     if (withShown.has(name) || matches(`${name} ${row.address} ${row.version} ${state}`.toLowerCase())) rows.push(row);
   }
   return rows;
@@ -114,7 +115,8 @@ function instanceRow(entry, nodes) {
     rowOf.set(entry, row);
   }
   // The node's live state, not the entry's serfHealth copy: a connection change does not resend entries.
-  const health = worst([row.ownHealth, nodes.get(row.node)?.Connected === false ? 'critical' : 'passing']);
+  const node = nodes.get(row.node);
+  const health = worst([row.ownHealth, node?.Connected === false && !node.External ? 'critical' : 'passing']);
   if (health !== row.health) {
     row.health = health;
     row.text = `${row.baseText} ${health}`;
