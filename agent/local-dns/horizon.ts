@@ -60,6 +60,6 @@ export class SplitHorizon implements Horizon {
     if (!own?.container || !own.containerId) return i;
     const address = this.#networks.addressOn(own.containerId, networks);
     if (address === undefined) return i;
-    return { node: i.node, service: { ...i.service, address, port: own.container.port } };
+    return { ...i, service: { ...i.service, address, port: own.container.port } };
   }
 }
