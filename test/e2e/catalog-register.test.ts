@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
+import Consul from 'consul';
 import { runCli, type CliProcess } from './support/cli.js';
 import { dig } from '../support/dig.js';
 import { EtcdCluster } from '../support/etcd-cluster.js';
@@ -96,6 +97,15 @@ describe('catalog register/deregister on the memory store', () => {
     assert.deepEqual(await put(gated, '/v1/catalog/register', RDS), { status: 403, body: 'Permission denied' });
     assert.deepEqual(await put(gated, '/v1/catalog/register', RDS, { 'X-Consul-Token': TOKEN }), { status: 200, body: 'true' });
     assert.deepEqual(await put(gated, '/v1/catalog/deregister', { Node: 'rds' }, { Authorization: `Bearer ${TOKEN}` }), { status: 200, body: 'true' });
+
+    // The npm consul client, as applications call it.
+    const consul = new Consul({ host: '127.0.0.1', port: Number(new URL(gated.base).port), defaults: { token: TOKEN } });
+    await consul.catalog.register({ node: 'saas', address: 'api.example.com', service: { id: 'billing-1', service: 'billing', port: 443, tags: ['https'] }, check: { name: 'billing up', status: 'warning', serviceid: 'billing-1' } });
+    const [billing] = (await consul.health.service('billing')) as { Node: { Node: string }; Service: { ID: string; Port: number }; Checks: { CheckID: string; Status: string }[] }[];
+    assert.deepEqual([billing!.Node.Node, billing!.Service.ID, billing!.Service.Port, billing!.Checks.map((c) => [c.CheckID, c.Status])], ['saas', 'billing-1', 443, [['billing up', 'warning']]]);
+    await consul.catalog.deregister({ node: 'saas', serviceid: 'billing-1' });
+    assert.deepEqual(await consul.health.service('billing'), []);
+    await consul.catalog.deregister('saas');
 
     const badInput: Array<[string, unknown, RegExp]> = [
       ['invalid JSON', '{"Node":', /^Request decode failed: /],

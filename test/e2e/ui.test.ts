@@ -6,6 +6,7 @@ import Fastify from 'fastify';
 import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import { registerConsulApi } from '../../aggregator/http/consul-api.js';
 import { registerUi } from '../../aggregator/ui/register.js';
+import { deregisterChange, parseRegistration, registerChange } from '../../aggregator/http/external-nodes.js';
 import { VERSION } from '../../shared/version.js';
 import { instance, nodeReg } from '../support/services.js';
 import { TEST_IMAGE, testbedSkipReason, useTestbed } from '../testbed/index.js';
@@ -166,6 +167,23 @@ describe('web UI with 500 hosts and 5,000 services', { skip: noBrowser }, () => 
     await mkdir(artifacts, { recursive: true });
     await page.screenshot({ path: `${artifacts}ui-load.png` });
     assert.deepEqual(browser.errors, []);
+  });
+
+  it('marks an external node (catalog/register) with an "external" badge, its instances as their checks say', async () => {
+    const { page } = browser;
+    const reg = parseRegistration({ Node: 'rds', Address: '10.9.9.9', Service: { Service: 'postgres', Port: 5432 }, Check: { Name: 'alive', Status: 'passing', ServiceID: 'postgres' } });
+    await store.writeExternal('rds', registerChange(reg));
+    // Past 500 host rows: filtered into view (the lists render only the visible rows).
+    await page.locator('#search').fill('rds');
+    const row = page.locator('#hosts [data-node="rds"]');
+    await row.waitFor({ timeout: 2000 });
+    assert.equal(await row.locator('.badge').innerText(), 'external');
+    const instance = page.locator('#services [data-id="postgres"]');
+    await instance.waitFor({ timeout: 2000 });
+    assert.equal(await instance.locator('.badge').innerText(), 'passing', 'not critical for want of an agent connection');
+    await store.writeExternal('rds', deregisterChange({ node: 'rds', datacenter: undefined, serviceId: undefined, checkId: undefined }));
+    await row.waitFor({ state: 'detached', timeout: 2000 });
+    await page.locator('#search').fill('');
   });
 });
 
