@@ -271,6 +271,9 @@ export class AgentLink {
       }
       case 'delta':
         if (!session.live) return this.#refuse(session, CloseCode.invalidMessage, 'delta before snapshot');
+        if (m.node && m.node.name !== session.hello.node) {
+          return this.#refuse(session, CloseCode.wrongNode, `delta for node ${m.node.name} on a connection for ${session.hello.node}`);
+        }
         return this.#onPart(session, m, frame.length);
       case 'goodbye':
         this.#log.info({ node: session.hello.node }, 'agent said goodbye; node leaves the catalog');

@@ -117,6 +117,13 @@ test('bad input closes only that connection, with a code and a reason', async (t
   other.send(snapshot('good', []));
   const closed = await other.closed;
   assert.equal(closed.code, CloseCode.wrongNode);
+  const impostor = await connect(url);
+  impostor.send(hello('y'));
+  impostor.send(snapshot('y', []));
+  impostor.send({ type: 'delta', node: { name: 'good', address: '10.0.0.66', meta: {} }, upsert: [], remove: [] });
+  const refused = await impostor.closed;
+  assert.deepEqual([refused.code, refused.reason], [CloseCode.wrongNode, 'delta for node good on a connection for y']);
+  assert.equal(store.query.node('good')?.address === '10.0.0.66', false, 'the other node is not rewritten');
 
   const big = await connect(url);
   big.send('x'.repeat(100 * 1024));
