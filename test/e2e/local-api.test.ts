@@ -95,9 +95,12 @@ describe('the agent\'s local Consul API (--local-api, --data-dir): registrations
   });
 
   it('the npm consul package registers, passes and reads the catalog through the local API (reads forwarded to the aggregator), then deregisters', async () => {
-    const out = await nodeConsul(a(), `
+    await nodeConsul(a(), `
       await consul.agent.service.register({ name: 'nodeapp', id: 'nodeapp-1', port: 9200, check: { ttl: '30s', notes: 'heartbeat' } });
-      await consul.agent.check.pass({ id: 'service:nodeapp-1', note: 'up' });
+      await consul.agent.check.pass({ id: 'service:nodeapp-1', note: 'up' });`);
+    // The agent sends what it was told within a few ms, as a Consul agent syncs it: not before its answer.
+    await until('nodeapp passing in the catalog', async () => (await health('nodeapp', '?passing')).length === 1);
+    const out = await nodeConsul(a(), `
       const seen = await consul.health.service({ service: 'nodeapp', passing: true });
       const self = await consul.agent.self();
       console.log(JSON.stringify({ nodes: seen.map((e) => e.Node.Node), self: self.Config.NodeName }));`);

@@ -111,17 +111,18 @@ export class HostileProbe {
 
   /**
    * Finishes and asserts the issue's conditions for the whole time the probe ran: DNS p99
-   * under 50 ms with every answer right, every instance still passing, no agent cut, the
+   * under 50 ms (or `dnsP99MaxMs`) with every answer right, every instance still passing, no agent cut, the
    * aggregator alive, and its RSS peak at most `rssGrowthMaxMb` over where it started.
    */
-  async assertHealthy(o: { rssGrowthMaxMb: number; afterMs?: number; diagnostic?: (s: string) => void }): Promise<ProbeReport> {
+  async assertHealthy(o: { rssGrowthMaxMb: number; dnsP99MaxMs?: number; afterMs?: number; diagnostic?: (s: string) => void }): Promise<ProbeReport> {
     const r = await this.finish(o.afterMs);
     o.diagnostic?.(describeReport(r));
     const agg = this.target.aggregator.child;
     assert.ok(agg.exitCode === null && agg.signalCode === null, 'the aggregator is still running');
     assert.deepEqual(r.cuts, [], 'no agent was cut');
     assert.deepEqual(r.dns.bad, [], 'every DNS answer was NOERROR with an A record');
-    assert.ok(r.dnsP99Ms < DNS_P99_MAX_MS, `DNS p99 ${r.dnsP99Ms} ms < ${DNS_P99_MAX_MS} ms (${r.dns.lost} of ${r.dns.sent} unanswered in 1 s)`);
+    const p99Max = o.dnsP99MaxMs ?? DNS_P99_MAX_MS;
+    assert.ok(r.dnsP99Ms < p99Max, `DNS p99 ${r.dnsP99Ms} ms < ${p99Max} ms (${r.dns.lost} of ${r.dns.sent} unanswered in 1 s)`);
     assert.deepEqual(r.http.failures, [], 'every instance stayed in ?passing and every poll was answered');
     const growth = r.rss.maxMb - r.rss.firstMb;
     assert.ok(growth <= o.rssGrowthMaxMb, `aggregator RSS peak ${r.rss.maxMb} MB is ${round(growth)} MB over the ${r.rss.firstMb} MB at the start (bound ${o.rssGrowthMaxMb} MB)`);
