@@ -70,10 +70,13 @@ export class HaCluster {
       ...(options.aggregatorArgs ?? []),
     ];
     let cluster: HaCluster | undefined;
+    const paths: TcpProxyGroup[] = [];
     try {
-      for (let index = 0; index < count; index++) {
+      // Every proxy listens first: one started after a port was picked could be given that port
+      // by the kernel (the proxies bind port 0), and the aggregator then never gets it (seen in CI).
+      for (let index = 0; index < count; index++) paths.push(await TcpProxyGroup.start(etcd.hostPorts));
+      for (const [index, etcdPath] of paths.entries()) {
         const [httpPort, dnsPort] = [await freePort(), await freePort()];
-        const etcdPath = await TcpProxyGroup.start(etcd.hostPorts);
         aggregators.push({ index, httpPort, dnsPort, etcdPath, history: [] });
       }
       cluster = new HaCluster(bed, etcd, aggregators, argsOf, options.agentArgs ?? []);
@@ -85,7 +88,7 @@ export class HaCluster {
     } catch (err) {
       if (cluster) await cluster.stop();
       else {
-        await Promise.all(aggregators.map((a) => a.etcdPath.stop()));
+        await Promise.all(paths.map((p) => p.stop()));
         await etcd.stop();
       }
       throw err;
