@@ -60,3 +60,42 @@ export function agentSelfJson(f: SelfFields) {
     Meta: {},
   };
 }
+
+/** A check as Consul's structs.HealthCheck carries it (the aggregator's CheckView has these fields). */
+export interface HealthCheckFields {
+  checkId: string;
+  name: string;
+  status: string;
+  notes: string;
+  output: string;
+  serviceId: string;
+  serviceName: string;
+  serviceTags: readonly string[];
+  type: string;
+  interval: string;
+  timeout: string;
+  createIndex: number;
+  modifyIndex: number;
+}
+
+/** structs.HealthCheck: the aggregator's health endpoints and the agent's /v1/agent/checks. */
+export function healthCheckJson(check: HealthCheckFields, nodeName: string) {
+  return {
+    Node: nodeName,
+    CheckID: check.checkId,
+    Name: check.name,
+    Status: check.status,
+    Notes: check.notes,
+    Output: check.output,
+    ServiceID: check.serviceId,
+    ServiceName: check.serviceName,
+    ServiceTags: [...check.serviceTags],
+    Type: check.type,
+    Interval: check.interval,
+    Timeout: check.timeout,
+    ExposedPort: 0,
+    Definition: {},
+    CreateIndex: check.createIndex,
+    ModifyIndex: check.modifyIndex,
+  };
+}

@@ -1,4 +1,5 @@
 import { serviceCheckId } from '../../shared/check-ids.js';
+import { healthCheckJson } from '../../shared/consul-shapes.js';
 import type { ServiceCheck, ServiceInstance } from '../../shared/model.js';
 
 /**
@@ -38,22 +39,21 @@ export function agentChecksJson(node: string, services: Iterable<ServiceInstance
 }
 
 function checkJson(node: string, checkId: string, c: ServiceCheck, s: ServiceInstance | undefined) {
-  return {
-    Node: node,
-    CheckID: checkId,
-    Name: c.name,
-    Status: c.status,
-    Notes: c.notes ?? '',
-    Output: c.output,
-    ServiceID: s?.id ?? '',
-    ServiceName: s?.name ?? '',
-    ServiceTags: s ? [...s.tags] : [],
-    Type: c.type,
-    Interval: c.interval ?? '',
-    Timeout: c.timeout ?? '',
-    ExposedPort: 0,
-    Definition: {},
-    CreateIndex: 0,
-    ModifyIndex: 0,
+  const fields = {
+    checkId,
+    name: c.name,
+    status: c.status,
+    notes: c.notes ?? '',
+    output: c.output,
+    serviceId: s?.id ?? '',
+    serviceName: s?.name ?? '',
+    serviceTags: s?.tags ?? [],
+    type: c.type,
+    interval: c.interval ?? '',
+    timeout: c.timeout ?? '',
+    // The local agent's own state has no catalog indexes, as Consul's /v1/agent/checks.
+    createIndex: 0,
+    modifyIndex: 0,
   };
+  return healthCheckJson(fields, node);
 }

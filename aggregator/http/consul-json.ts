@@ -9,7 +9,7 @@ import type { Endpoint } from '../../shared/model.js';
  */
 
 export { nodeId } from '../../shared/consul-shapes.js';
-import { nodeId } from '../../shared/consul-shapes.js';
+import { healthCheckJson, nodeId } from '../../shared/consul-shapes.js';
 
 export function sortedRecord<V>(entries: Iterable<readonly [string, V]>): Record<string, V> {
   const out: Record<string, V> = {};
@@ -134,24 +134,7 @@ export function nodeServiceJson(inst: InstanceView) {
 
 /** structs.HealthCheck. */
 export function checkJson(check: CheckView, nodeName: string) {
-  return {
-    Node: nodeName,
-    CheckID: check.checkId,
-    Name: check.name,
-    Status: check.status,
-    Notes: check.notes,
-    Output: check.output,
-    ServiceID: check.serviceId,
-    ServiceName: check.serviceName,
-    ServiceTags: [...check.serviceTags],
-    Type: check.type,
-    Interval: check.interval,
-    Timeout: check.timeout,
-    ExposedPort: 0,
-    Definition: {},
-    CreateIndex: check.createIndex,
-    ModifyIndex: check.modifyIndex,
-  };
+  return healthCheckJson(check, nodeName);
 }
 
 /** Node checks first, then the service's own, as Consul's state store returns them. */
