@@ -63,14 +63,23 @@ export const ServiceInstance = z.object({
   name: text(1, 63),
   tags: z.array(text(0, 255)).check(z.maxLength(64)),
   meta: z.record(text(0, 128), text(0, 512)),
-  /** Address and port clients should use, chosen by the agent's mode (external or internal). */
+  /** Address and port clients should use, chosen by the agent's advertise rule (host or container side). */
   address: text(1, 255),
   port,
+  /**
+   * The chosen side's IPv6 address at the same `port`, when it has one besides an IPv4 `address`
+   * (a port published on `::`, a container's IPv6 on its network): DNS answers it as AAAA.
+   */
+  address6: z.optional(text(1, 255)),
   protocol: z.enum(['tcp', 'udp']),
   /** Host IP + published port (Consul "wan"), when the port is published. */
   host: z.optional(Endpoint),
   /** Container IP + container port (Consul "lan"), when the container has an IP. */
   container: z.optional(Endpoint),
+  /** Host IPv6 + published port (Consul "wan_ipv6"), when the port is published on `::` and the host has one. */
+  host6: z.optional(Endpoint),
+  /** Container IPv6 + container port (Consul "lan_ipv6"), when the container has one on its advertised network. */
+  container6: z.optional(Endpoint),
   containerId: text(0, 128),
   containerName: text(0, 256),
   image: text(0, 512),
@@ -89,6 +98,8 @@ export type ServiceInstance = z.infer<typeof ServiceInstance>;
 export const NodeInfo = z.object({
   name: text(1, 253),
   address: text(1, 255),
+  /** The host's global IPv6 address besides an IPv4 `address` (`--ip6` or detected): AAAA, `lan_ipv6`/`wan_ipv6`. */
+  address6: z.optional(text(1, 255)),
   meta: z.record(text(0, 128), text(0, 512)),
   /** Node-level checks besides the aggregator's own serfHealth: `_node_maintenance` while the host is drained. */
   checks: z.optional(z.array(ServiceCheck).check(z.maxLength(16))),

@@ -124,6 +124,8 @@ export type Welcome = z.infer<typeof Welcome>;
 export const DnsNode = z.object({
   name: text(1, 253),
   address: text(1, 255),
+  /** NodeInfo.address6: AAAA besides an IPv4 `address`. */
+  address6: z.optional(text(1, 255)),
   meta: z.record(text(0, 128), text(0, 512)),
 });
 export type DnsNode = z.infer<typeof DnsNode>;
@@ -134,6 +136,8 @@ export const DnsInstance = z.object({
   service: z.object({
     id: text(1, 512),
     address: text(1, 255),
+    /** ServiceInstance.address6: AAAA besides an IPv4 `address`, at the same port. */
+    address6: z.optional(text(1, 255)),
     port: z.int().check(z.minimum(0), z.maximum(65535)),
     tags: z.array(text(0, 255)).check(z.maxLength(64)),
     meta: z.record(text(0, 128), text(0, 512)),
