@@ -15,6 +15,7 @@ import { CheckRunner } from './checks/runner.js';
 import type { AgentMetrics, AgentMetricsSources } from './metrics.js';
 import { loadDockerode } from './docker-client.js';
 import { dockerEndpoint } from './docker-endpoint.js';
+import { DockerNetworks } from './docker-networks.js';
 import { DockerWatcher } from './docker-watcher.js';
 import { chooseHostIp, detectDefaultRouteIPv4, type HostIp } from './host-ip.js';
 import { emptyRecord, nextRecord, type ContainerRecord, type ContainerUpdate, type LifecycleOptions, type UpdateCause } from './lifecycle.js';
@@ -57,7 +58,9 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const DockerClient = await loadDockerode();
   const docker = new DockerClient(endpoint.options);
 
-  const lifecycleOptions = (): LifecycleOptions => ({ ...options, hostIp: hostIp?.address ?? '' });
+  /** A network appearing or going may change what a container's ports are advertised at. */
+  const networks = new DockerNetworks(docker, () => remapAll());
+  const lifecycleOptions = (): LifecycleOptions => ({ ...options, hostIp: hostIp?.address ?? '', networks: networks.facts });
 
   const dns: LocalParts | undefined = options.localDns ? await localParts(options.node, (): Uplink => uplink) : undefined;
   const ownNode = (): DnsNode => ({ name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: { ...engine.meta, 'portolan-agent-version': VERSION } });
@@ -113,9 +116,12 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     if (chosen?.address === hostIp?.address) return;
     hostIp = chosen;
     logHostIp(log, hostIp);
-    for (const [id, record] of records) apply({ id, cause: 'remap', inspect: record.inspect });
+    remapAll();
     onRegistryChange();
   };
+  function remapAll(): void {
+    for (const [id, record] of records) apply({ id, cause: 'remap', inspect: record.inspect });
+  }
 
   /** The node as registered: with the local API's node checks (`_node_maintenance`) when there are any. */
   const nodeInfo = (): NodeInfo => {
@@ -178,6 +184,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     logger,
     resyncSeconds: options.resyncSeconds,
     tracked: () => records.keys(),
+    networks,
     onUpdate: apply,
     onEarly,
     // A snapshot taken before the first listing would be empty: the aggregator would drop the

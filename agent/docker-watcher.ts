@@ -20,6 +20,8 @@ export interface WatcherOptions {
    * container until it has stopped, which would delay the withdrawal by the stop itself.
    */
   onEarly?: (id: string, cause: UpdateCause, signal?: string) => void;
+  /** The engine's networks: re-listed before every container re-list and when an event names an unknown one. */
+  networks?: { refresh(): Promise<void>; has(id: string): boolean };
   /** Called after each complete re-list has been delivered. */
   onSynced?: () => void;
   retryMinMs?: number;
@@ -83,6 +85,7 @@ export class DockerWatcher {
 
   /** Re-lists every container and re-inspects the ones that matter. */
   async resync(): Promise<void> {
+    await this.#o.networks?.refresh();
     const listed = await this.#o.docker.listContainers({ all: true });
     const present = new Set(listed.map((c) => c.Id));
     const tracked = new Set(this.#o.tracked());
@@ -96,16 +99,34 @@ export class DockerWatcher {
   }
 
   #onEvent(event: DockerEvent): void {
+    if (event.Type === 'network') this.#onNetworkEvent(event);
     const target = eventTarget(event);
     if (!target) return;
     if (!this.#queue.busy(target.id)) this.#o.onEarly?.(target.id, target.cause, target.signal);
-    void this.#enqueue(target.id, target.cause, target.signal);
+    void this.#enqueue(target.id, target.cause, target.signal, target.network);
   }
 
-  #enqueue(id: string, cause: UpdateCause, signal?: string): Promise<void> {
+  /**
+   * A network created or removed is re-listed at once; one a container connects to but that is
+   * not known yet (a swarm overlay reaching this worker) before that container is inspected.
+   */
+  #onNetworkEvent(e: DockerEvent): void {
+    const networks = this.#o.networks;
+    const action = e.Action ?? '';
+    if (!networks || !e.Actor?.ID) return;
+    if (action === 'create' || action === 'destroy' || action === 'remove') void networks.refresh().catch((err) => this.#networksFailed(err));
+  }
+
+  #networksFailed(err: unknown): void {
+    this.#log.warn({ err: errText(err) }, 'could not list Docker networks');
+  }
+
+  #enqueue(id: string, cause: UpdateCause, signal?: string, network?: string): Promise<void> {
     return this.#queue.add(
       id,
       async () => {
+        const networks = this.#o.networks;
+        if (networks && network !== undefined && !networks.has(network)) await networks.refresh().catch((err) => this.#networksFailed(err));
         const inspect = await inspectOrNull(this.#o.docker, id);
         if (!this.#events.stopped) this.#o.onUpdate({ id, cause, ...(signal === undefined ? {} : { signal }), inspect });
       },
@@ -120,7 +141,7 @@ export class DockerWatcher {
 }
 
 /** Which container an event is about, and why; undefined for events the agent ignores. */
-export function eventTarget(e: DockerEvent): { id: string; cause: UpdateCause; signal?: string } | undefined {
+export function eventTarget(e: DockerEvent): { id: string; cause: UpdateCause; signal?: string; network?: string } | undefined {
   const action = (e.Action ?? '').split(':')[0]?.trim() ?? '';
   if (e.Type === 'container' && containerActions.has(action) && e.Actor?.ID) {
     const signal = action === 'kill' ? e.Actor.Attributes?.signal : undefined;
@@ -128,7 +149,7 @@ export function eventTarget(e: DockerEvent): { id: string; cause: UpdateCause; s
   }
   const container = e.Actor?.Attributes?.container;
   if (e.Type === 'network' && (action === 'connect' || action === 'disconnect') && container) {
-    return { id: container, cause: action };
+    return { id: container, cause: action, ...(e.Actor?.ID ? { network: e.Actor.ID } : {}) };
   }
   return undefined;
 }

@@ -5,7 +5,7 @@
  */
 
 /** Keys with a meaning of their own; every other key becomes service meta. */
-const reserved = new Set(['name', 'tags', 'id', 'ignore', 'network', 'ports']);
+const reserved = new Set(['name', 'tags', 'id', 'ignore', 'network', 'ports', 'advertise']);
 
 export interface ContainerMetadata {
   generic: ReadonlyMap<string, string>;
@@ -21,6 +21,8 @@ export interface PortMetadata {
   tags: string[];
   id?: string;
   ignore: boolean;
+  /** SERVICE_[<port>_]ADVERTISE: `host`, `container` or `auto`; any other value counts as unset. */
+  advertise?: 'auto' | 'host' | 'container';
   /** Lower-cased keys, CHECK_* included (for health checks). */
   meta: Record<string, string>;
 }
@@ -61,8 +63,17 @@ export function portMetadata(md: ContainerMetadata, port: number): PortMetadata 
     tags: tags === undefined ? [] : splitTags(tags),
     id: nonEmpty(merged.get('id')),
     ignore: (merged.get('ignore') ?? '') !== '',
+    ...advertiseKey(specific.get('advertise'), md.generic.get('advertise')),
     meta,
   };
+}
+
+const ADVERTISE_VALUES = new Set(['auto', 'host', 'container']);
+
+/** The first valid of the port's key and the container's: a misspelt value counts as unset. */
+function advertiseKey(...values: Array<string | undefined>): Pick<PortMetadata, 'advertise'> {
+  const v = values.map((x) => x?.trim().toLowerCase()).find((x) => x !== undefined && ADVERTISE_VALUES.has(x));
+  return v === undefined ? {} : { advertise: v as NonNullable<PortMetadata['advertise']> };
 }
 
 /** A container-level key (SERVICE_NETWORK, SERVICE_PORTS): never port-specific. */

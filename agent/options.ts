@@ -1,5 +1,6 @@
 import type { BlockList } from 'node:net';
 import { hostname } from 'node:os';
+import type { Advertise } from './mapper.js';
 
 /** Everything `portolan agent` can be told; the CLI maps flags and env vars onto this. */
 export interface AgentOptions {
@@ -13,9 +14,9 @@ export interface AgentOptions {
   /** Host IP to advertise; detected when absent (see host-ip.ts). */
   ip?: string;
   node: string;
-  /** Register container IP + container port instead of host IP + published port. */
-  internal: boolean;
-  /** Network whose container IP is used when a container sits on several. */
+  /** Which side of a port is registered (mapper.ts placements): host, container, or auto (host when published). */
+  advertise: Advertise;
+  /** Network whose container IP is used when a container sits on several (SERVICE_NETWORK overrides it). */
   network?: string;
   /** Only register ports that carry SERVICE_NAME / SERVICE_<port>_NAME. */
   explicit: boolean;
@@ -55,7 +56,7 @@ export interface AgentOptions {
 
 export const agentDefaults = {
   node: hostname(),
-  internal: false,
+  advertise: 'auto',
   explicit: false,
   tags: [] as string[],
   resyncSeconds: 0,

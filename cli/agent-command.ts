@@ -8,8 +8,9 @@ export const agentFlags: FlagSpec[] = [
   { name: 'docker', kind: 'string', env: 'PORTOLAN_DOCKER', help: 'Docker endpoint, unix:///path or tcp://host:port (default: DOCKER_HOST, else unix:///var/run/docker.sock)' },
   { name: 'ip', kind: 'string', env: 'PORTOLAN_IP', aliases: ['ip'], help: 'host IP to advertise (default: detected)' },
   { name: 'node', kind: 'string', env: 'PORTOLAN_NODE', default: agentDefaults.node, help: 'node name of this host in the catalog' },
-  { name: 'internal', kind: 'boolean', env: 'PORTOLAN_INTERNAL', default: 'false', aliases: ['internal'], help: 'register container IP + container port instead of host IP + published port' },
-  { name: 'network', kind: 'string', env: 'PORTOLAN_NETWORK', help: 'with --internal: the Docker network whose container IP is used' },
+  { name: 'advertise', kind: 'string', env: 'PORTOLAN_ADVERTISE', choices: ['auto', 'host', 'container'], help: 'what a port is registered at: host (host IP + published port), container (container IP + container port), auto (published: host; else container, when its network reaches other hosts: swarm overlay, macvlan, ipvlan, routed bridge) (default: auto)' },
+  { name: 'internal', kind: 'boolean', env: 'PORTOLAN_INTERNAL', default: 'false', aliases: ['internal'], help: "registrator's name for --advertise container" },
+  { name: 'network', kind: 'string', env: 'PORTOLAN_NETWORK', help: 'the Docker network whose container IP is used when a container sits on several (SERVICE_NETWORK overrides)' },
   { name: 'explicit', kind: 'boolean', env: 'PORTOLAN_EXPLICIT', default: 'false', aliases: ['explicit'], help: 'only register ports with SERVICE_NAME or SERVICE_<port>_NAME' },
   { name: 'tags', kind: 'list', env: 'PORTOLAN_TAGS', aliases: ['tags'], help: 'tags added to every service' },
   { name: 'use-ip-from-label', kind: 'string', env: 'PORTOLAN_USE_IP_FROM_LABEL', aliases: ['useIpFromLabel'], help: 'container label whose value is the IP to register' },
@@ -47,7 +48,7 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     docker: v.docker as string | undefined,
     ip: v.ip as string | undefined,
     node: v.node as string,
-    internal: v.internal as boolean,
+    advertise: advertiseMode(v),
     network: v.network as string | undefined,
     explicit: v.explicit as boolean,
     tags: (v.tags as string[] | undefined) ?? [],
@@ -67,6 +68,14 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     localApi: v['local-api'] === undefined ? undefined : parseHostPort('local-api', v['local-api'] as string),
     dataDir: v['data-dir'] as string | undefined,
   };
+}
+
+/** --advertise, or `container` for registrator's --internal; the two must not disagree. */
+function advertiseMode(v: Record<string, FlagValue>): AgentOptions['advertise'] {
+  const chosen = v.advertise as AgentOptions['advertise'] | undefined;
+  if (v.internal !== true) return chosen ?? agentDefaults.advertise;
+  if (chosen !== undefined && chosen !== 'container') throw new UsageError(`--internal means --advertise container, but --advertise is ${chosen}`);
+  return 'container';
 }
 
 /** --tls-cert and --tls-key, read; only wss:// carries them. */

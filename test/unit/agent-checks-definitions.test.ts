@@ -14,7 +14,7 @@ function fixture(name: string, env: string[] = [], labels: Record<string, string
   return inspect;
 }
 
-const opts: MapperOptions = { node: 'h1', hostIp: '192.0.2.10', internal: false, explicit: false, tags: [] };
+const opts: MapperOptions = { node: 'h1', hostIp: '192.0.2.10', advertise: 'auto', explicit: false, tags: [] };
 
 function map(inspect: ContainerInspectInfo, over: Partial<MapperOptions> = {}): ServiceInstance[] {
   return mapContainer(inspect, { ...opts, ...over }).map((s) => ServiceInstance.parse(s));
@@ -97,7 +97,7 @@ test('probe target: container IP + port; host-network containers at the register
   assert.ok(hostNet);
   assert.deepEqual(probes(hostNet)[0]?.target, { address: '192.0.2.10', port: 7001 });
 
-  const [internal] = map(fixture('multi-port', ['SERVICE_CHECK_HTTP=health']), { internal: true });
+  const [internal] = map(fixture('multi-port', ['SERVICE_CHECK_HTTP=health']), { advertise: 'container' });
   assert.ok(internal);
   assert.deepEqual(probes(internal)[0]?.target, { address: '172.31.250.2', port: 80 });
   assert.equal(probes(internal)[0]?.path, '/health', 'a path without a leading slash gets one');

@@ -8,7 +8,7 @@ function fixture(name: string): ContainerInspectInfo {
   return JSON.parse(readFileSync(new URL(`../fixtures/docker/${name}.json`, import.meta.url), 'utf8')) as ContainerInspectInfo;
 }
 
-const base: LifecycleOptions = { node: 'h1', hostIp: '192.0.2.10', internal: false, explicit: false, tags: [], deregisterOn: 'stop', deregister: 'always' };
+const base: LifecycleOptions = { node: 'h1', hostIp: '192.0.2.10', advertise: 'auto', explicit: false, tags: [], deregisterOn: 'stop', deregister: 'always' };
 
 function step(prev: ContainerRecord, cause: UpdateCause, inspect: ContainerInspectInfo | null, over: Partial<LifecycleOptions> = {}, signal?: string) {
   return nextRecord(prev, { id: 'c1', cause, inspect, ...(signal ? { signal } : {}) }, { ...base, ...over });

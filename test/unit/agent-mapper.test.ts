@@ -12,7 +12,7 @@ function fixture(name: string): ContainerInspectInfo {
   return JSON.parse(readFileSync(new URL(`../fixtures/docker/${name}.json`, import.meta.url), 'utf8')) as ContainerInspectInfo;
 }
 
-const opts: MapperOptions = { node: 'h1', hostIp: '192.0.2.10', internal: false, explicit: false, tags: [] };
+const opts: MapperOptions = { node: 'h1', hostIp: '192.0.2.10', advertise: 'auto', explicit: false, tags: [] };
 
 function map(name: string, over: Partial<MapperOptions> = {}) {
   const services = mapContainer(fixture(name), { ...opts, ...over });
@@ -102,17 +102,18 @@ test('host network: SERVICE_PORTS, else exposed ports, at the host IP', () => {
     ],
   );
   assert.deepEqual(map('host-net-exposed').map(brief), [{ id: 'h1:host-net-exposed:80', name: 'busybox', address: '192.0.2.10', port: 80 }]);
-  assert.deepEqual(map('host-net-exposed', { internal: true }).map(brief), map('host-net-exposed').map(brief));
+  assert.deepEqual(map('host-net-exposed', { advertise: 'container' }).map(brief), map('host-net-exposed').map(brief));
 });
 
-test('internal mode: container IP and port, network from option, SERVICE_NETWORK, else first by name', () => {
+test('container mode: container IP and port; SERVICE_NETWORK beats --network, which beats first by name', () => {
   const host = { address: '192.0.2.10', port: 8097 };
-  const viaLabel = map('two-networks', { internal: true });
+  const viaLabel = map('two-networks', { advertise: 'container' });
   assert.deepEqual(viaLabel.map((x) => [x.address, x.port, x.host, x.container]), [['172.31.251.2', 80, host, { address: '172.31.251.2', port: 80 }]]);
-  assert.equal(map('two-networks', { internal: true, network: 'net-a' })[0]?.address, '172.31.252.2');
+  assert.equal(map('two-networks', { advertise: 'container', network: 'net-a' })[0]?.address, '172.31.251.2');
   const noEnv = fixture('two-networks');
   noEnv.Config.Env = noEnv.Config.Env.filter((e) => !e.startsWith('SERVICE_NETWORK='));
-  assert.equal(mapContainer(noEnv, { ...opts, internal: true })[0]?.address, '172.31.252.2');
+  assert.equal(mapContainer(noEnv, { ...opts, advertise: 'container' })[0]?.address, '172.31.252.2');
+  assert.equal(mapContainer(noEnv, { ...opts, advertise: 'container', network: 'net-b' })[0]?.address, '172.31.251.2');
   // External mode still carries the container endpoint of the chosen network.
   assert.deepEqual(map('two-networks')[0]?.container, { address: '172.31.251.2', port: 80 });
 });
@@ -120,7 +121,7 @@ test('internal mode: container IP and port, network from option, SERVICE_NETWORK
 test('internal mode registers exposed-only ports; external mode does not', () => {
   assert.deepEqual(map('exposed-only'), []);
   assert.deepEqual(
-    map('exposed-only', { internal: true }).map((x) => [x.name, x.address, x.port, x.host]),
+    map('exposed-only', { advertise: 'container' }).map((x) => [x.name, x.address, x.port, x.host]),
     [
       ['busybox-80', '172.31.250.12', 80, undefined],
       ['busybox-9000', '172.31.250.12', 9000, undefined],
@@ -154,5 +155,5 @@ test('Docker health becomes the docker check; paused is critical', () => {
 
 test('no host IP known yet: nothing external is mapped, internal still is', () => {
   assert.deepEqual(map('multi-port', { hostIp: '' }), []);
-  assert.equal(map('multi-port', { hostIp: '', internal: true }).length, 2);
+  assert.equal(map('multi-port', { hostIp: '', advertise: 'container' }).length, 2);
 });

@@ -141,3 +141,13 @@ test('agent credential flags: --agent-tokens read at start (a bad line is a usag
   assert.throws(() => agent(['--aggregator', 'wss://a:8500', '--tls-cert', pem]), /--tls-cert and --tls-key go together/);
   assert.throws(() => agent(['--aggregator', 'wss://a:8500,ws://b:8500', '--tls-cert', pem, '--tls-key', pem]), /--tls-cert is sent only over wss:\/\/, but --aggregator has ws:\/\/b:8500/);
 });
+
+test("--advertise defaults to auto; registrator's --internal means container and refuses a contradicting --advertise", () => {
+  const parse = (args: string[]) => agentOptions(parseFlags(agentFlags, ['--aggregator', 'ws://10.0.0.1:8500', ...args], {}).values).advertise;
+  assert.equal(parse([]), 'auto');
+  assert.equal(parse(['--advertise', 'host']), 'host');
+  assert.equal(parse(['-internal']), 'container');
+  assert.equal(parse(['--internal', '--advertise', 'container']), 'container');
+  assert.throws(() => parse(['--internal', '--advertise', 'host']), /--internal means --advertise container, but --advertise is host/);
+  assert.throws(() => parse(['--advertise', 'nat']), /--advertise must be one of auto, host, container/);
+});
