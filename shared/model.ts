@@ -6,6 +6,9 @@ import { en } from 'zod/v4/locales';
 // Without a locale zod/mini says only "Invalid input"; close reasons should say what was wrong.
 z.config(en());
 
+/** The longest string any message of the protocol carries (a check's output or notes), in characters. */
+export const MAX_TEXT = 4096;
+
 /** A string of `min`…`max` characters. */
 export const text = (min: number, max: number) => z.string().check(z.minLength(min), z.maxLength(max));
 
@@ -32,14 +35,14 @@ export const ServiceCheck = z.object({
   name: text(0, 256),
   type: text(0, 32),
   status: CheckStatus,
-  output: text(0, 4096),
+  output: text(0, MAX_TEXT),
   /**
    * Consul's CheckID when the check's owner chose it (a check registered through the agent's
    * local API, a maintenance check); absent: derived from the service (shared/check-ids.ts).
    */
   checkId: z.optional(text(1, 256)),
   /** Consul's Notes: what the check is for, as registered (a maintenance check's reason). */
-  notes: z.optional(text(0, 4096)),
+  notes: z.optional(text(0, MAX_TEXT)),
   /** Go durations as registered ("10s"), for Consul's Interval and Timeout; absent for checks without. */
   interval: z.optional(text(0, 32)),
   timeout: z.optional(text(0, 32)),

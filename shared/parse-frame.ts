@@ -1,5 +1,6 @@
 import type { RawData } from 'ws';
 import type * as z from 'zod/mini';
+import { MAX_TEXT } from './model.js';
 import { clipForLog } from './truncate.js';
 
 export type ParsedFrame<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -12,13 +13,22 @@ export type ParsedFrame<T> = { ok: true; value: T } | { ok: false; error: string
 export const MAX_FRAME_DEPTH = 32;
 
 /**
+ * The most bytes one JSON string of a valid message can take: MAX_TEXT characters, each at
+ * most 6 bytes (`\uXXXX`). A longer one (a megabyte key or node name) is refused while the
+ * frame is scanned, before it is parsed: parsing and validating it held the event loop
+ * 15-120 ms a frame.
+ */
+export const MAX_FRAME_STRING_BYTES = MAX_TEXT * 6;
+
+/**
  * One WebSocket frame of the protocol, checked against `schema`. The error is clipped (a key in
  * it can be a megabyte of client input) to fit a log line; a close reason cuts it shorter still.
  */
 export function parseFrame<T>(schema: z.ZodMiniType<T>, data: RawData, isBinary: boolean): ParsedFrame<T> {
   if (isBinary) return { ok: false, error: 'binary frames are not part of the protocol' };
   const bytes = frameBuffer(data);
-  if (!withinDepth(bytes, MAX_FRAME_DEPTH)) return { ok: false, error: `message nested deeper than ${MAX_FRAME_DEPTH} levels` };
+  const shape = shapeError(bytes);
+  if (shape) return { ok: false, error: shape };
   let json: unknown;
   try {
     json = JSON.parse(bytes.toString());
@@ -39,21 +49,26 @@ export function frameBuffer(data: RawData): Buffer {
   return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
 }
 
-/** False when brackets outside strings nest deeper than `max` (the text need not be valid JSON). */
-function withinDepth(bytes: Buffer, max: number): boolean {
+/**
+ * Why the text cannot be a message of the protocol, from its bytes alone (it need not be valid
+ * JSON): brackets outside strings nesting deeper than MAX_FRAME_DEPTH, or a string longer than
+ * MAX_FRAME_STRING_BYTES. Undefined when neither.
+ */
+function shapeError(bytes: Buffer): string | undefined {
   let depth = 0;
-  let inString = false;
+  let stringStart = -1;
   for (let i = 0; i < bytes.length; i++) {
     const c = bytes[i];
-    if (inString) {
+    if (stringStart >= 0) {
+      if (i - stringStart - 1 > MAX_FRAME_STRING_BYTES) return `message holds a string longer than ${MAX_FRAME_STRING_BYTES} bytes`;
       if (c === BACKSLASH) i++;
-      else if (c === QUOTE) inString = false;
-    } else if (c === QUOTE) inString = true;
+      else if (c === QUOTE) stringStart = -1;
+    } else if (c === QUOTE) stringStart = i;
     else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
-      if (++depth > max) return false;
+      if (++depth > MAX_FRAME_DEPTH) return `message nested deeper than ${MAX_FRAME_DEPTH} levels`;
     } else if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) depth--;
   }
-  return true;
+  return undefined;
 }
 
 const [QUOTE, BACKSLASH, OPEN_ARRAY, CLOSE_ARRAY, OPEN_OBJECT, CLOSE_OBJECT] = ['"', '\\', '[', ']', '{', '}'].map((c) => c.charCodeAt(0));

@@ -42,9 +42,11 @@ describe('fault: bad input on the agent channel is refused with a reason; the ag
     ['a schema-invalid message', [hello('x'), snapshot('x', [{ id: 7 }])], CloseCode.invalidMessage, /invalid message: services\.0\./],
     ['a 10 MiB message', [Buffer.alloc(10 * 1024 * 1024, 'a').toString()], CloseCode.tooBig, /message over the limit of 1048576 bytes/],
     ['a snapshot for another node', [hello('intruder'), snapshot('a')], CloseCode.wrongNode, /snapshot for node a on a connection for intruder/],
-    ['a 900 KB JSON string', [JSON.stringify('x'.repeat(900_000))], CloseCode.invalidMessage, /^invalid message: \(root\): /],
-    ['a 900 KB node name', [hello('n'.repeat(900_000))], CloseCode.invalidMessage, /^invalid message: node: Too big/],
-    ['a 1 MB meta key', [hello('m'), snapshot('m', [], { ['k'.repeat(1_000_000)]: 'v' })], CloseCode.invalidMessage, /^invalid message: node\.meta\.k+/],
+    ['a 900 KB JSON string', [JSON.stringify('x'.repeat(900_000))], CloseCode.invalidMessage, /^message holds a string longer than 24576 bytes$/],
+    ['a 900 KB node name', [hello('n'.repeat(900_000))], CloseCode.invalidMessage, /^message holds a string longer than 24576 bytes$/],
+    ['a 254-character node name', [hello('n'.repeat(254))], CloseCode.invalidMessage, /^invalid message: node: Too big/],
+    ['a 1 MB meta key', [hello('m'), snapshot('m', [], { ['k'.repeat(1_000_000)]: 'v' })], CloseCode.invalidMessage, /^message holds a string longer than 24576 bytes$/],
+    ['a 129-character meta key', [hello('k'), snapshot('k', [], { ['k'.repeat(129)]: 'v' })], CloseCode.invalidMessage, /^invalid message: node\.meta\.k+/],
     ['a 100,000-deep JSON nesting', ['['.repeat(100_000) + ']'.repeat(100_000)], CloseCode.invalidMessage, /^message nested deeper than 32 levels$/],
   ];
   for (const [what, frames, code, reason] of cases) {
