@@ -64,15 +64,19 @@ describe('virtual networks: swarm overlay and macvlan container IPs are advertis
     assert.equal(await httpFromContainer(a, 'client', ip, 80), TEST_PAGE.trimEnd());
   });
 
-  it('network events: a bridge-only container joining the overlay is registered at its overlay IP, and withdrawn when it leaves', async () => {
+  it('network events: a bridge-only container joining the overlay is registered at its overlay IP, and withdrawn when it leaves', async (t) => {
     const b = host('b');
     await b.docker(['run', '-d', '--name', 'joiner', '-e', 'SERVICE_NAME=joiner', '--expose', '80', TEST_IMAGE, ...httpd(80)]);
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(await catalog.service('joiner'), [], 'on the default bridge, unpublished: not reachable from other hosts');
     await b.docker(['network', 'connect', OVERLAY, 'joiner']);
+    const connected = performance.now();
     await registeredAt(catalog, 'joiner', await containerIp(b, 'joiner', OVERLAY), 80);
+    const joinedMs = performance.now() - connected;
     await b.docker(['network', 'disconnect', OVERLAY, 'joiner']);
+    const disconnected = performance.now();
     await until(async () => ((await catalog.service('joiner')).length === 0 ? true : undefined), 10_000, 'joiner withdrawn');
+    t.diagnostic(`registered ${Math.round(joinedMs)} ms after docker network connect returned, withdrawn ${Math.round(performance.now() - disconnected)} ms after disconnect`);
   });
 
   it("a macvlan container on A's eth0 is advertised at its macvlan IP; host B resolves it and connects", async () => {
