@@ -8,6 +8,8 @@ export interface MapperOptions {
   node: string;
   /** The address other hosts reach this host at; '' while unknown (then nothing external is mapped). */
   hostIp: string;
+  /** The host's IPv6 address (`--ip6` or detected), for ports published on `::`; absent: none. */
+  hostIp6?: string;
   internal: boolean;
   network?: string;
   explicit: boolean;

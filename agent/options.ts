@@ -12,6 +12,8 @@ export interface AgentOptions {
   docker?: string;
   /** Host IP to advertise; detected when absent (see host-ip.ts). */
   ip?: string;
+  /** Host IPv6 address to advertise besides `ip` (NodeInfo.address6); detected when absent (see host-ip.ts). */
+  ip6?: string;
   node: string;
   /** Register container IP + container port instead of host IP + published port. */
   internal: boolean;

@@ -5,3 +5,11 @@
 export function normalizeAddress(addr: string): string {
   return addr.startsWith('::ffff:') ? addr.slice('::ffff:'.length) : addr;
 }
+
+/**
+ * An IPv6 address in RFC 5952 text (lower case, the longest run of zero groups as `::`), as the
+ * kernel, Docker and Node print it: `FD00:0:0::2` → `fd00::2`. The caller checks it is one (isIPv6).
+ */
+export function canonicalIPv6(address: string): string {
+  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+}

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { canonicalIPv6 } from '../../shared/net-address.js';
 
 /**
  * Names and addresses of one testbed run. Each run owns a "slot" (a small number), so that runs
@@ -52,11 +53,6 @@ export const IPV6_PREFIX_LENGTH = 64;
 
 /** Hosts past this many get no macvlan range: the link's /24 holds 12 ranges of 16 above the hosts' addresses. */
 export const MACVLAN_HOSTS = 12;
-
-/** RFC 5952 text (`fd00:213:0::2` → `fd00:213::2`), as the kernel, Docker and Node print it. */
-function canonicalIPv6(address: string): string {
-  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
-}
 
 export interface HostLayout {
   name: string;
