@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
+import { joinHostPort } from '../shared/net-address.js';
 import { parseGoDuration } from '../shared/duration.js';
 
 /**
@@ -146,5 +147,5 @@ export function parseHostPort(flag: string, text: string): { host: string; port:
 /** HOST:PORT checked, given back as text with an IPv6 address in brackets (as a recursor takes it). */
 export function parseHostPortText(flag: string, text: string): string {
   const { host, port } = parseHostPort(flag, text);
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return joinHostPort(host, port);
 }

@@ -13,3 +13,8 @@ export function normalizeAddress(addr: string): string {
 export function canonicalIPv6(address: string): string {
   return new URL(`http://[${address}]/`).hostname.slice(1, -1);
 }
+
+/** `host:port`, an IPv6 host in brackets (`[::]:8500`), as Go's net.JoinHostPort writes it and URLs need it. */
+export function joinHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
