@@ -17,7 +17,7 @@ import { loadDockerode } from './docker-client.js';
 import { dockerEndpoint } from './docker-endpoint.js';
 import { DockerNetworks } from './docker-networks.js';
 import { DockerWatcher } from './docker-watcher.js';
-import { chooseHostIp, detectDefaultRouteIPv4, type HostIp } from './host-ip.js';
+import { chooseHostIp, chooseHostIp6, detectDefaultRouteIPv4, detectDefaultRouteIPv6, type HostIp } from './host-ip.js';
 import { emptyRecord, nextRecord, type ContainerRecord, type ContainerUpdate, type LifecycleOptions, type UpdateCause } from './lifecycle.js';
 import type { AgentOptions } from './options.js';
 import { ServiceState } from './service-state.js';
@@ -45,14 +45,19 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const log = logger.child({ component: 'agent', node: options.node });
   const endpoint = dockerEndpoint(options.docker, process.env);
   const defaultRoute = await detectDefaultRouteIPv4();
+  const defaultRoute6 = await detectDefaultRouteIPv6();
   const records = new Map<string, ContainerRecord>();
   const local = options.localApi || options.dataDir ? await localApiParts(options, log, () => onRegistryChange()) : undefined;
   const registry = local?.registry;
   const state = new ServiceState(registry ? (s) => registry.overlay(s) : undefined);
   let hostIp = chooseHostIp({ flag: options.ip, defaultRoute });
+  let hostIp6 = chooseHostIp6({ flag: options.ip6, defaultRoute: defaultRoute6 });
+  /** NodeInfo.address6: the host's IPv6 besides its address, unless that is this IPv6 already (an IPv6-only host). */
+  const address6 = (): { address6?: string } => (hostIp6 && hostIp6.address !== hostIp?.address ? { address6: hostIp6.address } : {});
   let engine: Engine = { meta: {}, id: '' };
   let datacenter = DEFAULT_DATACENTER;
   logHostIp(log, hostIp);
+  logHostIp6(log, hostIp6);
   if (options.clientCertificate) checkCertificateNames(log, options.node, options.clientCertificate.cert);
   let flushTimer: NodeJS.Timeout | undefined;
   const DockerClient = await loadDockerode();
@@ -60,10 +65,10 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
 
   /** A network appearing or going may change what a container's ports are advertised at. */
   const networks = new DockerNetworks(docker, () => remapAll());
-  const lifecycleOptions = (): LifecycleOptions => ({ ...options, hostIp: hostIp?.address ?? '', networks: networks.facts });
+  const lifecycleOptions = (): LifecycleOptions => ({ ...options, hostIp: hostIp?.address ?? '', hostIp6: address6().address6, networks: networks.facts });
 
   const dns: LocalParts | undefined = options.localDns ? await localParts(options.node, (): Uplink => uplink) : undefined;
-  const ownNode = (): DnsNode => ({ name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: { ...engine.meta, 'portolan-agent-version': VERSION } });
+  const ownNode = (): DnsNode => ({ name: options.node, address: hostIp?.address ?? '127.0.0.1', ...address6(), meta: { ...engine.meta, 'portolan-agent-version': VERSION } });
   /** The local DNS answers this host's services as they are now, before the aggregator has them; none while the host is drained. */
   const publishLocal = (): void => dns?.catalog.setOwn(ownNode(), registry?.nodeInMaintenance ? [] : state.desired().values());
   const scheduleFlush = (): void => {
@@ -111,11 +116,13 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
 
   const onWelcome = (welcome: Welcome): void => {
     const chosen = chooseHostIp({ flag: options.ip, observed: welcome.observedAddress, defaultRoute });
+    const chosen6 = chooseHostIp6({ flag: options.ip6, observed: welcome.observedAddress, defaultRoute: defaultRoute6 });
     datacenter = welcome.datacenter;
     void localDns?.setDatacenter(welcome.datacenter);
-    if (chosen?.address === hostIp?.address) return;
-    hostIp = chosen;
-    logHostIp(log, hostIp);
+    if (chosen?.address === hostIp?.address && chosen6?.address === hostIp6?.address) return;
+    if (chosen?.address !== hostIp?.address) logHostIp(log, chosen);
+    if (chosen6?.address !== hostIp6?.address) logHostIp6(log, chosen6);
+    [hostIp, hostIp6] = [chosen, chosen6];
     remapAll();
     onRegistryChange();
   };
@@ -126,7 +133,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   /** The node as registered: with the local API's node checks (`_node_maintenance`) when there are any. */
   const nodeInfo = (): NodeInfo => {
     const nodeChecks = registry?.nodeChecks() ?? [];
-    return { name: options.node, address: hostIp?.address ?? '127.0.0.1', meta: engine.meta, ...(nodeChecks.length > 0 ? { checks: nodeChecks } : {}) };
+    return { name: options.node, address: hostIp?.address ?? '127.0.0.1', ...address6(), meta: engine.meta, ...(nodeChecks.length > 0 ? { checks: nodeChecks } : {}) };
   };
   /** The node as the aggregator has it after our last snapshot or delta: a delta carries it again only once it changed. */
   let sentNode = '';
@@ -340,6 +347,11 @@ async function localParts(node: string, uplink: () => Uplink): Promise<LocalPart
 function logHostIp(log: Logger, ip: HostIp | undefined): void {
   if (ip) log.info({ hostIp: ip.address, source: ip.source }, `advertising host IP ${ip.address} (from ${ip.source})`);
   else log.warn('no host IP yet (no --ip, no default route); waiting for the aggregator to report our address');
+}
+
+function logHostIp6(log: Logger, ip: HostIp | undefined): void {
+  if (ip) log.info({ hostIp6: ip.address, source: ip.source }, `advertising host IPv6 ${ip.address} (from ${ip.source})`);
+  else log.info('no host IPv6 (no --ip6, no IPv6 default route with a global address, not connected over IPv6)');
 }
 
 /** A certificate that does not name this node is refused by an aggregator with --client-ca: say so at the start. */

@@ -13,6 +13,8 @@ export interface AgentOptions {
   docker?: string;
   /** Host IP to advertise; detected when absent (see host-ip.ts). */
   ip?: string;
+  /** Host IPv6 address to advertise besides `ip` (NodeInfo.address6); detected when absent (see host-ip.ts). */
+  ip6?: string;
   node: string;
   /** Which side of a port is registered (mapper.ts placements): host, container, or auto (host when published). */
   advertise: Advertise;

@@ -16,6 +16,7 @@ import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, limitConne
 import { hideTokens, registerApiAccess } from './http/api-access.js';
 import { TokenSet } from './token-digest.js';
 import { clipForLog } from '../shared/truncate.js';
+import { joinHostPort } from '../shared/net-address.js';
 import { dnsView } from './catalog/dns-view.js';
 import type { AgentTokensFile } from './agent-tokens.js';
 
@@ -130,7 +131,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     throw err;
   });
   const httpPort = (app.server.address() as { port: number }).port;
-  logger.info({ http: `${opts.http.host}:${httpPort}`, tls: opts.tls !== undefined, agentChecks, dns: `${opts.dns.host}:${dns.port}`, dnsUdp: dns.udp, version: VERSION }, 'aggregator serving');
+  logger.info({ http: joinHostPort(opts.http.host, httpPort), tls: opts.tls !== undefined, agentChecks, dns: joinHostPort(opts.dns.host, dns.port), dnsUdp: dns.udp, version: VERSION }, 'aggregator serving');
   return {
     store,
     httpPort,

@@ -1,12 +1,15 @@
+import { isIPv6 } from 'node:net';
 import { agentDefaults, type AgentOptions } from '../agent/options.js';
 import { AggregatorListError, parseAggregatorList } from '../agent/aggregator-list.js';
-import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
+import { parseHostPort, parseHostPortText, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { dnsAllowFlag, dnsAllowList, tokenFlag } from './common-flags.js';
+import { canonicalIPv6 } from '../shared/net-address.js';
 
 export const agentFlags: FlagSpec[] = [
   { name: 'aggregator', kind: 'string', env: 'PORTOLAN_AGGREGATOR', help: 'aggregator URL, ws://HOST:8500 (wss:// with TLS); several, comma-separated, for failover (a name with several addresses counts as each)' },
   { name: 'docker', kind: 'string', env: 'PORTOLAN_DOCKER', help: 'Docker endpoint, unix:///path or tcp://host:port (default: DOCKER_HOST, else unix:///var/run/docker.sock)' },
   { name: 'ip', kind: 'string', env: 'PORTOLAN_IP', aliases: ['ip'], help: 'host IP to advertise (default: detected)' },
+  { name: 'ip6', kind: 'string', env: 'PORTOLAN_IP6', help: "host IPv6 address to advertise besides --ip (AAAA, lan_ipv6/wan_ipv6) (default: the address the aggregator sees an IPv6 connection from, else the global IPv6 of the IPv6 default route's interface)" },
   { name: 'node', kind: 'string', env: 'PORTOLAN_NODE', default: agentDefaults.node, help: 'node name of this host in the catalog' },
   { name: 'advertise', kind: 'string', env: 'PORTOLAN_ADVERTISE', choices: ['auto', 'host', 'container'], help: 'what a port is registered at: host (host IP + published port), container (container IP + container port), auto (published: host; else container, when its network reaches other hosts: swarm overlay, macvlan, ipvlan, routed bridge) (default: auto)' },
   { name: 'internal', kind: 'boolean', env: 'PORTOLAN_INTERNAL', default: 'false', aliases: ['internal'], help: "registrator's name for --advertise container" },
@@ -47,6 +50,7 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     aggregator,
     docker: v.docker as string | undefined,
     ip: v.ip as string | undefined,
+    ip6: ipv6Flag(v.ip6 as string | undefined),
     node: v.node as string,
     advertise: advertiseMode(v),
     network: v.network as string | undefined,
@@ -61,7 +65,7 @@ export function agentOptions(v: Record<string, FlagValue>): AgentOptions {
     ca: v.ca === undefined ? undefined : readFlagFile('ca', v.ca as string),
     clientCertificate: clientCertificate(v, aggregator),
     localDns: localDnsAddresses(v['local-dns'] as string | undefined),
-    recursor: v.recursor === undefined ? undefined : hostPortText('recursor', v.recursor as string),
+    recursor: v.recursor === undefined ? undefined : parseHostPortText('recursor', v.recursor as string),
     splitHorizon: v['split-horizon'] as boolean,
     dnsAllow: dnsAllowList(v),
     domain: v.domain as string,
@@ -78,6 +82,14 @@ function advertiseMode(v: Record<string, FlagValue>): AgentOptions['advertise'] 
   return 'container';
 }
 
+/** --ip6 checked: an IPv6 literal (brackets allowed), given back in RFC 5952 form. */
+function ipv6Flag(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  const address = text.replace(/^\[(.*)\]$/, '$1');
+  if (!isIPv6(address) || address.includes('%')) throw new UsageError(`--ip6 must be an IPv6 address such as fd00::5, got "${text}"`);
+  return canonicalIPv6(address);
+}
+
 /** --tls-cert and --tls-key, read; only wss:// carries them. */
 function clientCertificate(v: Record<string, FlagValue>, aggregator: string): AgentOptions['clientCertificate'] {
   const [cert, key] = [v['tls-cert'] as string | undefined, v['tls-key'] as string | undefined];
@@ -92,10 +104,4 @@ function localDnsAddresses(text: string | undefined): AgentOptions['localDns'] {
   if (text === undefined || text.trim() === '') return undefined;
   if (text.trim() === 'auto') return 'auto';
   return text.split(',').map((entry) => parseHostPort('local-dns', entry.trim()));
-}
-
-/** HOST:PORT checked, given back as the recursor takes it. */
-function hostPortText(flag: string, text: string): string {
-  const { host, port } = parseHostPort(flag, text);
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -3,7 +3,7 @@ import type { AggregatorOptions } from '../aggregator/server.js';
 import type { StoreSpec } from '../aggregator/catalog/open-store.js';
 import { parseEtcdUrl } from '../aggregator/catalog/etcd/connect.js';
 import type { UdpMode } from '../shared/dns/udp.js';
-import { parseHostPort, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
+import { parseHostPort, parseHostPortText, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { dnsAllowFlag, dnsAllowList, tokenFlag } from './common-flags.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_STREAMS } from '../aggregator/http/server-limits.js';
 import { readSecretLines, type Warn } from './secret-file.js';
@@ -61,7 +61,7 @@ export function aggregatorOptions(v: Record<string, FlagValue>, warn: Warn = () 
     nodeName: (v.name as string | undefined) ?? hostname(),
     serviceTtl: Math.floor(dnsTtlMs / 1000),
     nodeTtl: Math.floor(nodeTtlMs / 1000),
-    recursor: v.recursor as string | undefined,
+    recursor: v.recursor === undefined ? undefined : parseHostPortText('recursor', v.recursor as string),
     udpMaxSize: Math.max(512, v['dns-udp-max'] as number),
     dnsUdp: v['dns-udp'] as UdpMode,
     dnsAllow: dnsAllowList(v),

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
+import { joinHostPort } from '../shared/net-address.js';
 import { parseGoDuration } from '../shared/duration.js';
 
 /**
@@ -131,12 +133,19 @@ export function readFlagFile(flag: string, path: string): string {
   }
 }
 
-/** Splits "host:port" or "[v6]:port"; a bare port binds all interfaces. */
+/** Splits "host:port" or "[v6]:port" (`[::]:8500`, `[fd00::1%eth0]:53`); a bare port binds all interfaces. */
 export function parseHostPort(flag: string, text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
   const port = Number(m?.[3]);
   if (!m || !(port >= 0 && port <= 65535)) {
-    throw new UsageError(`--${flag} must be HOST:PORT, got "${text}"`);
+    throw new UsageError(`--${flag} must be HOST:PORT (an IPv6 address in brackets: [::]:8500), got "${text}"`);
   }
+  if (m[1] && !isIPv6(m[1])) throw new UsageError(`--${flag}: "${m[1]}" in brackets is not an IPv6 address, in "${text}"`);
   return { host: m[1] || m[2] || '0.0.0.0', port };
+}
+
+/** HOST:PORT checked, given back as text with an IPv6 address in brackets (as a recursor takes it). */
+export function parseHostPortText(flag: string, text: string): string {
+  const { host, port } = parseHostPort(flag, text);
+  return joinHostPort(host, port);
 }

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { parseHostPort, UsageError, type FlagSpec, type FlagValue } from './flags.js';
+import { joinHostPort } from '../shared/net-address.js';
 
 /**
  * `portolan maint` and `portolan services`: small clients of an agent's local API (`portolan
@@ -104,7 +105,7 @@ class LocalApi {
     const { host, port } = parseHostPort('local-api', v['local-api'] as string);
     // The agent binds 0.0.0.0 for a bare port; it is reached on loopback then.
     const reach = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-    this.#base = `http://${reach.includes(':') ? `[${reach}]` : reach}:${port}`;
+    this.#base = `http://${joinHostPort(reach, port)}`;
   }
 
   async call(method: string, path: string): Promise<string> {

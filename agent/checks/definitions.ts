@@ -1,5 +1,6 @@
 import type { CheckStatus, Endpoint, ServiceCheck, ServiceInstance } from '../../shared/model.js';
 import { parseGoDuration } from '../../shared/duration.js';
+import { joinHostPort } from '../../shared/net-address.js';
 
 /**
  * registrator's check keys (`SERVICE_CHECK_*`, `SERVICE_<port>_CHECK_*`), read from the
@@ -64,7 +65,7 @@ export function probeUrl(p: ProbeDefinition): string {
 }
 
 export function hostPort(e: Endpoint): string {
-  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+  return joinHostPort(e.address, e.port);
 }
 
 /**

@@ -5,7 +5,7 @@ import * as z from 'zod/mini';
 import { consulObject, decodeFailure, parseJsonBody } from '../../shared/consul-input.js';
 import { errorReply, type HttpError } from '../../shared/http-error.js';
 import { CheckStatus, type ServiceCheck, type ServiceInstance } from '../../shared/model.js';
-import { normalizeAddress } from '../../shared/net-address.js';
+import { joinHostPort, normalizeAddress } from '../../shared/net-address.js';
 import { agentChecksJson, agentServiceJson } from './agent-json.js';
 import { parseCheckRegistration, parseServiceRegistration } from './definitions.js';
 import { localApiErrors } from './errors.js';
@@ -59,7 +59,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
   await app.listen({ host: o.listen.host, port: o.listen.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : o.listen.port;
-  o.logger.info({ address: `${o.listen.host}:${port}` }, 'local Consul API listening');
+  o.logger.info({ address: joinHostPort(o.listen.host, port) }, 'local Consul API listening');
   return { port, close: () => app.close() };
 }
 

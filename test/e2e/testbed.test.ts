@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { BlockList, type AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -18,18 +18,47 @@ async function runWeb(host: Host, hostPort: number): Promise<string> {
   return host.docker(['run', '-d', '-p', `${hostPort}:80`, TEST_IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
 }
 
+/** A web server container on a network, by name. */
+async function runNamedWeb(host: Host, name: string, network: string): Promise<void> {
+  await host.docker(['run', '-d', '--name', name, '--network', network, TEST_IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
+}
+
+/** Container addresses on one network: IPv4 and IPv6 (empty when it has none there). */
+async function addressesOn(host: Host, container: string, network: string): Promise<{ v4: string; v6: string }> {
+  const format = `{{with index .NetworkSettings.Networks "${network}"}}{{.IPAddress}} {{.GlobalIPv6Address}}{{end}}`;
+  const [v4 = '', v6 = ''] = (await host.docker(['inspect', '-f', format, container])).split(' ');
+  return { v4, v6 };
+}
+
+/** The body of GET / from port 80 of `target` (a name or an IP) by busybox nc inside a running container; last newline trimmed, as by docker(). */
+async function ncGet(host: Host, container: string, target: string): Promise<string> {
+  const response = await host.docker(['exec', container, 'sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${target} 80`]);
+  return response.slice(response.indexOf('\r\n\r\n') + 4);
+}
+
+function inCidr(address: string, cidr: string): boolean {
+  const [base = '', bits] = cidr.split('/');
+  const family = base.includes(':') ? 'ipv6' : 'ipv4';
+  const list = new BlockList();
+  list.addSubnet(base, Number(bits), family);
+  return list.check(address, family);
+}
+
 /** Everything of a slot that teardown must remove, as found on the machine right now. */
 async function slotTraces(slot: number): Promise<string[]> {
   const mine = new RegExp(`^ptl${slot}(-|$)`);
   const namespaces = (await runOk('ip', ['netns', 'list'])).split('\n').map((l) => l.split(' ')[0] ?? '');
   const links = (JSON.parse(await runOk('ip', ['-j', 'link', 'show'])) as Array<{ ifname: string }>).map((l) => l.ifname);
-  const rules = (await runOk('iptables', ['-w', '-S', 'FORWARD'])).split('\n').filter((r) => r.includes(` ptl${slot} `));
+  const firewalls = await Promise.all(['iptables', 'ip6tables'].map((cmd) => runOk(cmd, ['-w', '-S', 'FORWARD'])));
+  const rules = firewalls.join('\n').split('\n').filter((r) => r.includes(` ptl${slot} `));
+  const routes = (await runOk('ip', ['-6', 'route', 'show'])).split('\n').filter((r) => new RegExp(`dev ptl${slot}( |$)`).test(r));
   const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((m) => m.includes(`/ptl-testbed/${slot}/`));
   const cgroups = (await readdir('/sys/fs/cgroup/memory')).filter((name) => mine.test(name));
   return [
     ...namespaces.filter((n) => mine.test(n)).map((n) => `netns ${n}`),
     ...links.filter((n) => mine.test(n)).map((n) => `link ${n}`),
     ...rules.map((r) => `iptables ${r}`),
+    ...routes.map((r) => `route ${r}`),
     ...mounts.map((m) => `mount ${m}`),
     ...cgroups.map((c) => `cgroup ${c}`),
     ...(existsSync(`/tmp/ptl-testbed/${slot}`) ? [`dir /tmp/ptl-testbed/${slot}`] : []),
@@ -76,23 +105,38 @@ describe('testbed: two hosts, each with its own engine', { skip }, () => {
     assert.equal(res.body, TEST_PAGE);
   });
 
-  it('gives each host its address on the default route, via the gateway', async () => {
+  it('serves a port published on B to A at B IPv6 address: Docker binds it on 0.0.0.0 and ::', async () => {
+    const [a, b] = [bed().host('a'), bed().host('b')];
+    const web = await runWeb(b, 7683);
+    const ports = JSON.parse(await b.docker(['inspect', '-f', '{{json .NetworkSettings.Ports}}', web])) as Record<string, unknown>;
+    assert.deepEqual(ports['80/tcp'], [{ HostIp: '0.0.0.0', HostPort: '7683' }, { HostIp: '::', HostPort: '7683' }]);
+    assert.equal((await a.http(`http://[${b.address6}]:7683/`)).body, TEST_PAGE);
+  });
+
+  it('gives each host its IPv4 and IPv6 address on the default routes, via the gateway, none tentative', async () => {
+    const escape = (text: string) => text.replaceAll('.', '\\.');
     for (const host of bed().hosts) {
       const route = await host.exec('ip', ['-4', 'route', 'show', 'default']);
-      assert.match(route.stdout, new RegExp(`^default via ${bed().gatewayAddress.replaceAll('.', '\\.')} dev eth0`));
+      assert.match(route.stdout, new RegExp(`^default via ${escape(bed().gatewayAddress)} dev eth0`));
       const get = await host.exec('ip', ['-4', 'route', 'get', '198.51.100.1']);
-      assert.match(get.stdout, new RegExp(`src ${host.address.replaceAll('.', '\\.')} `));
+      assert.match(get.stdout, new RegExp(`src ${escape(host.address)} `));
+      const route6 = await host.exec('ip', ['-6', 'route', 'show', 'default']);
+      assert.match(route6.stdout, new RegExp(`^default via ${escape(bed().gatewayAddress6)} dev eth0`));
+      const get6 = await host.exec('ip', ['-6', 'route', 'get', '2001:db8::1']);
+      assert.match(get6.stdout, new RegExp(`src ${escape(host.address6)} `));
+      assert.equal((await host.exec('ip', ['-6', 'addr', 'show', 'tentative'])).stdout, '');
     }
   });
 
-  it('reaches a server in the root namespace at the gateway address', async (t) => {
+  it('reaches a server in the root namespace at the gateway addresses, IPv4 and IPv6', async (t) => {
     const server = createServer((_req, res) => res.end('root namespace'));
-    server.listen(0, '0.0.0.0');
+    server.listen(0, '::');
     await once(server, 'listening');
     t.after(() => server.close());
     const { port } = server.address() as AddressInfo;
-    const res = await bed().host('a').http(`http://${bed().gatewayAddress}:${port}/`);
-    assert.equal(res.body, 'root namespace');
+    const a = bed().host('a');
+    assert.equal((await a.http(`http://${bed().gatewayAddress}:${port}/`)).body, 'root namespace');
+    assert.equal((await a.http(`http://[${bed().gatewayAddress6}]:${port}/`)).body, 'root namespace');
   });
 
   it('keeps the engines apart: own containers, own engine ID', async () => {
@@ -149,6 +193,57 @@ describe('testbed: two hosts, each with its own engine', { skip }, () => {
     await bed().stop();
     t.diagnostic(`teardown of 2 hosts with running containers: ${Date.now() - started} ms`);
     assert.deepEqual(await allDead(pids), []);
+    assert.deepEqual(await slotTraces(bed().slot), []);
+  });
+});
+
+describe('testbed: networks across hosts (container IPv6, swarm overlay, macvlan)', { skip }, () => {
+  const bed = useTestbed({ hosts: ['a', 'b'], containerIpv6: true });
+
+  it('routes container IPv6: a container on A, A and the root namespace reach a container on B at its GlobalIPv6Address', async () => {
+    const [a, b] = [bed().host('a'), bed().host('b')];
+    await runNamedWeb(b, 'web6', 'bridge');
+    const { v6 } = await addressesOn(b, 'web6', 'bridge');
+    assert.ok(inCidr(v6, b.containerPrefix6!), `${v6} in ${b.containerPrefix6}`);
+    const client = await a.docker(['run', '-d', TEST_IMAGE, 'sleep', '600']);
+    assert.ok(inCidr((await addressesOn(a, client, 'bridge')).v6, a.containerPrefix6!));
+    assert.equal(await ncGet(a, client, v6), TEST_PAGE.trimEnd());
+    assert.equal((await a.http(`http://[${v6}]/`)).body, TEST_PAGE);
+    assert.equal(await (await fetch(`http://[${v6}]/`)).text(), TEST_PAGE);
+  });
+
+  it('connects a container on A to one on B over an attachable overlay network of a swarm', async () => {
+    const [a, b] = [bed().host('a'), bed().host('b')];
+    await bed().swarm(['a', 'b']);
+    assert.equal(await a.docker(['info', '-f', '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}']), 'active true');
+    assert.equal(await b.docker(['info', '-f', '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}']), 'active false');
+    await a.docker(['network', 'create', '-d', 'overlay', '--attachable', 'ov']);
+    await runNamedWeb(b, 'ovweb', 'ov');
+    const { v4 } = await addressesOn(b, 'ovweb', 'ov');
+    // A long-lived client: the overlay's sandbox on A stays up between the exec calls.
+    const client = await a.docker(['run', '-d', '--network', 'ov', TEST_IMAGE, 'sleep', '600']);
+    // Docker's embedded DNS on A learns B's container through the swarm's gossip.
+    await waitFor(async () => (await a.docker(['exec', client, 'nslookup', 'ovweb', '127.0.0.11']).catch(() => '')).includes(`Address: ${v4}`), 'A resolves ovweb');
+    assert.equal(await ncGet(a, client, 'ovweb'), TEST_PAGE.trimEnd());
+  });
+
+  it('puts macvlan containers on the test network: reachable from B and the root namespace, not from A itself', async () => {
+    const [a, b] = [bed().host('a'), bed().host('b')];
+    await bed().macvlan('a', 'mv');
+    await runNamedWeb(a, 'mvweb', 'mv');
+    const { v4, v6 } = await addressesOn(a, 'mvweb', 'mv');
+    assert.ok(inCidr(v4, a.macvlanRanges!.v4), `${v4} in ${a.macvlanRanges!.v4}`);
+    assert.ok(inCidr(v6, a.macvlanRanges!.v6), `${v6} in ${a.macvlanRanges!.v6}`);
+    assert.equal((await b.http(`http://${v4}/`)).body, TEST_PAGE);
+    assert.equal((await b.http(`http://[${v6}]/`)).body, TEST_PAGE);
+    assert.equal(await (await fetch(`http://${v4}/`)).text(), TEST_PAGE);
+    await assert.rejects(a.http(`http://${v4}/`, { timeoutMs: 2_000 }), 'a macvlan parent cannot reach its children');
+  });
+
+  it('tears down the swarm, overlay, macvlan and IPv6 routes with the rest', async (t) => {
+    const started = Date.now();
+    await bed().stop();
+    t.diagnostic(`teardown of a 2-host swarm with overlay and macvlan containers: ${Date.now() - started} ms`);
     assert.deepEqual(await slotTraces(bed().slot), []);
   });
 });

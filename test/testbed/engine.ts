@@ -123,7 +123,14 @@ export class DockerEngine {
     const configPath = join(this.host.dir, 'daemon.json');
     // init: docker-init (tini) is every container's PID 1 and forwards SIGTERM. Without it, `httpd`
     // or `sleep` as PID 1 ignore SIGTERM, and every stop or engine restart waits 10 s for the SIGKILL.
-    const config = { 'deprecated-key-path': join(this.host.dir, 'key.json'), init: true };
+    const { containerPrefix6 } = this.host;
+    const config = {
+      'deprecated-key-path': join(this.host.dir, 'key.json'),
+      init: true,
+      // Only docker0 needs these: `docker network create --ipv6` works without them. ip6tables stays
+      // off (20.10's default, experimental there): `::` ports go through docker-proxy, no IPv6 NAT.
+      ...(containerPrefix6 === undefined ? {} : { ipv6: true, 'fixed-cidr-v6': containerPrefix6 }),
+    };
     await writeFile(configPath, JSON.stringify(config));
     return configPath;
   }

@@ -11,6 +11,7 @@ const PACKAGES: ReadonlyArray<{ pkg: string; commands: readonly string[] }> = [
   { pkg: 'iptables', commands: ['iptables'] },
   { pkg: 'dnsutils', commands: ['dig'] },
   { pkg: 'util-linux', commands: ['nsenter'] },
+  { pkg: 'procps', commands: ['sysctl', 'ps'] },
   { pkg: 'tar', commands: ['tar'] },
 ];
 

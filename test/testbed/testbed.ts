@@ -3,19 +3,25 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DockerEngine, dockerCli } from './engine.js';
 import { buildImageTarball, importImage } from './image.js';
-import { bridgeName, gatewayAddress, hostLayout, netnsPath, slotDir, validateHostNames, type HostLayout } from './layout.js';
-import { createBridge, createHostNetwork, setHostLink } from './network.js';
+import { bridgeName, gatewayAddress, gatewayAddress6, hostLayout, netnsPath, slotDir, validateHostNames, type HostLayout } from './layout.js';
+import { createBridge, createHostNetwork, routeContainerPrefixes, setHostLink } from './network.js';
 import { busyboxPath } from './prerequisites.js';
 import { run, stopPid, type RunOptions, type RunResult } from './processes.js';
 import { claimSlot, recordProcess, releaseSlot } from './slot.js';
 import { startGuardian } from './guardian.js';
 import { httpInNamespace, type HttpResult, type HttpRequest } from './http-probe.js';
+import { createMacvlan, createSwarm } from './virtual-networks.js';
 
 export interface TestbedOptions {
   /** Host names, 1 to 9 characters `[a-z][a-z0-9]*`, unique. */
   hosts: readonly string[];
   /** How long each dockerd may take to answer its first ping (default 60 s). */
   engineReadyTimeoutMs?: number;
+  /**
+   * Give docker0 IPv6 (default false, as Docker's default): each host's containers get an address
+   * of its own /64 (`containerPrefix6`), routed across the test network.
+   */
+  containerIpv6?: boolean;
 }
 
 /** Grace period for processes started with spawn(): SIGTERM, then SIGKILL. */
@@ -28,6 +34,12 @@ export class Host {
   readonly ns: string;
   /** The host's IPv4 address on the test network; its default route goes via the testbed's gateway. */
   readonly address: string;
+  /** The host's IPv6 address on the test network (a ULA); its IPv6 default route goes via the gateway's. */
+  readonly address6: string;
+  /** docker0's IPv6 prefix (CIDR) with `containerIpv6`, routed to this host from the other hosts and the root namespace. */
+  readonly containerPrefix6: string | undefined;
+  /** The addresses this host's macvlan networks (`Testbed.macvlan`) hand out, IPv4 and IPv6 CIDR; the first 12 hosts only. */
+  readonly macvlanRanges: { v4: string; v6: string } | undefined;
   /** The engine's socket path, e.g. for dockerode's `socketPath`. */
   readonly socketPath: string;
   /** `unix://…` for DOCKER_HOST or an agent's `--docker` flag. */
@@ -44,6 +56,9 @@ export class Host {
     this.name = layout.name;
     this.ns = layout.ns;
     this.address = layout.address;
+    this.address6 = layout.address6;
+    this.containerPrefix6 = layout.containerPrefix6;
+    this.macvlanRanges = layout.macvlanRanges;
     this.socketPath = layout.socketPath;
     this.dockerHost = `unix://${layout.socketPath}`;
     this.docker = dockerCli(layout.socketPath, join(layout.dir, 'docker-cli'));
@@ -96,6 +111,8 @@ interface ProcessOwner {
 export class Testbed {
   /** The bridge's address in the root namespace: where hosts reach services listening there on 0.0.0.0. */
   readonly gatewayAddress: string;
+  /** The bridge's IPv6 address: where hosts reach services listening in the root namespace on `::`. */
+  readonly gatewayAddress6: string;
   readonly hosts: readonly Host[];
   private readonly children = new Set<ChildProcess>();
   private guardianPid: number | undefined;
@@ -105,17 +122,19 @@ export class Testbed {
   };
   private stopping: Promise<void> | undefined;
 
-  private constructor(readonly slot: number, hostNames: readonly string[], engineReadyTimeoutMs: number) {
+  private constructor(readonly slot: number, options: TestbedOptions) {
     this.gatewayAddress = gatewayAddress(slot);
-    this.hosts = hostNames.map(
-      (name, index) => new Host(hostLayout(slot, name, index), engineReadyTimeoutMs, this.owner),
+    this.gatewayAddress6 = gatewayAddress6(slot);
+    const readyTimeoutMs = options.engineReadyTimeoutMs ?? 60_000;
+    this.hosts = options.hosts.map(
+      (name, index) => new Host(hostLayout(slot, name, index, options.containerIpv6 ?? false), readyTimeoutMs, this.owner),
     );
   }
 
   /** Brings up the hosts; on any failure removes what it made and rethrows. */
   static async start(options: TestbedOptions): Promise<Testbed> {
     validateHostNames(options.hosts);
-    const bed = new Testbed(await claimSlot(), options.hosts, options.engineReadyTimeoutMs ?? 60_000);
+    const bed = new Testbed(await claimSlot(), options);
     try {
       bed.guardianPid = await startGuardian(bed.slot);
       await bed.bringUp();
@@ -150,6 +169,22 @@ export class Testbed {
     return setHostLink(this.host(name).layout, true);
   }
 
+  /** A swarm of the named hosts: the first is the manager, the others join as workers. */
+  swarm(names: readonly string[]): Promise<void> {
+    const [manager, ...workers] = names.map((name) => this.host(name));
+    if (!manager) throw new Error('testbed: a swarm needs at least one host');
+    return createSwarm(manager, workers);
+  }
+
+  /**
+   * Creates a dual-stack macvlan network on the host's eth0: its containers get addresses of the
+   * test network (the host's `macvlanRanges`), reachable from the other hosts and the root
+   * namespace, but not from the host itself (macvlan's parent cannot reach its children).
+   */
+  macvlan(host: string, network: string): Promise<void> {
+    return createMacvlan(this.slot, this.host(host), network);
+  }
+
   /** Starts a long-running process in the root namespace (e.g. the aggregator), stopped by PID at teardown. */
   async spawn(cmd: string, args: readonly string[], opts: SpawnOptions = {}): Promise<ChildProcess> {
     const child = spawn(cmd, args, opts);
@@ -174,6 +209,7 @@ export class Testbed {
     tarball.catch(() => undefined);
     await createBridge(this.slot);
     await Promise.all(this.hosts.map((host) => createHostNetwork(this.slot, host.layout)));
+    await routeContainerPrefixes(this.slot, this.hosts.map((host) => host.layout));
     await Promise.all(
       this.hosts.map(async (host) => {
         await host.startEngine();

@@ -41,6 +41,31 @@ test('durations and host:port', () => {
   assert.throws(() => parseHostPort('dns', 'localhost'), /--dns must be HOST:PORT/);
 });
 
+test('host:port takes IPv6 in brackets only: [::], a ULA, a scoped link-local; bare or bad bracketed hosts are usage errors', () => {
+  assert.deepEqual(parseHostPort('http', '[::]:8500'), { host: '::', port: 8500 });
+  assert.deepEqual(parseHostPort('http', '[fd00:213::1]:8500'), { host: 'fd00:213::1', port: 8500 });
+  assert.deepEqual(parseHostPort('dns', '[fe80::1%eth0]:53'), { host: 'fe80::1%eth0', port: 53 });
+  assert.throws(() => parseHostPort('http', ':::8500'), /--http must be HOST:PORT \(an IPv6 address in brackets: \[::\]:8500\)/);
+  assert.throws(() => parseHostPort('http', 'fd00::1:8500'), /--http must be HOST:PORT/);
+  assert.throws(() => parseHostPort('http', '[10.0.0.1]:8500'), /--http: "10.0.0.1" in brackets is not an IPv6 address/);
+  assert.throws(() => parseHostPort('http', '[example.com]:8500'), /in brackets is not an IPv6 address/);
+});
+
+test('IPv6 listen and connect addresses: aggregator --http/--dns/--recursor, agent --aggregator/--local-api/--metrics/--ip6', () => {
+  const aggregator = aggregatorOptions(parseFlags(aggregatorFlags, ['--http', '[::]:8500', '--recursor', '[2001:db8::53]:53'], { PORTOLAN_DNS: '[::]:8600' }).values);
+  assert.deepEqual([aggregator.http, aggregator.dns, aggregator.recursor], [{ host: '::', port: 8500 }, { host: '::', port: 8600 }, '[2001:db8::53]:53']);
+  assert.throws(() => aggregatorOptions(parseFlags(aggregatorFlags, ['--recursor', '2001:db8::53'], {}).values), /--recursor must be HOST:PORT/);
+  const agent = (args: string[], env: Record<string, string> = {}) => agentOptions(parseFlags(agentFlags, ['--aggregator', 'ws://[fd00:213::1]:8500', ...args], env).values);
+  const o = agent(['--local-api', '[::1]:8500', '--metrics', '[::]:9100', '--ip6', '[FD00:213:0::2]']);
+  assert.equal(o.aggregator, 'ws://[fd00:213::1]:8500');
+  assert.deepEqual([o.localApi, o.metrics, o.ip6], [{ host: '::1', port: 8500 }, { host: '::', port: 9100 }, 'fd00:213::2']);
+  assert.equal(agent([], { PORTOLAN_IP6: '2001:db8::7' }).ip6, '2001:db8::7');
+  assert.equal(agent([]).ip6, undefined);
+  for (const bad of ['10.0.0.2', 'host.example', 'fe80::1%eth0', 'fd00::/64']) {
+    assert.throws(() => agent(['--ip6', bad]), (e) => e instanceof UsageError && /--ip6 must be an IPv6 address/.test(e.message), bad);
+  }
+});
+
 test('aggregator defaults match the documented ones', () => {
   const o = aggregatorOptions(parseFlags(aggregatorFlags, [], {}).values);
   assert.deepEqual(o.http, { host: '0.0.0.0', port: 8500 });

@@ -1,9 +1,10 @@
 import { useSuiteResource } from '../../support/suite-resource.js';
 import type { Host, Testbed } from '../../testbed/index.js';
+import { joinHostPort } from '../../../shared/net-address.js';
 import { runCli, type CliProcess } from './cli.js';
 
 export interface ClusterOptions {
-  /** Extra flags for `portolan aggregator` (it always listens on 0.0.0.0 with free ports). */
+  /** Extra flags for `portolan aggregator` (it always listens on 0.0.0.0, or [::] with `ipv6`, with free ports). */
   aggregatorArgs?: string[];
   /** Extra flags for every `portolan agent`. */
   agentArgs?: string[];
@@ -11,6 +12,8 @@ export interface ClusterOptions {
   agentArgsOf?: (host: Host) => string[];
   /** The aggregator serves WSS (its aggregatorArgs carry --tls-cert/--tls-key): agents connect with wss://. */
   tls?: boolean;
+  /** The aggregator listens on [::] (dual-stack); agents and url() reach it at the gateway's IPv6 address. */
+  ipv6?: boolean;
 }
 
 /**
@@ -29,7 +32,8 @@ export class Cluster {
   ) {}
 
   static async start(bed: Testbed, options: ClusterOptions = {}): Promise<Cluster> {
-    const aggregator = runCli(['aggregator', '--http', '0.0.0.0:0', '--dns', '0.0.0.0:0', ...(options.aggregatorArgs ?? [])]);
+    const any = options.ipv6 ? '[::]' : '0.0.0.0';
+    const aggregator = runCli(['aggregator', '--http', `${any}:0`, '--dns', `${any}:0`, ...(options.aggregatorArgs ?? [])]);
     const serving = await aggregator.waitForLog((l) => l.msg === 'aggregator serving').catch(async (err: unknown) => {
       await aggregator.stop();
       throw err;
@@ -45,14 +49,19 @@ export class Cluster {
     return cluster;
   }
 
+  /** The aggregator's address as the hosts reach it: the gateway's IPv4 address, or its IPv6 one with `ipv6`. */
+  get address(): string {
+    return this.options.ipv6 ? this.bed.gatewayAddress6 : this.bed.gatewayAddress;
+  }
+
   /** The aggregator's WebSocket URL as the hosts reach it. */
   get aggregatorUrl(): string {
-    return `${this.options.tls ? 'wss' : 'ws'}://${this.bed.gatewayAddress}:${this.httpPort}`;
+    return `${this.options.tls ? 'wss' : 'ws'}://${joinHostPort(this.address, this.httpPort)}`;
   }
 
   /** An HTTP URL on the aggregator as the hosts reach it. */
   url(path: string): string {
-    return `http://${this.bed.gatewayAddress}:${this.httpPort}${path}`;
+    return `http://${joinHostPort(this.address, this.httpPort)}${path}`;
   }
 
   /** Starts (or restarts) the agent of a host and waits until it has registered. */
