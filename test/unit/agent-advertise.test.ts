@@ -65,8 +65,11 @@ test('auto: SERVICE_NETWORK naming the unreachable bridge keeps an unpublished p
   assert.deepEqual(mapContainer(c, { ...base, advertise: 'container' }).map(at), [['b:bridge-and-overlay:80', '172.30.2.2', 80]]);
 });
 
-test('auto: a macvlan container is advertised at its macvlan IP (exposed port, nothing published)', () => {
-  assert.deepEqual(map('macvlan', { node: 'a', networks: networksOf.a }).map(at), [['a:macvlan:80', '10.213.0.193', 80]]);
+test('auto: a dual-stack macvlan container is advertised at its macvlan IPv4 with its macvlan IPv6 as address6 (exposed port, nothing published)', () => {
+  const [s, ...rest] = map('macvlan', { node: 'a', networks: networksOf.a });
+  assert.equal(rest.length, 0);
+  assert.deepEqual([...at(s!), s!.address6], ['a:macvlan:80', '10.213.0.64', 80, 'fd00:213::2:0']);
+  assert.deepEqual(s!.container6, { address: 'fd00:213::2:0', port: 80 });
 });
 
 test('auto: without network facts (not listed yet) an unpublished overlay port is not advertised', () => {
