@@ -120,10 +120,21 @@ export const WELCOME_TIMEOUT_MS = 10_000;
 /** Payload of the ping that follows the snapshot: its pong says the aggregator took everything before it. */
 const ACK_PING = 'registered';
 
+/**
+ * The oldest aggregator protocol this agent speaks: 3 has all it uses but address watches (4).
+ * Aggregators welcome an agent in the agent's own version and refuse a newer one than theirs, so
+ * an agent refused for its version says hello again in the version before (see #onClose).
+ */
+export const OLDEST_AGGREGATOR_PROTOCOL = 3;
+/** The version that brought address watches (reverse lookups for the local DNS). */
+const ADDRESS_WATCH_PROTOCOL = 4;
+
 /** One connection attempt: where to, and what became of it. */
 interface Attempt {
   readonly ws: WebSocket;
   readonly to: Endpoint;
+  /** The protocol version the hello offered. */
+  readonly protocol: number;
   /** The aggregator took the snapshot (its pong to the ack ping came back). */
   registered: boolean;
   /** What went wrong, when the agent knows better than the close code (HTTP status, connect error, timeout). */
@@ -166,6 +177,8 @@ export class Uplink {
   #ws: WebSocket | undefined;
   /** The aggregator's max payload, from the welcome of the current connection. */
   #maxPayload = 0;
+  /** The protocol version of the current connection, from its welcome. */
+  #protocol = PROTOCOL_VERSION;
   #live = false;
   #stopped = false;
   /** Rounds failed since the last registration: the backoff's exponent. */
@@ -206,12 +219,15 @@ export class Uplink {
 
   /**
    * Asks the aggregator to push (watch) or stop pushing (unwatch) these names' data, in messages
-   * within its max payload. False when the link is not live: the caller sends its whole set again
-   * when it is (onLiveChange).
+   * within its max payload; addresses only to an aggregator of protocol 4 or later (an older one
+   * would take the watch for a bad message). False when the link is not live (the caller sends
+   * its whole set again when it is: onLiveChange), or when none of the names could be sent.
    */
   watchNames(type: 'watch' | 'unwatch', names: readonly WatchedName[]): boolean {
     if (!this.#live) return false;
-    for (const text of nameMessages(type, names, this.#maxPayload)) this.#sendText(text);
+    const sendable = this.#protocol >= ADDRESS_WATCH_PROTOCOL ? names : names.filter((n) => n.kind !== 'address');
+    if (sendable.length === 0) return false;
+    for (const text of nameMessages(type, sendable, this.#maxPayload)) this.#sendText(text);
     return true;
   }
 
@@ -255,7 +271,7 @@ export class Uplink {
     else this.#retryTimer = setTimeout(go, delayMs);
   }
 
-  #connect(to: Endpoint): void {
+  #connect(to: Endpoint, protocol = PROTOCOL_VERSION): void {
     this.#tried.add(to.key);
     // Judged on this round's endpoints: one name with one address is a single aggregator, as ever.
     const connectTimeoutMs = this.#o.connectTimeoutMs ?? (this.#ordered.length > 1 ? FAILOVER_CONNECT_TIMEOUT_MS : CONNECT_TIMEOUT_MS);
@@ -268,14 +284,14 @@ export class Uplink {
       // A resolved name: connect to that address; the URL keeps the name for Host and TLS.
       ...(to.address === undefined ? {} : { lookup: pinnedLookup(to.address, to.family ?? 4) }),
     });
-    const attempt: Attempt = { ws, to, registered: false };
+    const attempt: Attempt = { ws, to, protocol, registered: false };
     this.#ws = ws;
     this.#attemptNow = attempt;
     let welcomed = false;
     let welcomeTimer: NodeJS.Timeout | undefined;
     ws.on('open', () => {
       this.#log.debug({ url: to.label }, 'connected to aggregator; saying hello');
-      this.#send({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.#o.node, agentVersion: VERSION, engineId: this.#o.engineId() });
+      this.#send({ type: 'hello', protocol, node: this.#o.node, agentVersion: VERSION, engineId: this.#o.engineId() });
       this.#watchSilence(ws, to);
       const welcomeTimeoutMs = this.#o.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
       welcomeTimer = setTimeout(() => {
@@ -313,8 +329,8 @@ export class Uplink {
 
   async #onWelcome(attempt: Attempt, welcome: Welcome): Promise<void> {
     const { ws, to } = attempt;
-    if (welcome.protocol !== PROTOCOL_VERSION) {
-      return this.#protocolError(ws, to, `aggregator speaks protocol ${welcome.protocol}, this agent ${PROTOCOL_VERSION}`);
+    if (welcome.protocol < OLDEST_AGGREGATOR_PROTOCOL || welcome.protocol > attempt.protocol) {
+      return this.#protocolError(ws, to, `aggregator speaks protocol ${welcome.protocol}, this agent ${OLDEST_AGGREGATOR_PROTOCOL} to ${attempt.protocol}`);
     }
     try {
       await this.#o.onWelcome(welcome);
@@ -323,6 +339,7 @@ export class Uplink {
     }
     if (ws !== this.#ws || ws.readyState !== WebSocket.OPEN) return;
     this.#maxPayload = welcome.maxPayload;
+    this.#protocol = welcome.protocol;
     const snapshot = this.#o.snapshot();
     const frames = snapshotFrames(snapshot, this.#maxPayload);
     this.#sendFrames('snapshot', frames);
@@ -366,8 +383,13 @@ export class Uplink {
     this.#live = false;
     if (wasLive) this.#o.onLiveChange?.(false);
     if (this.#stopped) return;
-    this.#reconnects++;
     const { to } = attempt;
+    if (code === CloseCode.protocolVersion && !attempt.registered && attempt.protocol > OLDEST_AGGREGATOR_PROTOCOL) {
+      // An older aggregator: the same one again at once, in the version before this one.
+      this.#log.info({ url: to.label, refused: attempt.protocol, reason }, `aggregator refused protocol ${attempt.protocol}; saying hello in ${attempt.protocol - 1}`);
+      return this.#connect(to, attempt.protocol - 1);
+    }
+    this.#reconnects++;
     const why = attempt.failure ?? `closed ${code}${reason ? `: ${reason}` : ''}`;
     this.#lastWhy = why;
     if (attempt.registered) this.#homeLost = why;

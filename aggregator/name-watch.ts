@@ -181,11 +181,18 @@ export class NameWatch {
 
   #build(e: Entry): string {
     this.stats.builds++;
-    const data: NameData =
-      e.kind === 'service'
-        ? { kind: 'service', name: e.name, instances: this.#dns.servable(e.name).map(wireInstance) }
-        : { kind: 'node', name: e.name, node: wireNode(this.#dns.node(e.name)) };
-    return JSON.stringify(data);
+    return JSON.stringify(this.#data(e));
+  }
+
+  #data(e: Entry): NameData {
+    switch (e.kind) {
+      case 'service':
+        return { kind: 'service', name: e.name, instances: this.#dns.servable(e.name).map(wireInstance) };
+      case 'node':
+        return { kind: 'node', name: e.name, node: wireNode(this.#dns.node(e.name)) };
+      case 'address':
+        return { kind: 'address', name: e.name, ...this.#dns.reverse(e.name) };
+    }
   }
 }
 
@@ -312,14 +319,17 @@ class Watcher implements NameWatcher {
   }
 }
 
-/** `service/<lower-case name>` or `node/<lower-case name>`: a service's key is its topic. */
+/**
+ * `service/<lower-case name>`, `node/<lower-case name>` or `address/<address>`: a service's and
+ * an address's key is its topic (an address is asked in its canonical form, lower-case already).
+ */
 function keyOf(kind: WatchedName['kind'], name: string): string {
   return `${kind}/${name.toLowerCase()}`;
 }
 
 /** The watched name a topic's change may alter, if it names one. */
 function watchedKey(t: Topic): string | undefined {
-  if (t.startsWith('service/')) return t;
+  if (t.startsWith('service/') || t.startsWith('address/')) return t;
   if (t.startsWith('node/')) return keyOf('node', t.slice('node/'.length));
   return undefined;
 }
@@ -327,11 +337,21 @@ function watchedKey(t: Topic): string | undefined {
 /** Exactly the wire shape: a view carries more (checks, indexes) that agents do not need. */
 function wireInstance(i: DnsInstance): DnsInstance {
   const s = i.service;
-  const service = { id: s.id, address: s.address, port: s.port, tags: s.tags, meta: s.meta, ...(s.weights && { weights: s.weights }) };
+  const service = {
+    id: s.id,
+    address: s.address,
+    ...(s.address6 === undefined ? {} : { address6: s.address6 }),
+    port: s.port,
+    tags: s.tags,
+    meta: s.meta,
+    ...(s.weights && { weights: s.weights }),
+  };
   // Only what the SRV weight reads: a servable instance is passing unless it says warning.
-  return { node: { name: i.node.name, address: i.node.address, meta: i.node.meta }, service, ...(i.status === 'warning' && { status: i.status }) };
+  return { node: wireNode(i.node), service, ...(i.status === 'warning' && { status: i.status }) };
 }
 
+function wireNode(n: DnsNode): DnsNode;
+function wireNode(n: DnsNode | undefined): DnsNode | null;
 function wireNode(n: DnsNode | undefined): DnsNode | null {
-  return n ? { name: n.name, address: n.address, meta: n.meta } : null;
+  return n ? { name: n.name, address: n.address, ...(n.address6 === undefined ? {} : { address6: n.address6 }), meta: n.meta } : null;
 }

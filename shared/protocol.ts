@@ -19,11 +19,15 @@ import { CheckStatus, NodeInfo, ServiceInstance, text, Weights } from './model.j
  * message once the last has arrived (never half a host's services).
  *
  * Bump PROTOCOL_VERSION on any incompatible change; the aggregator refuses versions below
- * MIN_PROTOCOL_VERSION, and an agent refuses an aggregator that speaks an older one than it.
+ * MIN_PROTOCOL_VERSION (and above its own) and welcomes an agent in the agent's version. An agent
+ * refused for its version says hello again in the one before, down to 3 (agent/uplink.ts), and
+ * uses only what the welcomed version has.
  * 2: engine ID in hello, max payload in welcome, messages in parts.
  * 3: watch / unwatch / names (agent-local DNS). A version-2 agent never watches, so it is served.
+ * 4: address watches (`kind: 'address'`: who holds an IP, for PTR). A version-3 agent never
+ *    watches addresses, so it is served; a version-4 agent sends none to a version-3 aggregator.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 export const MIN_PROTOCOL_VERSION = 2;
 
 /** Path on the aggregator's HTTP port where agents connect. */
@@ -85,11 +89,13 @@ export const MAX_WATCHED_NAMES = 10_000;
 export const MAX_NAMES_PER_MESSAGE = 1000;
 
 /**
- * A name the local DNS answers from the catalog: a service (lower-case name, every tag) or a
- * node (as asked, lower-case: the aggregator matches node names case-insensitively, as DNS does).
+ * A name the local DNS answers from the catalog: a service (lower-case name, every tag), a
+ * node (as asked, lower-case: the aggregator matches node names case-insensitively, as DNS does),
+ * or (protocol 4) an IP address in its canonical form (addressKey in shared/dns/addresses.ts),
+ * for reverse lookups.
  */
 export const WatchedName = z.object({
-  kind: z.enum(['service', 'node']),
+  kind: z.enum(['service', 'node', 'address']),
   name: text(1, 253),
 });
 export type WatchedName = z.infer<typeof WatchedName>;
@@ -150,12 +156,26 @@ export const DnsInstance = z.object({
 export type DnsInstance = z.infer<typeof DnsInstance>;
 
 /**
+ * Who holds an IP address (as `address`, or `address6`), as a PTR answer reads it: node names
+ * sorted, and each node's distinct services at it (any health, as Consul's catalog lookup), by
+ * name then node. A node's name wins, so the aggregator lists the services only when no node
+ * holds the address.
+ */
+export const AddressHolders = z.object({
+  nodes: z.array(text(1, 253)).check(z.maxLength(MAX_SERVICES)),
+  services: z.array(z.object({ node: text(1, 253), name: text(1, 63) })).check(z.maxLength(MAX_SERVICES * 10)),
+});
+export type AddressHolders = z.infer<typeof AddressHolders>;
+
+/**
  * The current answer data of one watched name: a service's servable instances (every node's,
- * ordered by node then service ID; empty when none), or a node (null when there is none).
+ * ordered by node then service ID; empty when none), a node (null when there is none), or an
+ * address's holders (empty lists when none).
  */
 export const NameData = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('service'), name: text(1, 253), instances: z.array(DnsInstance).check(z.maxLength(MAX_SERVICES * 10)) }),
   z.object({ kind: z.literal('node'), name: text(1, 253), node: z.nullable(DnsNode) }),
+  z.object({ kind: z.literal('address'), name: text(1, 253), ...AddressHolders.shape }),
 ]);
 export type NameData = z.infer<typeof NameData>;
 

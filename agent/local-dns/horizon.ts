@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import type { DnsInstance, DnsQuery } from '../../shared/dns/query.js';
 import type { Horizon } from '../../shared/dns/views.js';
 import type { ContainerNetworks } from './container-networks.js';
@@ -48,18 +49,26 @@ export class SplitHorizon implements Horizon {
     return {
       servable: (service) => catalog.servable(service).map((i) => this.#reachable(i, networks)),
       node: (name) => catalog.node(name),
+      reverse: (address) => catalog.reverse(address),
       topicIndex: (topic) => catalog.topicIndex(topic),
       pending: (name) => catalog.pending(name),
     };
   }
 
-  /** The instance as an asker on `networks` reaches it best. */
+  /**
+   * The instance as an asker on `networks` reaches it best. Its IPv6 twin follows: the
+   * container's IPv6 on the networks shared with the asker, at the same container port (the
+   * catalog's `address6` is the host side, at the published port: it does not go with the
+   * container port), or none.
+   */
   #reachable(i: DnsInstance, networks: ReadonlySet<string>): DnsInstance {
     if (i.node.name !== this.#catalog.nodeName) return i;
     const own = this.#catalog.ownService(i.service.id);
     if (!own?.container || !own.containerId) return i;
     const address = this.#networks.addressOn(own.containerId, networks);
     if (address === undefined) return i;
-    return { ...i, service: { ...i.service, address, port: own.container.port } };
+    const address6 = isIPv4(address) ? this.#networks.addressOn(own.containerId, networks, 6) : undefined;
+    const { address6: _hostSide, ...service } = i.service;
+    return { ...i, service: { ...service, address, ...(address6 === undefined ? {} : { address6 }), port: own.container.port } };
   }
 }

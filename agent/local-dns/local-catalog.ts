@@ -1,12 +1,16 @@
 import type { ServiceInstance } from '../../shared/model.js';
-import type { DnsInstance, DnsNode, NameData, WatchedName } from '../../shared/protocol.js';
+import type { AddressHolders, DnsInstance, DnsNode, NameData, WatchedName } from '../../shared/protocol.js';
 import type { DnsQuery } from '../../shared/dns/query.js';
+import { addressKeys } from '../../shared/dns/addresses.js';
 import { topics, type Topic } from '../../shared/topics.js';
 
 export interface LocalCatalogOptions {
   /** This host's node name: its instances come first-hand, never from the aggregator. */
   node: string;
-  /** Asks the aggregator to push these names (false: no live link; they are asked again once there is one). */
+  /**
+   * Asks the aggregator to push these names. False: not sent (no live link, asked again once
+   * there is one; or addresses, which an aggregator older than protocol 4 does not take).
+   */
   watch: (names: WatchedName[]) => boolean;
   unwatch: (names: WatchedName[]) => void;
   now?: () => number;
@@ -59,6 +63,8 @@ export class LocalCatalog implements DnsQuery {
   #own = new Map<string, DnsInstance[]>();
   /** This host's services by ID, as mapped (split horizon reads their container side). */
   #ownById = new Map<string, ServiceInstance>();
+  /** Address key → this host's node and services at it (any health, as the catalog's PTR). */
+  #ownAddresses = new Map<string, AddressHolders>();
   readonly #merged = new Map<string, { index: number; list: readonly DnsInstance[] }>();
   #live = false;
   #later = { watch: new Set<string>(), unwatch: new Map<string, WatchedName>() };
@@ -98,6 +104,18 @@ export class LocalCatalog implements DnsQuery {
     if (this.#ownNode && this.#ownNode.name.toLowerCase() === lower) return this.#ownNode;
     const data = this.#entries.get(key({ kind: 'node', name: lower }))?.data;
     return data?.kind === 'node' ? (data.node ?? undefined) : undefined;
+  }
+
+  /** Other hosts' holders as the aggregator pushed them, this host's first-hand (the aggregator's view of it lags). */
+  reverse(address: string): AddressHolders {
+    const data = this.#entries.get(key({ kind: 'address', name: address }))?.data;
+    const remote = data?.kind === 'address' ? data : { nodes: [], services: [] };
+    const own = this.#ownAddresses.get(address) ?? { nodes: [], services: [] };
+    const me = this.#o.node;
+    return {
+      nodes: [...remote.nodes.filter((n) => n !== me), ...own.nodes].sort(compare),
+      services: [...remote.services.filter((h) => h.node !== me), ...own.services].sort((a, b) => compare(a.name, b.name) || compare(a.node, b.node)),
+    };
   }
 
   topicIndex(topic: Topic): number {
@@ -140,15 +158,20 @@ export class LocalCatalog implements DnsQuery {
       const name = s.name.toLowerCase();
       let list = own.get(name);
       if (!list) own.set(name, (list = []));
-      list.push({ node, service: { id: s.id, address: s.address, port: s.port, tags: s.tags, meta: s.meta } });
+      const address6 = s.address6 === undefined ? {} : { address6: s.address6 };
+      list.push({ node, service: { id: s.id, address: s.address, ...address6, port: s.port, tags: s.tags, meta: s.meta } });
     }
+    const addresses = ownAddresses(node, byId.values());
     const changed = new Set([...own.keys(), ...this.#own.keys()].filter((n) => !sameInstances(own.get(n), this.#own.get(n))));
+    const moved = [...new Set([...addresses.keys(), ...this.#ownAddresses.keys()])].filter((a) => JSON.stringify(addresses.get(a)) !== JSON.stringify(this.#ownAddresses.get(a)));
     const nodeChanged = !this.#ownNode || JSON.stringify(this.#ownNode) !== JSON.stringify(node);
     this.#own = own;
     this.#ownById = byId;
+    this.#ownAddresses = addresses;
     this.#ownNode = node;
-    if (nodeChanged) this.#bumpAll();
-    else for (const n of changed) this.#bump(topics.service(n));
+    if (nodeChanged) return this.#bumpAll();
+    for (const n of changed) this.#bump(topics.service(n));
+    for (const a of moved) this.#bump(topics.address(a));
   }
 
   /** One of this host's services as the agent mapped it (undefined: not this host's). */
@@ -168,7 +191,7 @@ export class LocalCatalog implements DnsQuery {
       if (!entry) continue;
       entry.data = partial && entry.data ? merged(entry.data, data) : data;
       this.#settle(entry);
-      this.#bump(data.kind === 'service' ? topics.service(data.name) : topics.nodes);
+      this.#bump(topicOf(entry.name));
     }
   }
 
@@ -259,8 +282,12 @@ export class LocalCatalog implements DnsQuery {
       // A name evicted and asked again within the turn is watched (it is in the cache again).
       const gone = [...unwatch].filter(([k]) => !this.#entries.has(k)).map(([, name]) => name);
       if (gone.length > 0 && this.#live) this.#o.unwatch(gone);
+      // Addresses go in their own watch: an aggregator that takes none (protocol 3) leaves the
+      // names asked with them watched, and their questions are answered from this host at once.
       const wanted = [...watch].flatMap((k) => this.#entries.get(k) ?? []);
-      if (wanted.length > 0 && !(this.#live && this.#o.watch(wanted.map((e) => e.name)))) for (const e of wanted) this.#settle(e);
+      for (const batch of [wanted.filter((e) => e.name.kind !== 'address'), wanted.filter((e) => e.name.kind === 'address')]) {
+        if (batch.length > 0 && !(this.#live && this.#o.watch(batch.map((e) => e.name)))) for (const e of batch) this.#settle(e);
+      }
     });
   }
 
@@ -274,7 +301,7 @@ export class LocalCatalog implements DnsQuery {
     this.#settle(entry);
     this.#entries.delete(k);
     if (entry.name.kind === 'service') this.#merged.delete(entry.name.name);
-    this.#bump(entry.name.kind === 'service' ? topics.service(entry.name.name) : topics.nodes);
+    this.#bump(topicOf(entry.name));
     if (this.#topicIndex.size > 2 * this.#o.maxNames + this.#own.size) this.#bumpAll();
   }
 
@@ -288,10 +315,18 @@ export class LocalCatalog implements DnsQuery {
   }
 }
 
-/** What is known, with what a partial catalog adds: its instances (newest for the same node and ID), its node if it has one. */
+/**
+ * What is known, with what a partial catalog adds: its instances (newest for the same node and
+ * ID), its node if it has one, its holders of an address besides those known.
+ */
 function merged(known: NameData, added: NameData): NameData {
   if (added.kind === 'node') return added.node === null ? known : added;
-  if (known.kind === 'node') return added;
+  if (added.kind === 'address') {
+    if (known.kind !== 'address') return added;
+    const services = new Map([...known.services, ...added.services].map((h) => [`${h.node}\0${h.name}`, h]));
+    return { ...added, nodes: [...new Set([...known.nodes, ...added.nodes])], services: [...services.values()] };
+  }
+  if (known.kind !== 'service') return added;
   const byKey = new Map(known.instances.map((i) => [`${i.node.name}\0${i.service.id}`, i]));
   for (const i of added.instances) byKey.set(`${i.node.name}\0${i.service.id}`, i);
   return { ...added, instances: [...byKey.values()] };
@@ -299,7 +334,32 @@ function merged(known: NameData, added: NameData): NameData {
 
 function hasData(entry: Entry): boolean {
   const data = entry.data;
-  return data !== undefined && (data.kind === 'service' ? data.instances.length > 0 : data.node !== null);
+  if (data === undefined) return false;
+  if (data.kind === 'service') return data.instances.length > 0;
+  if (data.kind === 'node') return data.node !== null;
+  return data.nodes.length > 0 || data.services.length > 0;
+}
+
+/** The topic a watched name's answers are cached under (a node's: `nodes`, as DnsQuery.node says). */
+function topicOf(name: WatchedName): Topic {
+  if (name.kind === 'service') return topics.service(name.name);
+  return name.kind === 'node' ? topics.nodes : topics.address(name.name);
+}
+
+/** Where this host's node and services are (every service, as the catalog's PTR counts them). */
+function ownAddresses(node: DnsNode, services: Iterable<ServiceInstance>): Map<string, AddressHolders> {
+  const names = new Map<string, Map<string, string>>();
+  for (const s of services) {
+    for (const a of addressKeys(s.address, s.address6)) {
+      let byName = names.get(a);
+      if (!byName) names.set(a, (byName = new Map()));
+      if (!byName.has(s.name.toLowerCase())) byName.set(s.name.toLowerCase(), s.name);
+    }
+  }
+  const out = new Map<string, AddressHolders>();
+  for (const [a, byName] of names) out.set(a, { nodes: [], services: [...byName.values()].map((name) => ({ node: node.name, name })) });
+  for (const a of addressKeys(node.address, node.address6)) out.set(a, { nodes: [node.name], services: out.get(a)?.services ?? [] });
+  return out;
 }
 
 function key(name: WatchedName): string {

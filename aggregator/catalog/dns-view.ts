@@ -6,6 +6,7 @@ export function dnsView(query: CatalogQuery): DnsQuery {
   return {
     servable: (service) => query.instances(service).filter(isServable),
     node: (name) => findNode(query, name),
+    reverse: (address) => query.byAddress(address),
     topicIndex: (topic) => query.topicIndex(topic),
   };
 }

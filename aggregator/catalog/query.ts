@@ -1,5 +1,6 @@
 import type { CheckStatus, ServiceCheck, ServiceInstance } from '../../shared/model.js';
 import type { Topic } from '../../shared/topics.js';
+import type { AddressHolders } from '../../shared/protocol.js';
 
 /**
  * The catalog as every view (HTTP, DNS, UI, metrics) reads it: Consul's shapes (CheckIDs,
@@ -29,6 +30,8 @@ export interface CheckView {
 export interface NodeView {
   name: string;
   address: string;
+  /** The IPv6 beside an IPv4 `address`, when the node has one (AAAA, `lan_ipv6`). */
+  address6?: string;
   meta: Readonly<Record<string, string>>;
   /** True while the agent's connection is up and heartbeating. */
   connected: boolean;
@@ -95,6 +98,11 @@ export interface CatalogQuery {
   node(name: string): NodeView | undefined;
   /** Instances on one node, ordered by service ID. */
   nodeInstances(name: string): readonly InstanceView[];
+  /**
+   * Who holds an IP address (canonical, addressKey) as its `address` or `address6`: nodes, else
+   * (no node has it) the services of visible instances of any health. Topic: `topics.address(address)`.
+   */
+  byAddress(address: string): AddressHolders;
   /**
    * Resolves once any of the topics moves past `index`, or when the signal aborts.
    * Costs nothing while nothing changes.

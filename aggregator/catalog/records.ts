@@ -12,6 +12,8 @@ import { ServiceCheck, ServiceInstance, text } from '../../shared/model.js';
 export const NodeRecord = z.object({
   name: text(1, 253),
   address: text(1, 255),
+  /** NodeInfo.address6: the host's IPv6 beside an IPv4 `address` (an external node's `lan_ipv6`). */
+  address6: z.optional(text(1, 255)),
   meta: z.record(text(0, 128), text(0, 512)),
   agentVersion: text(0, 64),
   /** The Docker engine's ID from the agent's hello ('' if unknown): tells two hosts with one name apart. */

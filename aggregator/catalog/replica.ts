@@ -8,6 +8,8 @@ import {
 } from './query.js';
 import type { ChangeBatch, HealthRecord, NodeRecord, RecordChange } from './records.js';
 import { serviceKeys, sameKeys } from './fingerprints.js';
+import { addressKeys } from '../../shared/dns/addresses.js';
+import type { AddressHolders } from '../../shared/protocol.js';
 import { buildInstanceView, buildNodeView, renodeInstanceView, type StoredNode, type StoredService } from './views.js';
 
 /** A node's records as stored, for a writer to diff against. */
@@ -59,6 +61,15 @@ interface Dirty {
 type Touched = Map<Topic, number>;
 
 /**
+ * Who holds one address: node names, and per `<node>\0<lower-case service name>` the name as
+ * registered and how many of the node's visible instances of it are at the address.
+ */
+interface Holders {
+  nodes: Set<string>;
+  services: Map<string, { node: string; name: string; count: number }>;
+}
+
+/**
  * The watch cache: a full copy of the store's records, fed by its change batches in revision
  * order, composing the Consul views every reader uses. Views are immutable and replaced on
  * change, so a reader holding one (a render in slices) never sees it half-updated, and a
@@ -81,6 +92,8 @@ export class Replica implements CatalogQuery {
   /** node name → its instances by ID, kept until the node's topic moves (a 5,000-service node took ~10 ms to sort). */
   readonly #sortedNodeInstances = new Map<string, readonly InstanceView[]>();
   #sortedNodes: readonly NodeView[] | undefined;
+  /** Address key (addressKey) → its holders, kept with every view change: a PTR reads one entry. */
+  readonly #byAddress = new Map<string, Holders>();
   #serviceNames: ReadonlyMap<string, readonly string[]> | undefined;
   readonly #waiters = new Map<Topic, Set<() => void>>();
   readonly #indexWaiters = new Set<{ revision: number; wake: () => void }>();
@@ -169,6 +182,17 @@ export class Replica implements CatalogQuery {
       this.#sortedNodeInstances.set(name, sorted);
     }
     return sorted;
+  }
+
+  byAddress(address: string): AddressHolders {
+    const h = this.#byAddress.get(address);
+    if (!h) return { nodes: [], services: [] };
+    // A node's name wins (PTR): a host IP's thousands of services are not listed.
+    if (h.nodes.size > 0) return { nodes: [...h.nodes].sort(compareStrings), services: [] };
+    const services = [...h.services.values()]
+      .map(({ node, name }) => ({ node, name }))
+      .sort((a, b) => compareStrings(a.name, b.name) || compareStrings(a.node, b.node));
+    return { nodes: [], services };
   }
 
   /** The node's records as stored, for a writer's diff. */
@@ -348,6 +372,7 @@ export class Replica implements CatalogQuery {
       // Without its node record a node's services are not served (it is being written or removed).
       for (const id of [...n.views.keys()]) this.#hide(n, id, touched, revision);
       if (n.view) {
+        this.#reindexNode(n.name, n.view, undefined, touched, revision);
         n.view = undefined;
         this.#sortedNodes = undefined;
         touch(touched, topics.checks, revision);
@@ -359,7 +384,9 @@ export class Replica implements CatalogQuery {
     const appeared = !n.view;
     if (appeared) touch(touched, topics.checks, revision);
     if (d.node || appeared) {
+      const before = n.view;
       n.view = buildNodeView(n.stored);
+      this.#reindexNode(n.name, before, n.view, touched, revision);
       this.#sortedNodes = undefined;
     }
     const view = n.view!;
@@ -391,6 +418,7 @@ export class Replica implements CatalogQuery {
   }
 
   #show(n: NodeState, view: InstanceView, touched: Touched, revision: number): void {
+    this.#reindexInstance(n.views.get(view.service.id), view, touched, revision);
     n.views.set(view.service.id, view);
     const key = view.service.name.toLowerCase();
     let byKey = this.#byService.get(key);
@@ -403,12 +431,67 @@ export class Replica implements CatalogQuery {
   #hide(n: NodeState, id: string, touched: Touched, revision: number): void {
     const view = n.views.get(id);
     if (!view) return;
+    this.#reindexInstance(view, undefined, touched, revision);
     n.views.delete(id);
     const key = view.service.name.toLowerCase();
     const byKey = this.#byService.get(key);
     byKey?.delete(instanceKey(n.name, id));
     if (byKey?.size === 0) this.#byService.delete(key);
     for (const t of [topics.service(key), topics.node(n.name), topics.services, topics.checks]) touch(touched, t, revision);
+  }
+
+  /** A node's addresses moved from `before`'s to `after`'s (undefined: no view). */
+  #reindexNode(name: string, before: NodeView | undefined, after: NodeView | undefined, touched: Touched, revision: number): void {
+    const was = before ? addressKeys(before.address, before.address6) : [];
+    const is = after ? addressKeys(after.address, after.address6) : [];
+    for (const key of was) {
+      if (is.includes(key)) continue;
+      const h = this.#byAddress.get(key)!;
+      h.nodes.delete(name);
+      this.#dropIfEmpty(key, h);
+      touch(touched, topics.address(key), revision);
+    }
+    for (const key of is) {
+      if (was.includes(key)) continue;
+      this.#holders(key).nodes.add(name);
+      touch(touched, topics.address(key), revision);
+    }
+  }
+
+  /**
+   * An instance view replaced (`before` → `after`, either absent). A view re-pointed at a new node
+   * view keeps its service object and its addresses: nothing to do, so a node change costs no
+   * work per instance here. An address's topic moves only when a service name appears at it or
+   * leaves it.
+   */
+  #reindexInstance(before: InstanceView | undefined, after: InstanceView | undefined, touched: Touched, revision: number): void {
+    if (before?.service === after?.service) return;
+    const was = before ? addressKeys(before.service.address, before.service.address6) : [];
+    const is = after ? addressKeys(after.service.address, after.service.address6) : [];
+    const sameName = before !== undefined && after !== undefined && before.service.name.toLowerCase() === after.service.name.toLowerCase();
+    for (const key of was) if (!(sameName && is.includes(key))) this.#countService(key, before!, -1, touched, revision);
+    for (const key of is) if (!(sameName && was.includes(key))) this.#countService(key, after!, 1, touched, revision);
+  }
+
+  #countService(key: string, view: InstanceView, delta: 1 | -1, touched: Touched, revision: number): void {
+    const h = this.#holders(key);
+    const id = `${view.node.name}\0${view.service.name.toLowerCase()}`;
+    const held = h.services.get(id) ?? { node: view.node.name, name: view.service.name, count: 0 };
+    held.count += delta;
+    if (held.count > 0) h.services.set(id, held);
+    else h.services.delete(id);
+    if (held.count === 0 || (delta === 1 && held.count === 1)) touch(touched, topics.address(key), revision);
+    this.#dropIfEmpty(key, h);
+  }
+
+  #holders(key: string): Holders {
+    let h = this.#byAddress.get(key);
+    if (!h) this.#byAddress.set(key, (h = { nodes: new Set(), services: new Map() }));
+    return h;
+  }
+
+  #dropIfEmpty(key: string, h: Holders): void {
+    if (h.nodes.size === 0 && h.services.size === 0) this.#byAddress.delete(key);
   }
 
   #commit(revision: number, touched: Touched): void {

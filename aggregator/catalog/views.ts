@@ -24,7 +24,7 @@ export interface StoredNode {
 }
 
 export function buildNodeView(n: StoredNode): NodeView {
-  const { name, address, meta, agentVersion, external = false } = n.record;
+  const { name, address, address6, meta, agentVersion, external = false } = n.record;
   const up = n.health?.up === true;
   const serfHealth = external ? undefined : serfHealthView(n, up);
   const registered = (n.record.checks ?? []).map((c) =>
@@ -35,6 +35,7 @@ export function buildNodeView(n: StoredNode): NodeView {
   return {
     name,
     address,
+    ...(address6 === undefined ? {} : { address6 }),
     meta: external ? meta : { ...meta, 'portolan-agent-version': agentVersion },
     connected: up,
     lastSeen: n.lastSeen,

@@ -1,4 +1,4 @@
-import { isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import type { CheckView, InstanceView, NodeView } from '../catalog/query.js';
 import type { Endpoint } from '../../shared/model.js';
 
@@ -38,13 +38,24 @@ export interface NodeJson {
   ModifyIndex: number;
 }
 
+/**
+ * A node's lan/wan (and their family twins) from its address; its IPv6 beside an IPv4 address
+ * is `lan_ipv6` only, as Consul's agent tags `advertise_addr_ipv6` (agent/config/builder.go:
+ * `wan_ipv6` comes from a WAN address of its own, which a node here has not).
+ */
+function nodeTaggedAddresses(node: NodeView): Record<string, string> {
+  const pairs = taggedPairs(node.address, node.address, node.address, node.address);
+  if (node.address6 !== undefined && isIPv4(node.address) && isIPv6(node.address6)) pairs.push(['lan_ipv6', node.address6]);
+  return sortedRecord(pairs);
+}
+
 export function nodeJson(node: NodeView, datacenter: string): NodeJson {
   return {
     ID: nodeId(node.name),
     Node: node.name,
     Address: node.address,
     Datacenter: datacenter,
-    TaggedAddresses: sortedRecord(taggedPairs(node.address, node.address, node.address, node.address)),
+    TaggedAddresses: nodeTaggedAddresses(node),
     Meta: sortedRecord(Object.entries(node.meta)),
     CreateIndex: node.createIndex,
     ModifyIndex: node.modifyIndex,
@@ -60,12 +71,15 @@ const addressJson = (e: Endpoint | undefined): ServiceAddressJson =>
   e ? { Address: e.address, Port: e.port } : { Address: '', Port: 0 };
 
 /**
- * lan = the container endpoint, wan = the published host endpoint, merged with those the
+ * lan = the container endpoint, wan = the published host endpoint, lan_ipv6 / wan_ipv6 their
+ * IPv6 twins (container6, host6: Consul's keys, each {Address, Port}), merged with those the
  * service's owner registered (theirs win); omitted when there is none.
  */
 function serviceTaggedAddresses(inst: InstanceView): Record<string, ServiceAddressJson> | undefined {
-  const { container, host, taggedAddresses = {} } = inst.service;
+  const { container, host, container6, host6, taggedAddresses = {} } = inst.service;
   const derived = taggedPairs(container?.address, addressJson(container), host?.address, addressJson(host));
+  if (container6) derived.push(['lan_ipv6', addressJson(container6)]);
+  if (host6) derived.push(['wan_ipv6', addressJson(host6)]);
   const registered = Object.entries(taggedAddresses).map(([tag, e]) => [tag, addressJson(e)] as const);
   const merged = new Map([...derived, ...registered]);
   return merged.size > 0 ? sortedRecord(merged) : undefined;

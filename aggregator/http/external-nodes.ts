@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
 import * as z from 'zod/mini';
 import { NodeRecord } from '../catalog/records.js';
 import type { NodeRecords } from '../catalog/replica.js';
@@ -53,7 +54,8 @@ const registerRequest = consulObject({
   Node: z.optional(nodeName),
   Address: z.optional(address),
   Datacenter: z.optional(z.string('Invalid datacenter: must be a string')),
-  // Accepted as Consul takes them; a node's lan/wan are derived from its Address.
+  // Accepted as Consul takes them; a node's lan/wan are derived from its Address, and a
+  // `lan_ipv6` beside an IPv4 Address is its IPv6 (AAAA, PTR), as Consul's DNS reads it.
   TaggedAddresses: z.optional(z.record(z.string(), z.string('Invalid node tagged address: must be a string'))),
   NodeMeta: z.optional(meta),
   Service: z.optional(
@@ -86,6 +88,8 @@ type HealthCheckInput = z.infer<typeof healthCheck>;
 export interface Registration {
   node: string;
   address: string;
+  /** TaggedAddresses.lan_ipv6, beside an IPv4 address. */
+  address6: string | undefined;
   datacenter: string | undefined;
   meta: Record<string, string>;
   skipNodeUpdate: boolean;
@@ -115,12 +119,15 @@ export function parseRegistration(body: unknown): Registration {
   if (!r.Node || !r.Address) throw badRequest('Must provide node and address');
   const s = r.Service;
   if (s && !s.Service) throw badRequest(s.ID ? 'Must provide service name with ID' : 'Request decode failed: Service.Service: Missing service name');
+  const serviceAddress = s?.Address || r.Address;
+  const serviceAddress6 = ipv6Twin(serviceAddress, s?.TaggedAddresses?.lan_ipv6?.Address);
   const service = s && {
     id: s.ID || s.Service!,
     name: s.Service!,
     tags: s.Tags ?? [],
     meta: s.Meta ?? {},
-    address: s.Address || r.Address,
+    address: serviceAddress,
+    ...(serviceAddress6 && { address6: serviceAddress6 }),
     port: s.Port ?? 0,
     protocol: 'tcp' as const,
     containerId: '',
@@ -130,7 +137,16 @@ export function parseRegistration(body: unknown): Registration {
     ...(wireTaggedAddresses(s.TaggedAddresses) && { taggedAddresses: wireTaggedAddresses(s.TaggedAddresses) }),
   };
   const checks = [...(r.Check ? [r.Check] : []), ...(r.Checks ?? [])].map((c) => registeredCheck(c, r.Node!));
-  return { node: r.Node, address: r.Address, datacenter: r.Datacenter, meta: r.NodeMeta ?? {}, skipNodeUpdate: r.SkipNodeUpdate === true, service, checks };
+  const address6 = ipv6Twin(r.Address, r.TaggedAddresses?.lan_ipv6);
+  return { node: r.Node, address: r.Address, address6, datacenter: r.Datacenter, meta: r.NodeMeta ?? {}, skipNodeUpdate: r.SkipNodeUpdate === true, service, checks };
+}
+
+/**
+ * A tagged `lan_ipv6` as the IPv6 beside an IPv4 address: what Consul's DNS answers AAAA with
+ * (TranslateAddress) and what a node or service here keeps as `address6`.
+ */
+function ipv6Twin(address: string, lanIpv6: string | undefined): string | undefined {
+  return lanIpv6 !== undefined && isIPv4(address) && isIPv6(lanIpv6) ? lanIpv6 : undefined;
 }
 
 function registeredCheck(c: HealthCheckInput, node: string): { serviceId: string; check: ServiceCheck } {
@@ -172,6 +188,7 @@ export function registerChange(reg: Registration): ExternalChange {
     const node: NodeRecord = kept ?? {
       name: reg.node,
       address: reg.address,
+      ...(reg.address6 && { address6: reg.address6 }),
       meta: reg.meta,
       agentVersion: '',
       engineId: '',

@@ -1,4 +1,4 @@
-import { isIPv4, isIPv6 } from 'node:net';
+import { SocketAddress, isIPv4, isIPv6 } from 'node:net';
 
 export type AddressFamily = 4 | 6 | 'name';
 
@@ -54,4 +54,44 @@ export function addressOfHex(hex: string): { address: string; family: 4 | 6 } | 
     return { address: groups.join(':'), family: 6 };
   }
   return undefined;
+}
+
+/**
+ * One spelling per IP address, as an index key: IPv4 dotted, IPv6 in RFC 5952 form (what
+ * inet_ntop writes, as Go's ip.String(), which Consul compares by); undefined for a host name.
+ */
+export function addressKey(address: string): string | undefined {
+  const family = familyOf(address);
+  if (family === 4) return address;
+  return family === 6 ? new SocketAddress({ address, family: 'ipv6' }).address : undefined;
+}
+
+/** An instance's or node's addresses: `address`, and `address6` only beside an IPv4 one (its contract). */
+export function dualStack(address: string, address6: string | undefined): string[] {
+  return address6 !== undefined && familyOf(address) === 4 && familyOf(address6) === 6 ? [address, address6] : [address];
+}
+
+/** The distinct index keys of `dualStack(address, address6)`. */
+export function addressKeys(address: string, address6: string | undefined): string[] {
+  const keys = dualStack(address, address6).flatMap((a) => addressKey(a) ?? []);
+  return keys.length === 2 && keys[0] === keys[1] ? [keys[0]!] : keys;
+}
+
+const OCTET = /^(?:0|[1-9]\d{0,2})$/;
+const NIBBLE = /^[0-9a-f]$/;
+
+/**
+ * The address a reverse name stands for, from its labels before `in-addr.arpa` (four decimal
+ * octets, last first) or `ip6.arpa` (32 hex nibbles, last first), as addressKey spells it;
+ * undefined for anything else (too few or too many labels, 256, a leading zero, not hex).
+ */
+export function addressOfReverse(labels: readonly string[], zone: 'in-addr' | 'ip6'): string | undefined {
+  const reversed = [...labels].reverse();
+  if (zone === 'in-addr') {
+    if (reversed.length !== 4 || !reversed.every((l) => OCTET.test(l) && Number(l) <= 255)) return undefined;
+    return reversed.join('.');
+  }
+  if (reversed.length !== 32 || !reversed.every((l) => NIBBLE.test(l))) return undefined;
+  const groups = Array.from({ length: 8 }, (_, i) => reversed.slice(i * 4, i * 4 + 4).join(''));
+  return addressKey(groups.join(':'));
 }

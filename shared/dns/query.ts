@@ -1,7 +1,7 @@
-import type { DnsInstance, DnsNode, WatchedName } from '../protocol.js';
+import type { AddressHolders, DnsInstance, DnsNode, WatchedName } from '../protocol.js';
 import type { Topic } from '../topics.js';
 
-export type { DnsInstance, DnsNode };
+export type { AddressHolders, DnsInstance, DnsNode };
 
 /**
  * All the DNS answering chain reads, so one implementation serves the aggregator (over its
@@ -16,6 +16,11 @@ export interface DnsQuery {
   servable(service: string): readonly DnsInstance[];
   /** A node by name, matched case-insensitively as DNS names are. Topic: `topics.nodes`. */
   node(name: string): DnsNode | undefined;
+  /**
+   * The nodes and services holding an IP address (canonical, addressKey) as `address` or
+   * `address6`, for PTR. Topic: `topics.address(address)`.
+   */
+  reverse(address: string): AddressHolders;
   /** Moves whenever an answer read under the topic may have changed: cached answers are kept until it does. */
   topicIndex(topic: Topic): number;
   /**

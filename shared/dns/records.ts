@@ -1,7 +1,7 @@
 import type { Resource } from 'dns2';
 import { topics, type Topic } from '../topics.js';
-import type { DnsInstance, DnsNode, DnsQuery } from './query.js';
-import { addressOfHex, expandIPv6, familyOf, hexOfAddress } from './addresses.js';
+import type { AddressHolders, DnsInstance, DnsNode, DnsQuery } from './query.js';
+import { addressOfHex, dualStack, expandIPv6, familyOf, hexOfAddress } from './addresses.js';
 import type { Route, Zones } from './router.js';
 import { QTYPE, RCODE } from './wire.js';
 
@@ -45,6 +45,7 @@ const DISTINCT_QTYPES: ReadonlySet<number> = new Set([
   QTYPE.NS,
   QTYPE.CNAME,
   QTYPE.SOA,
+  QTYPE.PTR,
   QTYPE.TXT,
   QTYPE.AAAA,
   QTYPE.SRV,
@@ -54,7 +55,7 @@ const DISTINCT_QTYPES: ReadonlySet<number> = new Set([
 ]);
 
 /**
- * `qtype` where it changes the answer, else 0: every other type (MX, PTR, any of the 65,536)
+ * `qtype` where it changes the answer, else 0: every other type (MX, any of the 65,536)
  * gets the same answer for a name, so one cached answer serves them all.
  */
 export function answerType(qtype: number): number {
@@ -66,6 +67,7 @@ export function buildAnswer(routed: Route, qname: string, qtype: number, ctx: An
   if (routed.kind === 'outside') {
     return ctx.recursion ? { ...empty(RCODE.NOERROR, undefined), forward: true } : empty(RCODE.REFUSED, undefined);
   }
+  if (routed.kind === 'reverse') return reverseAnswer(routed.address, qname, qtype, ctx);
   const zone = routed.zone;
   if (qtype === QTYPE.AXFR || qtype === QTYPE.IXFR) return empty(RCODE.NOTIMP, undefined);
   if (qtype === QTYPE.SOA) return { ...empty(RCODE.NOERROR, undefined), groups: [one(soa(zone))], authority: [ns(zone, ctx)] };
@@ -105,15 +107,20 @@ function hasTag(i: DnsInstance, tag: string | undefined): boolean {
   return tag === undefined || i.service.tags.some((t) => t.toLowerCase() === tag);
 }
 
-/** Identical address records collapse: N containers behind one host IP give one A. */
+/**
+ * Identical address records collapse: N containers behind one host IP give one A. An instance
+ * with an IPv6 twin (`address6`) gives its AAAA too: A from the IPv4, AAAA from the IPv6, both for ANY.
+ */
 function addressGroups(instances: readonly DnsInstance[], qname: string, qtype: number, ttl: number): RecordGroup[] {
   const seen = new Set<string>();
   const groups: RecordGroup[] = [];
   for (const i of instances) {
-    if (seen.has(i.service.address)) continue;
-    seen.add(i.service.address);
-    const answers = addressRecords(qname, i.service.address, qtype, ttl);
-    if (answers.length > 0) groups.push({ answers, additionals: [] });
+    for (const address of dualStack(i.service.address, i.service.address6)) {
+      if (seen.has(address)) continue;
+      seen.add(address);
+      const answers = addressRecords(qname, address, qtype, ttl);
+      if (answers.length > 0) groups.push({ answers, additionals: [] });
+    }
   }
   return groups;
 }
@@ -122,7 +129,8 @@ function addressGroups(instances: readonly DnsInstance[], qname: string, qtype: 
  * SRV targets use Consul's `<hex-ip>.addr.<dc>.<domain>` form (what Consul does when the
  * service has its own address, which ours always has): the target then names exactly
  * the address the record means, two instances on one host share one additional record,
- * and the name resolves on its own through the `.addr` lookup.
+ * and the name resolves on its own through the `.addr` lookup. As Consul's (makeRecordFromIP),
+ * it is the primary address's: an `address6` twin is in neither the target nor the additional.
  */
 function srvGroups(instances: readonly DnsInstance[], qname: string, ttl: number, zone: string, ctx: AnswerContext): RecordGroup[] {
   const seen = new Set<string>();
@@ -152,17 +160,52 @@ function nodeAnswer(name: string, qname: string, qtype: number, zone: string, ct
   const node = ctx.query.node(name);
   if (!node) return negative(RCODE.NXDOMAIN, zone, topic);
   const answers = [
-    ...(qtype === QTYPE.TXT ? [] : addressRecords(qname, node.address, qtype, ctx.nodeTtl)),
+    ...(qtype === QTYPE.TXT ? [] : dualStack(node.address, node.address6).flatMap((a) => addressRecords(qname, a, qtype, ctx.nodeTtl))),
     ...(qtype === QTYPE.TXT || qtype === QTYPE.ANY ? metaTxt(qname, node, ctx.nodeTtl) : []),
   ];
   return answers.length > 0 ? { ...empty(RCODE.NOERROR, topic), groups: [one(...answers)] } : negative(RCODE.NOERROR, zone, topic);
 }
 
+/**
+ * The address a `<hex>.addr` name encodes; asked for another type, it is in the additional
+ * section (NOERROR, no SOA), as Consul answers (agent/dns.go `addr`, v2 router_addr_test).
+ */
 function addrAnswer(hex: string, qname: string, qtype: number, zone: string, ctx: AnswerContext): AnswerSet {
   const decoded = addressOfHex(hex);
   if (!decoded) return negative(RCODE.NXDOMAIN, zone, undefined);
   const answers = addressRecords(qname, decoded.address, qtype, ctx.nodeTtl);
-  return answers.length > 0 ? { ...empty(RCODE.NOERROR, undefined), groups: [one(...answers)] } : negative(RCODE.NOERROR, zone, undefined);
+  const group = answers.length > 0 ? one(...answers) : { answers: [], additionals: addressRecords(qname, decoded.address, QTYPE.ANY, ctx.nodeTtl) };
+  return { ...empty(RCODE.NOERROR, undefined), groups: [group] };
+}
+
+/**
+ * PTR, as Consul's handlePtr: the address's nodes (`<node>.node.<dc>.<domain>`), else the
+ * services at it (`<service>.service.<dc>.<domain>`), always in the primary domain. All of them
+ * (Consul gives the first), in one group so their order stays: nodes by name, services by name.
+ * An address nobody holds, or a name that is no address, is not ours: relayed to the recursor
+ * when there is one (Consul recurses what it cannot answer), else NXDOMAIN. A held address
+ * asked for another type than PTR or ANY is NODATA.
+ */
+function reverseAnswer(address: string | undefined, qname: string, qtype: number, ctx: AnswerContext): AnswerSet {
+  const zone = ctx.zones.primary;
+  const topic = address === undefined ? undefined : topics.address(address);
+  const targets = address === undefined ? [] : ptrTargets(ctx.query.reverse(address), ctx.zones);
+  if (targets.length === 0) return ctx.recursion ? { ...empty(RCODE.NOERROR, topic), forward: true } : negative(RCODE.NXDOMAIN, zone, topic);
+  if (qtype !== QTYPE.PTR && qtype !== QTYPE.ANY) return negative(RCODE.NOERROR, zone, topic);
+  const answers = targets.map((domain): Rr => ({ name: qname, type: QTYPE.PTR, class: IN, ttl: ctx.nodeTtl, domain }));
+  return { ...empty(RCODE.NOERROR, topic), groups: [one(...answers)] };
+}
+
+function ptrTargets(holders: AddressHolders, zones: Zones): string[] {
+  const suffix = `${zones.datacenter}.${zones.primary}`;
+  const byName = new Map(holders.services.map((s) => [s.name.toLowerCase(), s.name]));
+  const names = holders.nodes.length > 0 ? holders.nodes.map((n) => `${n}.node.${suffix}`) : [...byName.values()].map((s) => `${s}.service.${suffix}`);
+  return names.filter(encodable);
+}
+
+/** A name DNS can carry (labels of 1-63 octets, 255 in all): a node name that is not one is left out. */
+function encodable(name: string): boolean {
+  return name.length <= 253 && name.split('.').every((label) => label.length > 0 && label.length <= 63);
 }
 
 /** A for IPv4, AAAA for IPv6, CNAME for a host name: whichever the question type admits. */

@@ -160,6 +160,7 @@ export class Responder implements DnsHandler {
     if (!query.pending) return undefined;
     if (routed.kind === 'service') return query.pending({ kind: 'service', name: routed.service });
     if (routed.kind === 'node') return query.pending({ kind: 'node', name: routed.node });
+    if (routed.kind === 'reverse' && routed.address !== undefined) return query.pending({ kind: 'address', name: routed.address });
     return undefined;
   }
 
@@ -189,8 +190,9 @@ export class Responder implements DnsHandler {
       ednsSize: q.edns ? this.#opts.udpMaxSize : undefined,
     };
     // Answers that do not come from the catalog (.addr, SOA, NS) are owned by names the
-    // client chose: their records are not worth remembering across answers.
-    const encode = set.topic === undefined ? encodeOnce : encodeRecord;
+    // client chose: their records are not worth remembering across answers. Nor are PTR
+    // answers' (owned by the reverse name, one per address).
+    const encode = set.topic === undefined || routed.kind === 'reverse' ? encodeOnce : encodeRecord;
     const groups = set.groups.map((g) => lazyGroup(g, encode));
     const authority = set.authority.map(encode);
     const entry: CachedAnswer = {

@@ -28,9 +28,9 @@ export interface CacheLimits {
   catalogNames: number;
   catalogBytes: number;
   /**
-   * Every other name: NXDOMAIN, REFUSED, relayed, `.addr` and SOA/NS questions, whose
-   * names a client can make up without end. Kept apart so a flood of them never evicts
-   * the names that exist.
+   * Every other name: NXDOMAIN, REFUSED, relayed (a reverse name nobody holds too), `.addr`
+   * and SOA/NS questions, whose names a client can make up without end. Kept apart so a
+   * flood of them never evicts the names that exist.
    */
   otherNames: number;
   otherBytes: number;
@@ -123,9 +123,12 @@ export class ResponseCache {
     return entry.variants[i]!;
   }
 
-  /** A name moves to the catalog table once any of its answers comes from the catalog. */
+  /**
+   * A name moves to the catalog table once any of its answers comes from the catalog. One
+   * relayed is not (a reverse name for an address nobody holds watches its address's topic).
+   */
   #tableFor(name: string, entry: CachedAnswer): NameTable {
-    const fromCatalog = entry.topic !== undefined && entry.rcode === RCODE.NOERROR;
+    const fromCatalog = entry.topic !== undefined && entry.rcode === RCODE.NOERROR && !entry.forward;
     if (!fromCatalog) return this.#catalog.has(name) ? this.#catalog : this.#other;
     const moved = this.#other.take(name);
     if (moved) this.#catalog.put(name, moved);

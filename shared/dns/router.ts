@@ -1,3 +1,4 @@
+import { addressOfReverse } from './addresses.js';
 import { QTYPE } from './wire.js';
 
 /** Where a question goes, decided from its lower-cased labels alone (no catalog access). */
@@ -8,18 +9,25 @@ export type Route =
   | { kind: 'apex'; zone: string }
   | { kind: 'service'; zone: string; service: string; tag: string | undefined }
   | { kind: 'node'; zone: string; node: string }
-  | { kind: 'addr'; zone: string; hex: string };
+  | { kind: 'addr'; zone: string; hex: string }
+  /**
+   * Under `in-addr.arpa` or `ip6.arpa`: the address the name stands for (undefined when it
+   * stands for none: a partial or malformed name). Answered only for addresses the catalog holds.
+   */
+  | { kind: 'reverse'; address: string | undefined };
 
 export interface Zones {
   /** Lower-case domains without dots at either end, longest first. */
   domains: readonly string[];
+  /** The domain itself (not an alt domain): PTR targets and the reverse zones' SOA use it, as Consul's. */
+  primary: string;
   datacenter: string;
 }
 
 export function makeZones(domain: string, altDomains: readonly string[], datacenter: string): Zones {
   const clean = (d: string): string => d.toLowerCase().replace(/^\.+|\.+$/g, '');
   const domains = [...new Set([domain, ...altDomains].map(clean))].sort((a, b) => b.length - a.length);
-  return { domains, datacenter: datacenter.toLowerCase() };
+  return { domains, primary: clean(domain), datacenter: datacenter.toLowerCase() };
 }
 
 /**
@@ -29,6 +37,8 @@ export function makeZones(domain: string, altDomains: readonly string[], datacen
  * label may stand in for `service` (`_web._tcp.consul`, RFC 2782 without `.service`).
  */
 export function route(labels: readonly string[], qtype: number, zones: Zones): Route {
+  const reverse = reverseRoute(labels);
+  if (reverse) return reverse;
   const zoneMatch = matchZone(labels, zones.domains);
   if (!zoneMatch) return { kind: 'outside' };
   const { zone, rest } = zoneMatch;
@@ -46,6 +56,15 @@ export function route(labels: readonly string[], qtype: number, zones: Zones): R
     return serviceRoute(zone, parts);
   }
   return invalid;
+}
+
+/** `…in-addr.arpa` and `…ip6.arpa` names (other `.arpa` names are no business of ours). */
+function reverseRoute(labels: readonly string[]): Route | undefined {
+  const n = labels.length;
+  if (n < 2 || labels[n - 1] !== 'arpa') return undefined;
+  const zone = labels[n - 2];
+  if (zone !== 'in-addr' && zone !== 'ip6') return undefined;
+  return { kind: 'reverse', address: addressOfReverse(labels.slice(0, n - 2), zone) };
 }
 
 function serviceRoute(zone: string, parts: readonly string[]): Route {

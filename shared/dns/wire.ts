@@ -8,6 +8,7 @@ export const QTYPE = {
   NS: 2,
   CNAME: 5,
   SOA: 6,
+  PTR: 12,
   TXT: 16,
   AAAA: 28,
   SRV: 33,

@@ -12,7 +12,7 @@ import { instance } from '../support/services.js';
 import { until } from '../support/until.js';
 
 /** A real protocol peer on loopback: validates what the agent sends and records it. */
-const welcomeFrom = (maxPayload: number) => (remote: string) => ({ type: 'welcome', protocol: PROTOCOL_VERSION, observedAddress: remote, datacenter: 'dc1', maxPayload });
+const welcomeFrom = (maxPayload: number) => (remote: string, protocol = PROTOCOL_VERSION) => ({ type: 'welcome', protocol, observedAddress: remote, datacenter: 'dc1', maxPayload });
 
 /** How the peer refuses, as the aggregator would: a close code sent on that message type. */
 interface Refusal {
@@ -21,7 +21,11 @@ interface Refusal {
   reason: string;
 }
 
-async function peer(t: TestContext, welcome: (remote: string) => unknown = welcomeFrom(1 << 20), refuse?: Refusal) {
+/**
+ * `speaks`: the newest protocol the peer takes, as an aggregator of that version: a newer hello is
+ * refused with 4001, another welcomed in its own version.
+ */
+async function peer(t: TestContext, welcome: (remote: string, protocol: number) => unknown = welcomeFrom(1 << 20), refuse?: Refusal, speaks = PROTOCOL_VERSION) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: AGENT_WS_PATH });
   await once(wss, 'listening');
   const received: AgentMessage[] = [];
@@ -43,7 +47,8 @@ async function peer(t: TestContext, welcome: (remote: string) => unknown = welco
       received.push(msg);
       if (msg.type === 'hello') hellos.push(performance.now());
       if (msg.type === refuse?.on) return ws.close(refuse.code, refuse.reason);
-      if (msg.type === 'hello') void gate.then(() => ws.send(JSON.stringify(welcome(req.socket.remoteAddress ?? ''))));
+      if (msg.type === 'hello' && msg.protocol > speaks) return ws.close(CloseCode.protocolVersion, `protocol version ${msg.protocol} not supported`);
+      if (msg.type === 'hello') void gate.then(() => ws.send(JSON.stringify(welcome(req.socket.remoteAddress ?? '', msg.protocol))));
     });
   });
   t.after(() => {
@@ -200,4 +205,35 @@ test("a pause of the agent longer than its silence limit keeps the connection; a
   (p.sockets[0] as unknown as { _socket: { pause(): void } })._socket.pause();
   await until(() => uplink.stats.reconnects === 1, 2000);
   await until(() => p.sockets.length === 2 && uplink.live);
+});
+
+test('an aggregator of protocol 3 refuses the hello in 4: the agent says hello again in 3 at once, registers, and sends it no address watch', async (t) => {
+  const p = await peer(t, undefined, undefined, 3);
+  const welcomes: Welcome[] = [];
+  const uplink = link(t, p.url, new ServiceState(), welcomes);
+  await until(() => uplink.live);
+  assert.deepEqual(p.received.filter((m) => m.type === 'hello').map((m) => m.type === 'hello' && m.protocol), [PROTOCOL_VERSION, 3]);
+  assert.deepEqual([p.closes[0]?.code, welcomes.map((w) => w.protocol)], [CloseCode.protocolVersion, [3]]);
+  assert.equal(uplink.stats.reconnects, 0, 'a step down, not a reconnect');
+  assert.equal(uplink.watchNames('watch', [{ kind: 'address', name: '10.0.0.5' }]), false, 'an address watch cannot be sent');
+  assert.equal(uplink.watchNames('watch', [{ kind: 'service', name: 'web' }, { kind: 'address', name: '10.0.0.5' }]), true);
+  // Frames arrive in order: once this one is in, anything the calls before sent is too.
+  uplink.watchNames('watch', [{ kind: 'service', name: 'db' }]);
+  await until(() => p.received.filter((m) => m.type === 'watch').length === 2);
+  assert.deepEqual(p.received.filter((m) => m.type === 'watch').map((m) => m.type === 'watch' && m.names), [[{ kind: 'service', name: 'web' }], [{ kind: 'service', name: 'db' }]]);
+});
+
+test('an aggregator of this agent\'s protocol gets address watches; one older than 3 is not stepped down to', async (t) => {
+  const p = await peer(t);
+  const uplink = link(t, p.url, new ServiceState());
+  await until(() => uplink.live);
+  assert.equal(uplink.watchNames('watch', [{ kind: 'address', name: '10.0.0.5' }]), true);
+  await until(() => p.received.some((m) => m.type === 'watch'));
+  assert.deepEqual(p.received.find((m) => m.type === 'watch'), { type: 'watch', names: [{ kind: 'address', name: '10.0.0.5' }] });
+  const old = await peer(t, undefined, undefined, 2);
+  const refused = link(t, old.url, new ServiceState());
+  await until(() => old.hellos.length >= 3, 5000);
+  const offered = old.received.filter((m) => m.type === 'hello').map((m) => m.type === 'hello' && m.protocol);
+  assert.deepEqual(offered.slice(0, 3), [PROTOCOL_VERSION, 3, PROTOCOL_VERSION], 'each new connection offers 4 first, then 3, never 2');
+  assert.equal(refused.live, false);
 });

@@ -5,7 +5,7 @@ import { route, makeZones } from '../../shared/dns/router.js';
 import { labelsOf, parseQuestion } from '../../shared/dns/question.js';
 import { ACCEPT, DROP, guardHeader } from '../../shared/dns/header-guard.js';
 import { encodeResponse, lazyGroup } from '../../shared/dns/encoder.js';
-import { addressOfHex, expandIPv6, hexOfAddress } from '../../shared/dns/addresses.js';
+import { addressKey, addressKeys, addressOfHex, expandIPv6, hexOfAddress } from '../../shared/dns/addresses.js';
 import { buildQuery } from '../fixtures/dns/raw.js';
 
 const zones = makeZones('consul', ['Example.Internal.'], 'dc1');
@@ -27,6 +27,29 @@ test('router: Consul name grammar', () => {
   assert.equal(r('consul').kind, 'apex');
   assert.equal(r('notconsul').kind, 'outside');
   assert.equal(r('web.service.consul.evil').kind, 'outside');
+});
+
+test('router: reverse names under in-addr.arpa and ip6.arpa, with the address they stand for in its canonical form', () => {
+  const nibbles = (hex32: string) => [...hex32].reverse().join('.');
+  assert.deepEqual(r('10.2.0.192.in-addr.arpa', 12), { kind: 'reverse', address: '192.0.2.10' });
+  assert.deepEqual(r(`${nibbles('20010db8000000000000000000000001')}.ip6.arpa`, 12), { kind: 'reverse', address: '2001:db8::1' });
+  assert.deepEqual(r(`${nibbles('00000000000000000000ffff01020304')}.ip6.arpa`), { kind: 'reverse', address: '::ffff:1.2.3.4' });
+  for (const bad of ['256.2.0.192', '010.2.0.192', '2.0.192', '1.10.2.0.192', 'x.2.0.192', '']) {
+    assert.deepEqual(r(`${bad}${bad ? '.' : ''}in-addr.arpa`), { kind: 'reverse', address: undefined }, bad);
+  }
+  assert.deepEqual(r(`${nibbles('20010db8')}.ip6.arpa`), { kind: 'reverse', address: undefined }, 'a partial IPv6 name');
+  assert.deepEqual(r(`aa.${nibbles('20010db800000000000000000000001')}.ip6.arpa`), { kind: 'reverse', address: undefined }, 'a label of two nibbles');
+  assert.equal(r('4.3.2.1.blah.arpa').kind, 'outside');
+  assert.equal(r('arpa').kind, 'outside');
+});
+
+test('address keys: one spelling per address; host names have none; address6 counts only beside an IPv4', () => {
+  assert.equal(addressKey('2001:0DB8:0000::0001'), '2001:db8::1');
+  assert.equal(addressKey('192.0.2.1'), '192.0.2.1');
+  assert.equal(addressKey('db.example.com'), undefined);
+  assert.deepEqual(addressKeys('192.0.2.1', '2001:db8::1'), ['192.0.2.1', '2001:db8::1']);
+  assert.deepEqual(addressKeys('2001:db8::2', '2001:db8::1'), ['2001:db8::2'], 'two IPv6: the address6 is not a twin');
+  assert.deepEqual(addressKeys('db.example.com', '2001:db8::1'), [], 'a host name: no address, no twin');
 });
 
 test('question parser: lower-cased wire key, EDNS, and refusals', () => {

@@ -40,6 +40,19 @@ test('names outside the domain are forwarded to the recursor over UDP and TCP, w
   assert.ok(local.flags.includes('ra') && local.flags.includes('aa'));
 });
 
+test('a reverse name for an address the catalog does not hold goes to the recursor (as Consul\'s PTR); once a node holds it, it is answered here', async () => {
+  const relayed = await dig(dns.port, '7.100.51.198.in-addr.arpa', 'PTR');
+  assert.deepEqual(relayed.answer.map((a) => a.data), ['www.example.test.']);
+  await dns.store.replaceNode(nodeReg('edge', '198.51.100.7'), []);
+  try {
+    const ours = await dig(dns.port, '7.100.51.198.in-addr.arpa', 'PTR');
+    assert.deepEqual(ours.answer.map((a) => a.data), ['edge.node.dc1.consul.']);
+  } finally {
+    await dns.store.removeNode('edge');
+  }
+  assert.deepEqual((await dig(dns.port, '7.100.51.198.in-addr.arpa', 'PTR')).answer.map((a) => a.data), ['www.example.test.'], 'relayed again once it left');
+});
+
 test('many concurrent forwarded queries all come back to the right client', async () => {
   const names = Array.from({ length: 40 }, (_, i) => (i % 2 ? 'www.example.test' : 'db.example.test'));
   // 40 dig processes at once on 2 cores: one may be scheduled past its 2 s wait, so each may

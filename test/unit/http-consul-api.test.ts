@@ -197,3 +197,36 @@ test('service JSON: Weights as registered (else 1/1), registered tagged addresse
   const [node] = (await api.app.inject('/v1/catalog/service/plain')).json() as Record<string, unknown>[];
   assert.deepEqual(node!.ServiceWeights, { Passing: 1, Warning: 1 });
 });
+
+test('IPv6 tagged addresses: a node\'s address6 is lan_ipv6 (as Consul tags advertise_addr_ipv6); a service\'s container6 is lan_ipv6, host6 wan_ipv6; filter reads them', async (t) => {
+  const api = await startApi();
+  t.after(() => api.close());
+  await api.store.replaceNode({ ...nodeReg('h6', '10.0.0.6'), address6: '2001:db8::6' }, [
+    instance({
+      id: 'h6:web',
+      name: 'web',
+      address: '10.0.0.6',
+      address6: '2001:db8::6',
+      port: 8080,
+      host: { address: '10.0.0.6', port: 8080 },
+      host6: { address: '2001:db8::6', port: 8080 },
+      container: { address: '172.17.0.2', port: 80 },
+      container6: { address: 'fd00::2', port: 80 },
+    }),
+  ]);
+  await api.store.replaceNode(nodeReg('v6only', '2001:db8::7'), []);
+  const [entry] = (await api.app.inject('/v1/health/service/web')).json() as { Node: Record<string, unknown>; Service: Record<string, unknown> }[];
+  assert.deepEqual(entry!.Node.TaggedAddresses, { lan: '10.0.0.6', lan_ipv4: '10.0.0.6', lan_ipv6: '2001:db8::6', wan: '10.0.0.6', wan_ipv4: '10.0.0.6' });
+  assert.deepEqual(entry!.Service.TaggedAddresses, {
+    lan: { Address: '172.17.0.2', Port: 80 },
+    lan_ipv4: { Address: '172.17.0.2', Port: 80 },
+    lan_ipv6: { Address: 'fd00::2', Port: 80 },
+    wan: { Address: '10.0.0.6', Port: 8080 },
+    wan_ipv4: { Address: '10.0.0.6', Port: 8080 },
+    wan_ipv6: { Address: '2001:db8::6', Port: 8080 },
+  });
+  const v6 = (await api.app.inject('/v1/catalog/node/v6only')).json() as { Node: Record<string, unknown> };
+  assert.deepEqual(v6.Node.TaggedAddresses, { lan: '2001:db8::7', lan_ipv6: '2001:db8::7', wan: '2001:db8::7', wan_ipv6: '2001:db8::7' }, 'an IPv6 address: its own family twins, as before');
+  assert.deepEqual(await ids(api, `/v1/catalog/service/web?filter=${encodeURIComponent('ServiceTaggedAddresses.wan_ipv6.Address == "2001:db8::6"')}`), ['h6:web']);
+  assert.deepEqual(await ids(api, `/v1/catalog/nodes?filter=${encodeURIComponent('TaggedAddresses.lan_ipv6 == "2001:db8::6"')}`), ['h6']);
+});

@@ -205,3 +205,98 @@ test('data marked partial (an aggregator not settled since its start) adds to wh
   c.receive([{ kind: 'node', name: 'b', node: null }], true);
   assert.equal(c.node('b')?.address, '192.0.2.2', 'a partial catalog without the node does not remove it');
 });
+
+/** The shared responder's answer to one question over `c`: rcode and the answers' data. */
+function answer(c: LocalCatalog, name: string, type: number): Promise<{ rcode: number; data: string[] }> {
+  const responder = dnsTestResponder(c);
+  return new Promise((resolve) =>
+    responder.handle(buildQuery(name, type), 'udp', (r) => {
+      const p = Packet.parse(r);
+      resolve({ rcode: p.header.rcode, data: p.answers.map((a) => String(a.address ?? a.domain)) });
+    }),
+  );
+}
+
+const dualOwn = { name: 'a', address: '192.0.2.1', address6: '2001:db8::1', meta: {} };
+
+test('this host\'s IPv6 twins answer AAAA with no aggregator: its node\'s and its services\' address6', async () => {
+  const { c } = catalog();
+  c.setOwn(dualOwn, [instance({ id: 'a:web:80', name: 'web', address: '192.0.2.1', address6: '2001:db8::1' })]);
+  assert.equal(c.servable('web')[0]!.service.address6, '2001:db8::1');
+  assert.deepEqual((await answer(c, 'web.service.consul', Packet.TYPE.AAAA)).data, ['2001:db8::1']);
+  assert.deepEqual((await answer(c, 'a.node.consul', Packet.TYPE.AAAA)).data, ['2001:db8::1']);
+});
+
+test('PTR for this host\'s own addresses answers with no aggregator: its node (address or address6), else its services, critical ones too', async () => {
+  const { c, watched } = catalog();
+  const sick = { id: 'h', name: 'h', type: 'docker', status: 'critical' as const, output: 'down' };
+  c.setOwn(dualOwn, [
+    instance({ id: 'a:web:80', name: 'web', address: '192.0.2.1' }),
+    instance({ id: 'a:db:1', name: 'db', address: '172.17.0.5', address6: 'fd00::5', checks: [sick] }),
+  ]);
+  assert.deepEqual(await answer(c, '1.2.0.192.in-addr.arpa', Packet.TYPE.PTR), { rcode: 0, data: ['a.node.dc1.consul'] });
+  assert.deepEqual((await answer(c, '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa', Packet.TYPE.PTR)).data, ['a.node.dc1.consul']);
+  assert.deepEqual((await answer(c, '5.0.17.172.in-addr.arpa', Packet.TYPE.PTR)).data, ['db.service.dc1.consul']);
+  assert.deepEqual((await answer(c, `5.${'0.'.repeat(29)}d.f.ip6.arpa`, Packet.TYPE.PTR)).data, ['db.service.dc1.consul']);
+  assert.equal((await answer(c, '9.0.17.172.in-addr.arpa', Packet.TYPE.PTR)).rcode, 3, 'NXDOMAIN: nobody here, no aggregator to ask');
+  assert.deepEqual(watched, [], 'nothing asked of an aggregator that is not there');
+});
+
+test('PTR answers move with this host\'s addresses: a container gone, an address changed', async () => {
+  const { c } = catalog();
+  c.setOwn(own, [instance({ id: 'a:db:1', name: 'db', address: '172.17.0.5' })]);
+  assert.deepEqual((await answer(c, '5.0.17.172.in-addr.arpa', Packet.TYPE.PTR)).data, ['db.service.dc1.consul']);
+  const responder = dnsTestResponder(c);
+  const ask = (name: string) => new Promise<Packet>((resolve) => responder.handle(buildQuery(name, Packet.TYPE.PTR), 'udp', (r) => resolve(Packet.parse(r))));
+  assert.equal((await ask('5.0.17.172.in-addr.arpa')).answers.length, 1);
+  assert.equal((await ask('6.0.17.172.in-addr.arpa')).header.rcode, 3);
+  c.setOwn(own, [instance({ id: 'a:db:1', name: 'db', address: '172.17.0.6' })]);
+  assert.equal((await ask('5.0.17.172.in-addr.arpa')).header.rcode, 3, 'the cached answer went with the address');
+  assert.deepEqual((await ask('6.0.17.172.in-addr.arpa')).answers.map((a) => a.domain), ['db.service.dc1.consul']);
+});
+
+test('other hosts\' addresses: watched on the first PTR question (a batch of their own) and answered from the aggregator\'s data; its data on this host is ignored', async () => {
+  const { c, watched } = catalog({ fetchTimeoutMs: 60_000 });
+  c.setLive(true);
+  c.setOwn(own, [instance({ id: 'a:web:80', name: 'web', address: '10.0.0.5' })]);
+  const responder = dnsTestResponder(c);
+  const ptr = new Promise<Packet>((resolve) => responder.handle(buildQuery('5.0.0.10.in-addr.arpa', Packet.TYPE.PTR), 'udp', (r) => resolve(Packet.parse(r))));
+  c.pending({ kind: 'service', name: 'db' });
+  await turn();
+  assert.deepEqual(watched, [[{ kind: 'service', name: 'db' }], [{ kind: 'address', name: '10.0.0.5' }]]);
+  c.receive([{ kind: 'address', name: '10.0.0.5', nodes: [], services: [{ node: 'a', name: 'stale' }, { node: 'b', name: 'api' }] }]);
+  assert.deepEqual((await ptr).answers.map((a) => a.domain), ['api.service.dc1.consul', 'web.service.dc1.consul']);
+  assert.deepEqual(c.reverse('10.0.0.5').services, [{ node: 'b', name: 'api' }, { node: 'a', name: 'web' }]);
+  const index = c.topicIndex(topics.address('10.0.0.5'));
+  c.receive([{ kind: 'address', name: '10.0.0.5', nodes: ['b'], services: [] }]);
+  assert.ok(c.topicIndex(topics.address('10.0.0.5')) > index, 'new data moves the address\'s topic');
+  assert.deepEqual((await answer(c, '5.0.0.10.in-addr.arpa', Packet.TYPE.PTR)).data, ['b.node.dc1.consul'], 'a node there wins');
+});
+
+test('an aggregator that takes no address watch (protocol 3): the question is answered from this host at once, names asked with it are still watched', async () => {
+  const watched: WatchedName[][] = [];
+  const { c } = catalog({ fetchTimeoutMs: 60_000, watch: (names) => (watched.push(names), names.every((n) => n.kind !== 'address')) });
+  c.setLive(true);
+  c.setOwn(own, [instance({ id: 'a:db:1', name: 'db', address: '172.17.0.5' })]);
+  const ptr = answer(c, '5.0.17.172.in-addr.arpa', Packet.TYPE.PTR);
+  const service = c.pending({ kind: 'service', name: 'web' });
+  assert.deepEqual((await ptr).data, ['db.service.dc1.consul']);
+  assert.deepEqual(watched, [[{ kind: 'service', name: 'web' }], [{ kind: 'address', name: '172.17.0.5' }]]);
+  let settled = false;
+  void service!.then(() => (settled = true));
+  await turn();
+  assert.equal(settled, false, 'the service watch was sent: its data is awaited');
+  c.receive([web([remote('b', 'b:web:80', '192.0.2.2')])]);
+  await service;
+});
+
+test('partial address data adds to what is known; whole data replaces it', () => {
+  const { c } = catalog();
+  c.setLive(true);
+  c.pending({ kind: 'address', name: '10.0.0.9' });
+  c.receive([{ kind: 'address', name: '10.0.0.9', nodes: [], services: [{ node: 'b', name: 'api' }] }]);
+  c.receive([{ kind: 'address', name: '10.0.0.9', nodes: [], services: [{ node: 'c', name: 'api' }] }], true);
+  assert.deepEqual(c.reverse('10.0.0.9').services.map((s) => s.node), ['b', 'c']);
+  c.receive([{ kind: 'address', name: '10.0.0.9', nodes: [], services: [] }]);
+  assert.deepEqual(c.reverse('10.0.0.9'), { nodes: [], services: [] });
+});

@@ -16,6 +16,7 @@ import { serveAgentLink } from '../support/agent-link-server.js';
 
 const svc = (name: string): WatchedName => ({ kind: 'service', name });
 const node = (name: string): WatchedName => ({ kind: 'node', name });
+const address = (name: string): WatchedName => ({ kind: 'address', name });
 
 /**
  * A session's socket as the hub sees it: every frame is kept (checked against the wire schema);
@@ -97,6 +98,39 @@ test('watch sends the current data at once, in exactly the wire shape, instances
     { kind: 'node', name: 'b', node: nodeB },
     { kind: 'service', name: 'absent', instances: [] },
   ]);
+});
+
+test('the IPv6 twins go with the data: a node\'s and an instance\'s address6', async (t) => {
+  const s = store(t);
+  await s.replaceNode({ ...nodeReg('a', '192.0.2.1'), address6: '2001:db8::1' }, [web('a:web:80', { address: '192.0.2.1', address6: '2001:db8::1' })]);
+  const hub = await hubOver(t, s.query);
+  const a = session(hub);
+  a.watcher.watch([svc('web'), node('a')]);
+  const nodeA = { name: 'a', address: '192.0.2.1', address6: '2001:db8::1', meta: { 'portolan-agent-version': 'test' } };
+  assert.deepEqual(a.entries(), [
+    { kind: 'service', name: 'web', instances: [{ node: nodeA, service: { id: 'a:web:80', address: '192.0.2.1', address6: '2001:db8::1', port: 8080, tags: [], meta: {} } }] },
+    { kind: 'node', name: 'a', node: nodeA },
+  ]);
+});
+
+test('an address watch sends who holds it (any health) and again when its holders change, not on other changes', async (t) => {
+  const s = store(t);
+  const sick = { id: 'hc', name: 'hc', type: 'docker', status: 'critical' as const, output: '' };
+  await s.replaceNode(nodeReg('a', '192.0.2.1'), [web('a:web:80', { address: '10.0.0.5', checks: [sick] })]);
+  const hub = await hubOver(t, s.query);
+  const a = session(hub);
+  a.watcher.watch([address('10.0.0.5'), address('192.0.2.1'), address('2001:db8::9')]);
+  assert.deepEqual(a.entries(), [
+    { kind: 'address', name: '10.0.0.5', nodes: [], services: [{ node: 'a', name: 'web' }] },
+    { kind: 'address', name: '192.0.2.1', nodes: ['a'], services: [] },
+    { kind: 'address', name: '2001:db8::9', nodes: [], services: [] },
+  ]);
+  await s.updateServices('a', [instance({ id: 'a:db:1', name: 'db', address: '10.0.0.6' })], []);
+  await flushed();
+  assert.equal(a.messages.length, 1, 'another address changed: nothing sent');
+  await s.updateServices('a', [instance({ id: 'a:db:1', name: 'db', address: '10.0.0.6', address6: '2001:db8::9' })], []);
+  await flushed();
+  assert.deepEqual(a.messages.at(-1)!.entries, [{ kind: 'address', name: '2001:db8::9', nodes: [], services: [{ node: 'a', name: 'db' }] }]);
 });
 
 test('before the catalog has settled after a start, what is sent is marked partial; at settle every watched name\'s current data goes out again, whole', async (t) => {
@@ -326,7 +360,7 @@ test('over the agent WebSocket: watch → names at once, a change by another age
   const a = await registered(url, 'h1', ['h1:web:80']);
   a.send({ type: 'watch', names: [svc('web'), node('h2')] });
   const first = await until(() => namesIn(a.inbox)[0]);
-  assert.deepEqual(first.entries.map((e) => (e.kind === 'service' ? e.instances.map((i) => i.service.id) : e.node)), [['h1:web:80'], null]);
+  assert.deepEqual(first.entries.map((e) => (e.kind === 'service' ? e.instances.map((i) => i.service.id) : e.kind === 'node' && e.node)), [['h1:web:80'], null]);
 
   const b = await registered(url, 'h2', ['h2:web:80']);
   await until(() => s.query.instances('web').length === 2);
@@ -340,6 +374,29 @@ test('over the agent WebSocket: watch → names at once, a change by another age
   a.ws.close();
   await until(() => link.names.names === 0);
   b.ws.close();
+});
+
+test('over the agent WebSocket: a protocol-3 agent is welcomed in 3 and served its service and node watches', async (t) => {
+  const { store: s, url } = await startLink(t);
+  const old = await connect(url);
+  old.send(hello('h3', 3));
+  old.send({ type: 'snapshot', node: { name: 'h3', address: '10.1.1.3', meta: {} }, services: [web('h3:web:80')] });
+  await until(() => s.query.instances('web').length === 1);
+  assert.equal((old.inbox[0] as { protocol: number }).protocol, 3);
+  old.send({ type: 'watch', names: [svc('web'), node('h3')] });
+  const first = await until(() => namesIn(old.inbox)[0]);
+  assert.deepEqual(first.entries.map((e) => e.kind), ['service', 'node']);
+});
+
+test('over the agent WebSocket: a protocol-4 agent\'s address watch is answered, and pushed again on a change', async (t) => {
+  const { url } = await startLink(t);
+  const a = await registered(url, 'h1', ['h1:web:80']);
+  a.send({ type: 'watch', names: [address('10.1.1.9')] });
+  const first = await until(() => namesIn(a.inbox)[0]);
+  assert.deepEqual(first.entries, [{ kind: 'address', name: '10.1.1.9', nodes: [], services: [] }]);
+  const b = await registered(url, 'h9');
+  b.send({ type: 'delta', node: { name: 'h9', address: '10.1.1.9', meta: {} }, upsert: [], remove: [] });
+  await until(() => namesIn(a.inbox).flatMap((m) => m.entries).some((e) => e.kind === 'address' && e.nodes.includes('h9')));
 });
 
 test('over the agent WebSocket: a watch before the snapshot, or past the limit, closes the connection with 4000 and a reason', async (t) => {

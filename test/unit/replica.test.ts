@@ -363,3 +363,38 @@ test('a service created and deleted within one batch leaves its topic where a re
   assert.deepEqual(one.instances('db'), two.instances('db'));
   assert.equal(one.topicIndex(topics.service('db')), two.topicIndex(topics.service('db')));
 });
+
+test('byAddress: nodes and services by address or address6, kept with every change; an address topic moves only when its holders do', () => {
+  const r = new Replica({ startIndex: 1 });
+  const node = { ...nodeReg('h1', '192.0.2.1'), address6: '2001:DB8:0::1' };
+  r.apply(batch(2, [nodeChange(node, 2), healthChange('h1', 2), serviceChange('h1', web('h1', { address: '10.0.0.5', address6: '2001:db8::5' }), 2), serviceChange('h1', db('h1', { address: '10.0.0.5' }), 2), serviceChange('h1', instance({ id: 'h1:api', name: 'api', address: '192.0.2.1' }), 2)]));
+  assert.deepEqual(r.byAddress('192.0.2.1'), { nodes: ['h1'], services: [] }, 'the node wins: the services at its address are not listed');
+  assert.deepEqual(r.byAddress('2001:db8::1'), { nodes: ['h1'], services: [] }, 'IPv6 by its canonical form');
+  assert.deepEqual(r.byAddress('10.0.0.5'), { nodes: [], services: [{ node: 'h1', name: 'db' }, { node: 'h1', name: 'web' }] });
+  assert.deepEqual(r.byAddress('2001:db8::5').services, [{ node: 'h1', name: 'web' }]);
+  const at = (a: string) => r.topicIndex(topics.address(a));
+  // A service's other change (tags), and a node change re-pointing the instances, leave the address as it was.
+  r.apply(batch(3, [serviceChange('h1', web('h1', { address: '10.0.0.5', address6: '2001:db8::5', tags: ['v2'] }), 3)]));
+  r.apply(batch(4, [nodeChange({ ...node, meta: { rack: 'r1' } }, 4, 2)]));
+  assert.deepEqual([at('10.0.0.5'), at('2001:db8::5'), at('192.0.2.1')], [2, 2, 2]);
+  // The node's IPv6 leaves it; the db instance moves.
+  r.apply(batch(5, [nodeChange(nodeReg('h1', '192.0.2.1'), 5, 2), serviceChange('h1', db('h1', { address: '10.0.0.6' }), 5)]));
+  assert.deepEqual(r.byAddress('2001:db8::1'), { nodes: [], services: [] });
+  assert.deepEqual([at('2001:db8::1'), at('10.0.0.5'), at('10.0.0.6'), at('192.0.2.1')], [5, 5, 5, 2]);
+  assert.deepEqual(r.byAddress('10.0.0.6').services, [{ node: 'h1', name: 'db' }]);
+  // Without its node record a node's instances are no one's; its health alone changes nothing here.
+  r.apply(batch(6, [healthChange('h1', 6, { up: false, holder: '', reason: 'gone' })]));
+  assert.deepEqual([r.byAddress('192.0.2.1').nodes, r.byAddress('10.0.0.6').services.length], [['h1'], 1], 'a node down still holds its addresses (as Consul\'s catalog)');
+  r.apply(batch(7, [deletion('h1', 'node', 7)]));
+  for (const a of ['192.0.2.1', '10.0.0.5', '10.0.0.6', '2001:db8::5']) assert.deepEqual(r.byAddress(a), { nodes: [], services: [] }, a);
+  assert.deepEqual([at('192.0.2.1'), at('10.0.0.5')], [7, 7]);
+});
+
+test('byAddress: a relist that drops a node lets go of its addresses', () => {
+  const r = new Replica({ startIndex: 1 });
+  r.apply(batch(2, [...wholeNode('h1', 2, [web('h1', { address: '10.0.0.7' })]), ...wholeNode('h2', 2, [])]));
+  assert.deepEqual(r.byAddress('10.0.0.7').services, [{ node: 'h1', name: 'web' }]);
+  r.apply(batch(9, wholeNode('h2', 2, []), true));
+  assert.deepEqual(r.byAddress('10.0.0.7'), { nodes: [], services: [] });
+  assert.equal(r.topicIndex(topics.address('10.0.0.7')), 9);
+});

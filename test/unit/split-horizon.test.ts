@@ -39,3 +39,19 @@ test('askers\' views are remembered until the containers\' networks change', () 
   networks.update(inspect.Id, null);
   assert.equal(horizon.viewOf('172.30.1.99'), undefined, 'the container left: nothing tells the subnet any more');
 });
+
+test('the IPv6 twin follows the container endpoint: the container\'s IPv6 on the shared network, or none (the host\'s is at the published port)', () => {
+  const catalog = new LocalCatalog({ node: 'a', watch: () => true, unwatch: () => {} });
+  const dual = structuredClone(inspect);
+  dual.NetworkSettings.Networks.bridge!.GlobalIPv6Address = 'fd00:30:1::2';
+  const networks = new ContainerNetworks();
+  networks.update(dual.Id, dual);
+  const web = instance({ id: 'a:web:80', name: 'web', address: '10.213.0.2', address6: '2001:db8::2', port: 7690, containerId: dual.Id, container: { address: '172.30.1.2', port: 80 } });
+  catalog.setOwn(node, [web]);
+  const horizon = new SplitHorizon(catalog, networks);
+  const twin = () => horizon.viewOf('172.30.1.99')!.query.servable('web').map((i) => [i.service.address, i.service.address6, i.service.port]);
+  assert.deepEqual(twin(), [['172.30.1.2', 'fd00:30:1::2', 80]]);
+  assert.deepEqual(catalog.servable('web').map((i) => i.service.address6), ['2001:db8::2'], 'other askers: the catalog\'s twin');
+  networks.update(inspect.Id, inspect);
+  assert.deepEqual(twin(), [['172.30.1.2', undefined, 80]], 'no IPv6 on the shared network: no twin');
+});
