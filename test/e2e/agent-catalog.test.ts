@@ -166,6 +166,8 @@ describe('agent → aggregator catalog: ports, addresses and SERVICE_* metadata'
         lan_ipv4: { Address: zz1, Port: 80 },
         wan: { Address: b.address, Port: 8160 },
         wan_ipv4: { Address: b.address, Port: 8160 },
+        // Docker publishes -p 8160:80 on :: too, and the testbed host has an IPv6 address.
+        wan_ipv6: { Address: b.address6, Port: 8160 },
       });
       assert.deepEqual([exposed!.ServiceAddress, exposed!.ServicePort], [zz1, 8080]);
 
