@@ -5,10 +5,10 @@ import type { AgentOptions } from '../agent/options.js';
 import { VERSION } from '../shared/version.js';
 import { aggregatorFlags, aggregatorOptions } from './aggregator-command.js';
 import { agentFlags, agentOptions } from './agent-command.js';
-import { logFlags } from './common-flags.js';
+import { logFlags, logFormat } from './common-flags.js';
 import { maint, maintFlags, services, servicesFlags, type Output } from './local-api-commands.js';
 import { parseFlags, usage, UsageError, type FlagSpec, type FlagValue } from './flags.js';
-import { createLogger } from './logger.js';
+import { createLogger, type LogFormat } from './logger.js';
 import { tuneForAgent, tuneForAggregator } from './v8-tuning.js';
 
 interface Running {
@@ -113,16 +113,20 @@ async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseFlags(command.flags, rest, process.env);
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`portolan ${name}: ${err.message}\n\n${usage(name, command.summary, command.flags)}`);
-    return 2;
+    return usageFailure(name, command, err);
   }
   if (parsed.help) {
     process.stdout.write(usage(name, command.summary, command.flags));
     return 0;
   }
   if ('once' in command) return runOnce(name, command, parsed.values);
-  const logger = await createLogger(parsed.values['log-level'] as string, parsed.values['log-pretty'] as boolean);
+  let format: LogFormat;
+  try {
+    format = logFormat(parsed.values, process.stderr.isTTY === true);
+  } catch (err) {
+    return usageFailure(name, command, err);
+  }
+  const logger = await createLogger(parsed.values['log-level'] as string, format);
   let running: Running;
   try {
     running = await command.run(parsed.values, logger);
@@ -135,6 +139,13 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   return waitForSignal(running, logger);
+}
+
+/** A flag's value is wrong: what, then the command's flags; exit 2. */
+function usageFailure(name: string, command: Command, err: unknown): number {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`portolan ${name}: ${err.message}\n\n${usage(name, command.summary, command.flags)}`);
+  return 2;
 }
 
 async function runOnce(name: string, command: Extract<Command, { once: unknown }>, values: Record<string, FlagValue>): Promise<number> {

@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
-const cliPath = fileURLToPath(new URL('../../../dist/cli/portolan.js', import.meta.url));
+/** The built CLI (npm run build), as the e2e tests run it. */
+export const cliPath = fileURLToPath(new URL('../../../dist/cli/portolan.js', import.meta.url));
 
 export interface CliProcess {
   child: ChildProcess;
