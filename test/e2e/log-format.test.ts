@@ -54,6 +54,18 @@ describe('log format: readable lines on a terminal, JSON lines elsewhere', () =>
     assert.match(term.raw(), /\x1b\[32mINFO\x1b\[39m/, 'levels are coloured on a terminal');
   });
 
+  it('on a terminal, the agent and dev roles print readable lines too', async () => {
+    const noDocker = ['--docker', 'unix:///nonexistent/docker.sock', '--node', 'log-test'];
+    for (const args of [['agent', '--aggregator', 'ws://127.0.0.1:9', ...noDocker], ['dev', '--http', '127.0.0.1:0', '--dns', '127.0.0.1:0', ...noDocker]]) {
+      const term = onTerminal(args);
+      await term.seen('waiting for Docker at unix:///nonexistent/docker.sock');
+      assert.equal(await term.interrupt(), 0);
+      const waiting = term.lines().find((l) => l.includes('waiting for Docker'))!;
+      assert.match(waiting, /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: waiting for Docker at unix:\/\/\/nonexistent\/docker\.sock \{"component":"docker-watcher",/, args[0]);
+      assert.ok(term.lines().some((l) => /INFO: agent starting \{/.test(l)), `${args[0]}:\n${term.lines().join('\n')}`);
+    }
+  });
+
   it('on a terminal, --log-format json prints JSON lines', async () => {
     const term = onTerminal([...AGGREGATOR, '--log-format', 'json']);
     await term.seen('aggregator serving');
