@@ -5,10 +5,10 @@
 #
 # Runs as root: the agent needs the Docker socket, which is root's (or the docker group's, whose
 # GID differs between hosts), and anyone who can use that socket is root on the host anyway.
-# BASE_IMAGE is any image with Node.js >= 20 and npm (the tests use one made offline with docker import);
+# BASE_IMAGE is any image with Node.js 24 (or 20.19+) and npm (the tests use one made offline with docker import);
 # BUILD_IMAGE the same Node with a C compiler, make and Python, for the DNS server's UDP addon.
-ARG BASE_IMAGE=node:20-bookworm-slim
-ARG BUILD_IMAGE=node:20-bookworm
+ARG BASE_IMAGE=node:24-bookworm-slim
+ARG BUILD_IMAGE=node:24-bookworm
 
 FROM ${BUILD_IMAGE} AS build
 WORKDIR /src

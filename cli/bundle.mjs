@@ -43,7 +43,7 @@ await build({
   target: 'node20',
   minify: true,
   sourcemap: true,
-  // Loaded only when asked for (--metrics, --log-pretty).
+  // Loaded only when asked for (--metrics, readable logs).
   external: ['../aggregator/*', 'prom-client', 'pino-pretty'],
   plugins: [deferredDockerParts],
   // The bundled CommonJS packages (ws, pino, dockerode) require Node's built-in modules.

@@ -5,10 +5,12 @@ import type { AgentOptions } from '../agent/options.js';
 import { VERSION } from '../shared/version.js';
 import { aggregatorFlags, aggregatorOptions } from './aggregator-command.js';
 import { agentFlags, agentOptions } from './agent-command.js';
-import { logFlags } from './common-flags.js';
-import { maint, maintFlags, services, servicesFlags, type Output } from './local-api-commands.js';
+import { logFlags, logFormat } from './common-flags.js';
+import type { Output } from './api-client.js';
+import { catalogNodes, catalogNodesFlags, catalogServices, catalogServicesFlags, members, membersFlags } from './catalog-commands.js';
+import { maint, maintFlags, services, servicesFlags } from './local-api-commands.js';
 import { parseFlags, usage, UsageError, type FlagSpec, type FlagValue } from './flags.js';
-import { createLogger } from './logger.js';
+import { createLogger, type LogFormat } from './logger.js';
 import { tuneForAgent, tuneForAggregator } from './v8-tuning.js';
 
 interface Running {
@@ -17,7 +19,7 @@ interface Running {
   reload?: () => void;
 }
 
-/** A role runs until a signal; a client command (maint, services) does its call, prints and exits. */
+/** A role runs until a signal; a client command (maint, members, …) does its calls, prints and exits. */
 type Command = { summary: string; flags: FlagSpec[] } & (
   | { run(values: Record<string, FlagValue>, logger: Logger): Promise<Running> }
   | { once(values: Record<string, FlagValue>, io: Output): Promise<number> }
@@ -71,7 +73,29 @@ const commands: Record<string, Command> = {
     flags: servicesFlags,
     once: services,
   },
+  members: {
+    summary: "List the hosts (each agent's node) and the aggregator, with address, status and version, as consul members.",
+    flags: membersFlags,
+    once: members,
+  },
+  'catalog services': {
+    summary: "List the catalog's services through an aggregator's HTTP API, as consul catalog services.",
+    flags: catalogServicesFlags,
+    once: catalogServices,
+  },
+  'catalog nodes': {
+    summary: "List the catalog's nodes through an aggregator's HTTP API, as consul catalog nodes.",
+    flags: catalogNodesFlags,
+    once: catalogNodes,
+  },
 };
+
+/** The command argv names (`catalog services` is two words), and the arguments after it. */
+function findCommand(argv: string[]): { name: string; command: Command | undefined; rest: string[] } {
+  const two = argv.slice(0, 2).join(' ');
+  if (commands[two]) return { name: two, command: commands[two], rest: argv.slice(2) };
+  return { name: argv[0]!, command: commands[argv[0]!], rest: argv.slice(1) };
+}
 
 // Each role loads only its own code: an agent has no use for fastify, dns2 or prom-client,
 // and they would add tens of MB to every Docker host's agent.
@@ -90,21 +114,21 @@ async function runAgent(options: AgentOptions, logger: Logger): Promise<Running>
 }
 
 function topUsage(): string {
-  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
+  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(18)} ${c.summary}`);
   return `portolan ${VERSION}: service discovery for Docker containers across many hosts\n\nUsage: portolan <command> [flags]\n\nCommands:\n${rows.join('\n')}\n\nRun "portolan <command> --help" for its flags.\n`;
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  const first = argv[0];
+  if (!first || first === '--help' || first === '-h' || first === 'help') {
     process.stdout.write(topUsage());
-    return name ? 0 : 2;
+    return first ? 0 : 2;
   }
-  if (name === '--version' || name === 'version') {
+  if (first === '--version' || first === 'version') {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const command = commands[name];
+  const { name, command, rest } = findCommand(argv);
   if (!command) {
     process.stderr.write(`portolan: unknown command "${name}"\n\n${topUsage()}`);
     return 2;
@@ -113,16 +137,20 @@ async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseFlags(command.flags, rest, process.env);
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`portolan ${name}: ${err.message}\n\n${usage(name, command.summary, command.flags)}`);
-    return 2;
+    return usageFailure(name, command, err);
   }
   if (parsed.help) {
     process.stdout.write(usage(name, command.summary, command.flags));
     return 0;
   }
   if ('once' in command) return runOnce(name, command, parsed.values);
-  const logger = await createLogger(parsed.values['log-level'] as string, parsed.values['log-pretty'] as boolean);
+  let format: LogFormat;
+  try {
+    format = logFormat(parsed.values, process.stderr.isTTY === true);
+  } catch (err) {
+    return usageFailure(name, command, err);
+  }
+  const logger = await createLogger(parsed.values['log-level'] as string, format);
   let running: Running;
   try {
     running = await command.run(parsed.values, logger);
@@ -135,6 +163,13 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   return waitForSignal(running, logger);
+}
+
+/** A flag's value is wrong: what, then the command's flags; exit 2. */
+function usageFailure(name: string, command: Command, err: unknown): number {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`portolan ${name}: ${err.message}\n\n${usage(name, command.summary, command.flags)}`);
+  return 2;
 }
 
 async function runOnce(name: string, command: Extract<Command, { once: unknown }>, values: Record<string, FlagValue>): Promise<number> {

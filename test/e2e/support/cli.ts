@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
-const cliPath = fileURLToPath(new URL('../../../dist/cli/portolan.js', import.meta.url));
+/** The built CLI (npm run build), as the e2e tests run it. */
+export const cliPath = fileURLToPath(new URL('../../../dist/cli/portolan.js', import.meta.url));
 
 export interface CliProcess {
   child: ChildProcess;
@@ -18,9 +19,10 @@ export interface CliProcess {
  * Runs the built CLI, the way users run it. `netns` runs it inside a test host's network
  * namespace (nsenter keeps /sys and cgroups, unlike `ip netns exec`); `nice` lowers its CPU
  * priority (a load generator that would run on another machine, not on the measured one's cores).
+ * `bin` runs another `portolan` executable (an installed one) instead of node on the built CLI.
  */
-export function runCli(args: string[], opts: { netns?: string; env?: NodeJS.ProcessEnv; nice?: number } = {}): CliProcess {
-  const argv = [...(opts.nice ? ['nice', '-n', String(opts.nice)] : []), process.execPath, cliPath, ...args];
+export function runCli(args: string[], opts: { netns?: string; env?: NodeJS.ProcessEnv; nice?: number; bin?: string } = {}): CliProcess {
+  const argv = [...(opts.nice ? ['nice', '-n', String(opts.nice)] : []), ...(opts.bin ? [opts.bin] : [process.execPath, cliPath]), ...args];
   const [cmd, ...rest] = opts.netns ? ['nsenter', `--net=/var/run/netns/${opts.netns}`, ...argv] : argv;
   const child = spawn(cmd!, rest, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
@@ -81,4 +83,13 @@ export function runCli(args: string[], opts: { netns?: string; env?: NodeJS.Proc
       return code;
     },
   };
+}
+
+/** A client command of the built CLI (members, catalog …) run to its end: its exit code and output. */
+export function runCliOnce(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let [out, err] = ['', ''];
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  return once(child, 'close').then(([code]) => ({ code: code as number | null, out, err }));
 }

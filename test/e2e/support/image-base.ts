@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { runOk } from '../../testbed/processes.js';
 
 /**
- * A stand-in for `node:20-bookworm-slim`, made without pulling: this machine's Node and npm at
+ * A stand-in for `node:24-bookworm-slim`, made without pulling: the running Node and npm at
  * the official image's paths (/usr/local/bin, /usr/local/lib/node_modules/npm), the shared
  * libraries Node links, and busybox for /bin/sh. Import it with `nodeBaseChanges(registry)`,
  * which points npm at the test's lockfile registry (as a company mirror would), so the
