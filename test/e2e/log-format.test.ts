@@ -19,7 +19,9 @@ const PRETTY_LINE = /^\[\d\d:\d\d:\d\d\.\d{3}\] (TRACE|DEBUG|INFO|WARN|ERROR|FAT
  * the terminal, whose output `script` copies to its stdout. Ctrl-C typed on it stops the CLI.
  */
 function onTerminal(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const command = [process.execPath, cliPath, ...args].map(shellQuote).join(' ');
+  // script runs the command with $SHELL -c; exec makes the CLI the terminal's foreground process
+  // whatever that shell is (dash, CI's /bin/sh, would otherwise take the Ctrl-C too and exit 130).
+  const command = `exec ${[process.execPath, cliPath, ...args].map(shellQuote).join(' ')}`;
   const child = spawn(SCRIPT, ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let screen = '';
   child.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString()));
