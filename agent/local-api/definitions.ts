@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import { parseGoDuration } from '../../shared/duration.js';
-import { CheckStatus, Endpoint, text, Weights } from '../../shared/model.js';
+import { CheckStatus, Endpoint, ServiceInstance, text } from '../../shared/model.js';
 import { address, consulObject, decodeFailure, meta, port, serviceId, serviceName, taggedAddresses, tags, weights, wireTaggedAddresses, wireWeights } from '../../shared/consul-input.js';
 import { localApiErrors } from './errors.js';
 
@@ -32,17 +32,11 @@ export const CheckDefinition = z.object({
 });
 export type CheckDefinition = z.infer<typeof CheckDefinition>;
 
-/** A service as registered (the data dir's form of it too). */
-export const ServiceDefinition = z.object({
-  id: text(1, 512),
-  name: text(1, 63),
-  tags: z.array(text(0, 255)).check(z.maxLength(64)),
-  meta: z.record(text(0, 128), text(0, 512)),
+/** A service as registered (the data dir's form of it too): an instance's fields, but '' may stand for the address. */
+export const ServiceDefinition = z.extend(z.pick(ServiceInstance, { id: true, name: true, tags: true, meta: true, port: true, weights: true }), {
   /** '' = the node's address, as in Consul. */
   address: text(0, 255),
-  port: z.int().check(z.minimum(0), z.maximum(65535)),
   taggedAddresses: z.optional(z.record(text(1, 64), Endpoint)),
-  weights: z.optional(Weights),
 });
 export type ServiceDefinition = z.infer<typeof ServiceDefinition>;
 
