@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { testbedSkipReason, useTestbed } from '../testbed/index.js';
+import { useCluster } from './support/cluster.js';
+import { msUntil, runWeb } from './support/faults.js';
+import { dig } from '../support/dig.js';
+
+const skip = await testbedSkipReason();
+
+const TOKEN = 'drain-test-token';
+
+interface HealthEntry {
+  Service: { ID: string };
+  Checks: Array<{ CheckID: string; Status: string; Notes: string; ServiceID: string }>;
+}
+
+describe('drain through the aggregator (PUT /v1/portolan/maintenance/:node) with --api-token; the agent runs without --local-api', { skip }, () => {
+  const bed = useTestbed({ hosts: ['a'] });
+  const cluster = useCluster(bed, { aggregatorArgs: ['--api-token', TOKEN] });
+  const a = () => bed().host('a');
+  const request = async (method: string, path: string, token: string | undefined = TOKEN, body?: string) => {
+    const res = await fetch(`http://127.0.0.1:${cluster().httpPort}${path}`, { method, headers: token ? { 'X-Consul-Token': token } : {}, ...(body === undefined ? {} : { body }), signal: AbortSignal.timeout(8000) });
+    return { status: res.status, body: await res.text() };
+  };
+  const drain = (query: string, token?: string) => request('PUT', `/v1/portolan/maintenance/${query}`, token);
+  const health = async (name: string): Promise<HealthEntry[]> => JSON.parse((await request('GET', `/v1/health/service/${name}`)).body) as HealthEntry[];
+  /** The A answers for a service name at the aggregator's DNS. */
+  const dns = async (name: string): Promise<string[]> => (await dig(cluster().dnsPort, `${name}.service.consul`, 'A')).answer.filter((r) => r.type === 'A').map((r) => r.data);
+  /**
+   * The names' A answers, asked right after a 200 (which comes once the catalog here shows the
+   * change, so the first dig has it), and how long that took (dig's process start included).
+   */
+  const dnsNow = async (...names: string[]) => {
+    const start = performance.now();
+    const answers = await Promise.all(names.map(dns));
+    return { answers, ms: Math.round(performance.now() - start) };
+  };
+  let webId = '';
+
+  before(async () => {
+    await Promise.all([runWeb(a(), 'web-a', 7701), runWeb(a(), 'api-a', 7702, 'api')]);
+    await msUntil('web and api in DNS', async () => (await dns('web')).length === 1 && (await dns('api')).length === 1, performance.now(), 10_000);
+    webId = (await health('web'))[0]!.Service.ID;
+  });
+
+  it('a service drained: 200 once applied, out of DNS with _service_maintenance:<id> critical and the reason as Notes; undrained: back', async (t) => {
+    const sent = performance.now();
+    const on = await drain(`a?enable=true&service=${encodeURIComponent(webId)}&reason=x`);
+    const putMs = Math.round(performance.now() - sent);
+    assert.deepEqual(on, { status: 200, body: JSON.stringify({ Node: 'a', ServiceID: webId, Enabled: true }) });
+    const left = await dnsNow('web');
+    assert.deepEqual(left.answers, [[]], 'web out of DNS at the first dig after the 200');
+    const check = (await health('web'))[0]!.Checks.find((c) => c.CheckID === `_service_maintenance:${webId}`);
+    assert.deepEqual([check?.Status, check?.Notes, check?.ServiceID], ['critical', 'x', webId]);
+    assert.deepEqual(await dns('api'), [a().address]);
+    assert.equal((await drain(`a?enable=false&service=${encodeURIComponent(webId)}`)).status, 200);
+    const back = await dnsNow('web');
+    assert.deepEqual(back.answers, [[a().address]], 'web back in DNS at the first dig after the 200');
+    assert.equal((await health('web'))[0]!.Checks.some((c) => c.CheckID.startsWith('_service_maintenance:')), false);
+    t.diagnostic(`service drain: PUT answered 200 in ${putMs} ms; out of DNS at the first dig after the 200 (dig done ${left.ms} ms after it), back at the first after the undrain's (${back.ms} ms)`);
+  });
+
+  it('the node drained: every instance of a out of DNS with _node_maintenance (Consul\'s default reason); undrained: all back', async (t) => {
+    assert.deepEqual(await drain('a?enable=true'), { status: 200, body: JSON.stringify({ Node: 'a', Enabled: true }) });
+    const left = await dnsNow('web', 'api');
+    assert.deepEqual(left.answers, [[], []], 'a\'s instances out of DNS at the first digs after the 200');
+    const check = (await health('api'))[0]!.Checks.find((c) => c.CheckID === '_node_maintenance');
+    assert.deepEqual([check?.Status, check?.Notes], ['critical', 'Maintenance mode is enabled for this node, but no reason was provided. This is a default message.']);
+    assert.equal((await drain('a?enable=false')).status, 200);
+    const back = await dnsNow('web', 'api');
+    assert.deepEqual(back.answers, [[a().address], [a().address]], 'a\'s instances back in DNS at the first digs after the 200');
+    t.diagnostic(`node drain: out of DNS at the first digs after the 200 (done ${left.ms} ms after it), back at the first after the undrain's (${back.ms} ms)`);
+  });
+
+  it('refused: 403 without the token, 404 unknown node or service (Consul\'s text), 409 external node, 400 bad enable; nothing drained', async () => {
+    const external = await request('PUT', '/v1/catalog/register', TOKEN, JSON.stringify({ Node: 'rds', Address: '10.9.9.9' }));
+    assert.equal(external.status, 200);
+    const cases: Array<[string, string | undefined, number, RegExp]> = [
+      ['a?enable=true', '', 403, /^Permission denied$/],
+      ['a?enable=true', 'wrong', 403, /^ACL not found$/],
+      ['ghost?enable=true', TOKEN, 404, /^Unknown node "ghost"$/],
+      ['a?enable=true&service=nope', TOKEN, 404, /^Unknown service ID "nope"$/],
+      ['rds?enable=true', TOKEN, 409, /^Node "rds" is an external node/],
+      ['a?enable=maybe', TOKEN, 400, /^Invalid value for \?enable$/],
+    ];
+    for (const [query, token, status, text] of cases) {
+      const r = await drain(query, token);
+      assert.equal(r.status, status, `${query}: ${r.body}`);
+      assert.match(r.body, text, query);
+    }
+    assert.deepEqual([await dns('web'), await dns('api')], [[a().address], [a().address]]);
+  });
+});
