@@ -52,8 +52,9 @@ export const errors = {
   maintenanceRefused: coded('PORTOLAN_MAINTENANCE_REFUSED', 404, (why: string) => why),
   externalNode: coded('PORTOLAN_EXTERNAL_NODE', 409, (node: string) =>
     `Node "${node}" is an external node (registered through /v1/catalog/register): no agent runs on it to set maintenance; register it again with a critical check instead`),
+  /** `holder`: the other aggregator's store holder ID (host/pid/id, as in its log), not an address. */
   heldElsewhere: coded('PORTOLAN_HELD_ELSEWHERE', 409, (node: string, holder: string) =>
-    `Node "${node}" is connected to aggregator ${holder}, not this one: send the request to ${holder}`),
+    `Node "${node}" is connected to another aggregator (${holder}), not this one: send the request to the aggregator its agent is connected to`),
   agentDown: coded('PORTOLAN_AGENT_DOWN', 409, (node: string) => `Node "${node}" is not connected: its agent is down, nothing was changed`),
   agentTooOld: coded('PORTOLAN_AGENT_TOO_OLD', 409, (node: string, protocol: number) =>
     `The agent of node "${node}" speaks protocol ${protocol}: maintenance through the aggregator needs protocol 4 (upgrade the agent, or use its local API)`),

@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { testbedSkipReason, useTestbed } from '../testbed/index.js';
+import { AGENT_WS_PATH } from '../../shared/protocol.js';
 import { useCluster } from './support/cluster.js';
+import { runCli, type CliProcess } from './support/cli.js';
 import { msUntil, runWeb } from './support/faults.js';
+import { etcdSkipReason } from './support/ha-cluster.js';
+import { registered } from '../support/agent-peer.js';
 import { dig } from '../support/dig.js';
+import { EtcdCluster } from '../support/etcd-cluster.js';
+import { useSuiteResource } from '../support/suite-resource.js';
+import { until } from '../support/until.js';
 
 const skip = await testbedSkipReason();
 
@@ -89,5 +96,45 @@ describe('drain through the aggregator (PUT /v1/portolan/maintenance/:node) with
       assert.match(r.body, text, query);
     }
     assert.deepEqual([await dns('web'), await dns('api')], [[a().address], [a().address]]);
+  });
+});
+
+describe('drain on etcd: a node connected to another aggregator, or to none', { skip: await etcdSkipReason() }, () => {
+  const etcd = useSuiteResource('etcd cluster', () => EtcdCluster.start({ members: 1 }));
+  const started: CliProcess[] = [];
+  after(() => Promise.all(started.map((c) => c.stop())));
+  const aggregator = async () => {
+    const store = etcd().endpoints.map((e) => e.replace(/^http:\/\//, '')).join(',');
+    const cli = runCli(['aggregator', '--http', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--store', `etcd://${store}`, '--store-prefix', `/portolan-drain/${process.pid}/`, '--allow-unauthenticated-writes']);
+    started.push(cli);
+    const serving = await cli.waitForLog((l) => l.msg === 'aggregator serving');
+    return { cli, port: Number(String(serving.http).split(':').pop()) };
+  };
+  const put = async (port: number, path: string) => {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'PUT', signal: AbortSignal.timeout(8000) });
+    return { status: res.status, body: await res.text() };
+  };
+
+  it('409 naming the holder at an aggregator the agent is not connected to, 200 at its own; 409 not connected once the agent is gone', async () => {
+    const [own, other] = [await aggregator(), await aggregator()];
+    const peer = await registered(`ws://127.0.0.1:${own.port}${AGENT_WS_PATH}`, 'h1');
+    peer.ws.on('message', (d) => {
+      const m = JSON.parse(d.toString()) as { type: string; id: string };
+      if (m.type === 'maintenance') peer.send({ type: 'maintenanceResult', id: m.id, ok: true });
+    });
+    await until(async () => (await fetch(`http://127.0.0.1:${other.port}/v1/catalog/node/h1`)).status === 200 && (await put(other.port, '/v1/portolan/maintenance/h1?enable=true')).status === 409);
+    const elsewhere = await put(other.port, '/v1/portolan/maintenance/h1?enable=true');
+    assert.equal(elsewhere.status, 409);
+    assert.match(elsewhere.body, /^Node "h1" is connected to another aggregator \([^)]+\/\d+\/[0-9a-f]{8}\), not this one/);
+    assert.deepEqual(await put(own.port, '/v1/portolan/maintenance/h1?enable=true'), { status: 200, body: '{"Node":"h1","Enabled":true}' });
+    peer.ws.terminate();
+    // Each once its replica has the node down (the other's through etcd's watch).
+    for (const { port } of [own, other]) {
+      const down = await until(async () => {
+        const r = await put(port, '/v1/portolan/maintenance/h1?enable=false');
+        return r.body.startsWith('Node "h1" is not connected') && r;
+      });
+      assert.deepEqual(down, { status: 409, body: 'Node "h1" is not connected: its agent is down, nothing was changed' });
+    }
   });
 });

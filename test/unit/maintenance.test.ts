@@ -47,7 +47,7 @@ test('each answer but applied is its coded error: refused 404 with the agent\'s 
   const cases: Array<[Exclude<MaintenanceAnswer, { kind: 'applied' }>, string | undefined, number, string | RegExp]> = [
     [{ kind: 'refused', error: 'Unknown service ID "x"' }, undefined, 404, 'Unknown service ID "x"'],
     [{ kind: 'notHeld' }, undefined, 409, /^Node "a" is not connected/],
-    [{ kind: 'notHeld' }, 'agg-2', 409, /^Node "a" is connected to aggregator agg-2, not this one/],
+    [{ kind: 'notHeld' }, 'agg-2', 409, /^Node "a" is connected to another aggregator \(agg-2\), not this one/],
     [{ kind: 'oldProtocol', protocol: 3 }, undefined, 409, /speaks protocol 3: maintenance through the aggregator needs protocol 4/],
     [{ kind: 'timeout', afterMs: 5000 }, undefined, 504, /did not answer within 5000 ms/],
     [{ kind: 'disconnected' }, undefined, 409, /disconnected before answering/],
