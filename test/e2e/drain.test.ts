@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { testbedSkipReason, useTestbed } from '../testbed/index.js';
 import { AGENT_WS_PATH } from '../../shared/protocol.js';
@@ -21,9 +24,14 @@ interface HealthEntry {
   Checks: Array<{ CheckID: string; Status: string; Notes: string; ServiceID: string }>;
 }
 
-describe('drain through the aggregator (PUT /v1/portolan/maintenance/:node) with --api-token; the agent runs without --local-api', { skip }, () => {
+describe('drain through the aggregator (PUT /v1/portolan/maintenance/:node) with --api-token; the agent runs without --local-api, with --data-dir', { skip }, () => {
   const bed = useTestbed({ hosts: ['a'] });
-  const cluster = useCluster(bed, { aggregatorArgs: ['--api-token', TOKEN] });
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'portolan-drain-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+  const cluster = useCluster(bed, { aggregatorArgs: ['--api-token', TOKEN], agentArgsOf: (host) => ['--data-dir', join(dir, host.name)] });
   const a = () => bed().host('a');
   const request = async (method: string, path: string, token: string | undefined = TOKEN, body?: string) => {
     const res = await fetch(`http://127.0.0.1:${cluster().httpPort}${path}`, { method, headers: token ? { 'X-Consul-Token': token } : {}, ...(body === undefined ? {} : { body }), signal: AbortSignal.timeout(8000) });
@@ -77,6 +85,21 @@ describe('drain through the aggregator (PUT /v1/portolan/maintenance/:node) with
     const back = await dnsNow('web', 'api');
     assert.deepEqual(back.answers, [[a().address], [a().address]], 'a\'s instances back in DNS at the first digs after the 200');
     t.diagnostic(`node drain: out of DNS at the first digs after the 200 (done ${left.ms} ms after it), back at the first after the undrain's (${back.ms} ms)`);
+  });
+
+  it('a drain is kept in --data-dir: the restarted agent brings it back in its first snapshot', async (t) => {
+    assert.equal((await drain(`a?enable=true&service=${encodeURIComponent(webId)}&reason=kept`)).status, 200);
+    await cluster().agent('a').stop();
+    const started = performance.now();
+    await cluster().startAgent(a());
+    const registeredMs = Math.round(performance.now() - started);
+    // Registered once the aggregator took the snapshot's frames: its store write may be a moment later.
+    const check = await until(async () => (await health('web'))[0]?.Checks.find((c) => c.CheckID === `_service_maintenance:${webId}`), 2000);
+    assert.deepEqual([check.Status, check.Notes], ['critical', 'kept']);
+    assert.deepEqual([await dns('web'), await dns('api')], [[], [a().address]]);
+    assert.equal((await drain(`a?enable=false&service=${encodeURIComponent(webId)}`)).status, 200);
+    assert.deepEqual(await dns('web'), [a().address]);
+    t.diagnostic(`agent restart: registered ${registeredMs} ms after starting, web still drained`);
   });
 
   it('refused: 403 without the token, 404 unknown node or service (Consul\'s text), 409 external node, 400 bad enable; nothing drained', async () => {
