@@ -8,6 +8,7 @@ import { registerConsulApi } from './http/consul-api.js';
 import type { App } from './http/endpoint.js';
 import { registerUi } from './ui/register.js';
 import { registerCatalogWrites } from './http/catalog-writes.js';
+import { registerMaintenance } from './http/maintenance.js';
 import { startDnsServer } from '../shared/dns/server.js';
 import type { UdpMode } from '../shared/dns/udp.js';
 import { AggregatorMetrics } from './metrics.js';
@@ -48,7 +49,7 @@ export interface AggregatorOptions {
   apiTokens?: readonly string[];
   /** When given, /metrics needs this one (and not an api token). */
   metricsToken?: string;
-  /** Without apiTokens: accept /v1/catalog/register and /deregister from anyone (else refused 403). */
+  /** Without apiTokens: accept /v1/catalog/register, /deregister and /v1/portolan/maintenance from anyone (else refused 403). */
   allowUnauthenticatedWrites?: boolean;
   /** Cap on open /v1/portolan/events streams (default DEFAULT_MAX_STREAMS). */
   maxEventStreams?: number;
@@ -98,6 +99,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   registerApiAccess(app, accessTokens(opts, httpLogger));
   const api = registerConsulApi(app, { query: store.query, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION, maxEventStreams: opts.maxEventStreams });
   registerCatalogWrites(app, { store, datacenter: opts.datacenter });
+  registerMaintenance(app, { query: store.query, store, link });
   registerUi(app);
   const query = store.query;
   const metrics = new AggregatorMetrics({ query, link, api, connections });
@@ -175,7 +177,7 @@ function accessTokens(opts: AggregatorOptions, logger: Logger) {
     logger.info({ apiTokens: api?.size ?? 0, metricsToken: metrics !== undefined }, 'HTTP API needs a token (--api-token, --metrics-token); /v1/status/* and /ui files are open');
   }
   if (!api && allowUnauthenticatedWrites) {
-    logger.warn('--allow-unauthenticated-writes without --api-token: anyone who can reach the HTTP API can register and deregister external nodes');
+    logger.warn('--allow-unauthenticated-writes without --api-token: anyone who can reach the HTTP API can register and deregister external nodes, and drain any node');
   }
   return { api, metrics, allowUnauthenticatedWrites };
 }

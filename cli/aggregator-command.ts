@@ -32,7 +32,7 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'http-max-conns-per-client', kind: 'integer', env: 'PORTOLAN_HTTP_MAX_CONNS_PER_CLIENT', default: String(DEFAULT_MAX_CONNECTIONS_PER_CLIENT), help: 'open HTTP connections from one client address past which new ones get 429 (0: no limit; a proxy or NAT in front is one address)' },
   { name: 'api-token', kind: 'list', env: 'PORTOLAN_API_TOKEN', help: 'HTTP API and UI need one of these tokens (X-Consul-Token, Authorization: Bearer or ?token=); repeat or comma-separate for several' },
   { name: 'api-token-file', kind: 'string', env: 'PORTOLAN_API_TOKEN_FILE', help: 'file of further --api-token values, one per line (# comments)' },
-  { name: 'allow-unauthenticated-writes', kind: 'boolean', env: 'PORTOLAN_ALLOW_UNAUTHENTICATED_WRITES', default: 'false', help: 'without --api-token, accept /v1/catalog/register and /deregister from anyone (else refused 403)' },
+  { name: 'allow-unauthenticated-writes', kind: 'boolean', env: 'PORTOLAN_ALLOW_UNAUTHENTICATED_WRITES', default: 'false', help: 'without --api-token, accept /v1/catalog/register, /deregister and /v1/portolan/maintenance (drain) from anyone (else refused 403)' },
   { name: 'metrics-token', kind: 'string', env: 'PORTOLAN_METRICS_TOKEN', help: '/metrics needs this token (Authorization: Bearer) instead of an --api-token' },
   { name: 'max-event-streams', kind: 'integer', env: 'PORTOLAN_MAX_EVENT_STREAMS', default: String(DEFAULT_MAX_STREAMS), help: 'open /v1/portolan/events streams (UI tabs) past which new ones get 429' },
   { name: 'heartbeat', kind: 'duration', env: 'PORTOLAN_HEARTBEAT', default: '1s', help: 'agent ping interval' },
