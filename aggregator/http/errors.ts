@@ -22,6 +22,7 @@ export const errors = {
   filterTooComplex: coded('PORTOLAN_FILTER_TOO_COMPLEX', 400, (why: string) =>
     `Failed to create boolean expression evaluator: ${why}`),
   notFound: coded('PORTOLAN_NOT_FOUND', 404, (path: string) => `Unknown endpoint: ${path}`),
+  unknownNode: coded('PORTOLAN_UNKNOWN_NODE', 404, (node: string) => `Unknown node "${node}"`),
   tooManyStreams: coded('PORTOLAN_TOO_MANY_STREAMS', 429, (max: number) =>
     `Too many event streams: ${max} are open (--max-event-streams); retry later`),
   /**
