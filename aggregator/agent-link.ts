@@ -104,6 +104,8 @@ interface Session {
   live: boolean;
   /** On the link's awake clock: a pause of the aggregator itself is never the agent's silence. */
   lastHeard: number;
+  /** ms since epoch the connection was accepted. */
+  openedAt: number;
   closing: boolean;
   /** Sent away because the store cannot write: its node stays up while the agent moves. */
   movedAway: boolean;
@@ -207,6 +209,12 @@ export class AgentLink {
     return this.#byNode.size;
   }
 
+  /** The connection holding a node here, if any: since when (ms since epoch) and the protocol it speaks. */
+  connection(node: string): { since: number; protocol: number } | undefined {
+    const s = this.#byNode.get(node);
+    return s && { since: s.openedAt, protocol: s.hello!.protocol };
+  }
+
   /** Which agent checks apply (for the start-up log; no secrets). */
   get credentialChecks(): AgentCredentials['summary'] & { configured: boolean } {
     return { configured: this.#credentials.configured, ...this.#credentials.summary };
@@ -232,6 +240,7 @@ export class AgentLink {
       credential,
       live: false,
       lastHeard: this.#clock.now(),
+      openedAt: Date.now(),
       closing: false,
       movedAway: false,
       parts: new MessageParts(MAX_PARTS_BYTES),

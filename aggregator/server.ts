@@ -7,6 +7,7 @@ import { openStore, type StoreSpec } from './catalog/open-store.js';
 import { registerConsulApi } from './http/consul-api.js';
 import type { App } from './http/endpoint.js';
 import { registerUi } from './ui/register.js';
+import { DEFAULT_UI_SAMPLE_INTERVAL_MS, registerUiData } from './ui/ui-endpoints.js';
 import { registerCatalogWrites } from './http/catalog-writes.js';
 import { registerMaintenance } from './http/maintenance.js';
 import { startDnsServer } from '../shared/dns/server.js';
@@ -56,6 +57,8 @@ export interface AggregatorOptions {
   heartbeatMs: number;
   suspectAfterMs: number;
   reapAfterMs: number;
+  /** How often the UI's plots take a sample (`--ui-sample-interval`; default 10 s); an hour of them is kept. */
+  uiSampleIntervalMs?: number;
   /** Where the catalog is kept (default: in this process's memory). */
   store?: StoreSpec;
   /**
@@ -104,6 +107,13 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   const query = store.query;
   const metrics = new AggregatorMetrics({ query, link, api, connections });
   registerMetrics(app, metrics);
+  const uiData = registerUiData(app, {
+    query,
+    dns: metrics.dns,
+    connection: (node) => link.connection(node),
+    reapAfterMs: opts.reapAfterMs,
+    sampleIntervalMs: opts.uiSampleIntervalMs ?? DEFAULT_UI_SAMPLE_INTERVAL_MS,
+  });
   app.server.on('upgrade', (req, socket, head) => {
     // Node's HTTP server takes its 'error' listener off a socket it hands to 'upgrade': a reset of
     // a refused upgrade (401, 503, 404 written with socket.end) would be an uncaught error.
@@ -129,6 +139,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     logger: logger.child({ component: 'dns' }),
     observe: metrics.observeDns,
   }).catch(async (err: unknown) => {
+    uiData.close();
     await app.close();
     throw err;
   });
@@ -140,6 +151,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     dnsPort: dns.port,
     ...(opts.agentTokens ? { reloadAgentTokens: () => link.reloadCredentials() } : {}),
     async close() {
+      uiData.close();
       await link.close();
       await Promise.all([app.close(), dns.close()]);
       await store.close();

@@ -22,6 +22,7 @@ export const errors = {
   filterTooComplex: coded('PORTOLAN_FILTER_TOO_COMPLEX', 400, (why: string) =>
     `Failed to create boolean expression evaluator: ${why}`),
   notFound: coded('PORTOLAN_NOT_FOUND', 404, (path: string) => `Unknown endpoint: ${path}`),
+  unknownNode: coded('PORTOLAN_UNKNOWN_NODE', 404, (node: string) => `Unknown node "${node}"`),
   tooManyStreams: coded('PORTOLAN_TOO_MANY_STREAMS', 429, (max: number) =>
     `Too many event streams: ${max} are open (--max-event-streams); retry later`),
   /**
@@ -47,7 +48,6 @@ export const errors = {
   /** Consul's text for a required query parameter left out (agent/agent_endpoint.go). */
   missingParam: coded('PORTOLAN_MISSING_PARAM', 400, (param: string) => `Missing value for ?${param}`),
   // Maintenance (drain) through a node's agent: PUT /v1/portolan/maintenance/:node.
-  unknownNode: coded('PORTOLAN_UNKNOWN_NODE', 404, (node: string) => `Unknown node "${node}"`),
   /** The agent refused the request; its text is Consul's (`Unknown service ID "…"`), the only refusal it has. */
   maintenanceRefused: coded('PORTOLAN_MAINTENANCE_REFUSED', 404, (why: string) => why),
   externalNode: coded('PORTOLAN_EXTERNAL_NODE', 409, (node: string) =>
