@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { until } from '../support/until.js';
-import { cliPath, runCli } from './support/cli.js';
+import { cliCommand, runCli } from './support/cli.js';
 
 /** util-linux's script (Debian's bsdutils, an Essential package): runs a command on a new pseudo-terminal. */
 const SCRIPT = '/usr/bin/script';
@@ -21,7 +21,7 @@ const PRETTY_LINE = /^\[\d\d:\d\d:\d\d\.\d{3}\] (TRACE|DEBUG|INFO|WARN|ERROR|FAT
 function onTerminal(args: string[], env: NodeJS.ProcessEnv = {}) {
   // script runs the command with $SHELL -c; exec makes the CLI the terminal's foreground process
   // whatever that shell is (dash, CI's /bin/sh, would otherwise take the Ctrl-C too and exit 130).
-  const command = `exec ${[process.execPath, cliPath, ...args].map(shellQuote).join(' ')}`;
+  const command = `exec ${[...cliCommand(), ...args].map(shellQuote).join(' ')}`;
   const child = spawn(SCRIPT, ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let screen = '';
   child.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString()));

@@ -1,9 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { cliNodeFlags } from '../../support/cli-node-flags.js';
 
 /** The built CLI (npm run build), as the e2e tests run it. */
 export const cliPath = fileURLToPath(new URL('../../../dist/cli/portolan.js', import.meta.url));
+/** `node` and its flags from the CLI's shebang, then the CLI: the command its bin runs. */
+export const cliCommand = (): string[] => [process.execPath, ...cliNodeFlags(cliPath), cliPath];
 
 export interface CliProcess {
   child: ChildProcess;
@@ -22,7 +25,7 @@ export interface CliProcess {
  * `bin` runs another `portolan` executable (an installed one) instead of node on the built CLI.
  */
 export function runCli(args: string[], opts: { netns?: string; env?: NodeJS.ProcessEnv; nice?: number; bin?: string } = {}): CliProcess {
-  const argv = [...(opts.nice ? ['nice', '-n', String(opts.nice)] : []), ...(opts.bin ? [opts.bin] : [process.execPath, cliPath]), ...args];
+  const argv = [...(opts.nice ? ['nice', '-n', String(opts.nice)] : []), ...(opts.bin ? [opts.bin] : cliCommand()), ...args];
   const [cmd, ...rest] = opts.netns ? ['nsenter', `--net=/var/run/netns/${opts.netns}`, ...argv] : argv;
   const child = spawn(cmd!, rest, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
@@ -87,7 +90,8 @@ export function runCli(args: string[], opts: { netns?: string; env?: NodeJS.Proc
 
 /** A client command of the built CLI (members, catalog …) run to its end: its exit code and output. */
 export function runCliOnce(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [node, ...cli] = cliCommand();
+  const child = spawn(node!, [...cli, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let [out, err] = ['', ''];
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
