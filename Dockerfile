@@ -36,6 +36,6 @@ EXPOSE 8500/tcp 8600/udp 8600/tcp
 # PORTOLAN_* environment (as in docker-compose.multihost.yml); the role from the container's command.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 CMD ["node", "-e", "const e=process.env,a=require('fs').readFileSync('/proc/1/cmdline','utf8').split('\\0'),agent=a[a.findIndex((s)=>s.endsWith('portolan.js'))+1]==='agent';const urls=agent?(e.PORTOLAN_AGGREGATOR||'').split(',').map((u)=>u.trim().replace(/^ws/,'http').replace(/\\/*$/,'')+'/v1/health/node/'+encodeURIComponent(e.PORTOLAN_NODE||require('os').hostname())):['http://127.0.0.1:'+(e.PORTOLAN_HTTP||'8500').split(':').pop()+'/v1/status/leader'];const check=(url)=>fetch(url,{signal:AbortSignal.timeout(4000)}).then((r)=>r.ok?r.json():Promise.reject(new Error('HTTP '+r.status))).then((b)=>{if(agent&&!b.some((c)=>c.CheckID==='serfHealth'&&c.Status==='passing'))throw new Error('agent not connected');}).catch((err)=>{throw new Error(url+': '+err.message);});Promise.any(urls.map(check)).then(()=>process.exit(0),(err)=>{console.error(err.errors.map((x)=>x.message).join('; '));process.exit(1);});"]
 # node is PID 1: portolan handles SIGTERM/SIGINT itself (the agent says goodbye, then exits).
-# Through its shebang, as the installed bin: with its Node flags (cli/portolan.ts says why).
-ENTRYPOINT ["/app/dist/cli/portolan.js"]
+# With NODE_FLAGS (cli/v8-tuning.ts says why; test/unit/node-flags.test.ts keeps the two equal).
+ENTRYPOINT ["node", "--max-semi-space-size=16", "/app/dist/cli/portolan.js"]
 CMD ["--help"]

@@ -1,8 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=16
-// The flag: from Node 22, V8 sizes the young generation from the machine's memory, up to 64 MB per
-// semi-space (3 of them) on hosts with over 2 GB; with 16 (Node 20's size there) an aggregator or
-// agent under a burst holds ~100 MB less RSS, which is what the fault tests' memory bounds assume.
-// test/unit/cli-node-flags.test.ts checks it takes effect.
+#!/usr/bin/env node
 import type { Logger } from 'pino';
 import type { AggregatorOptions } from '../aggregator/server.js';
 import type { AgentOptions } from '../agent/options.js';

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { cliNodeFlags } from '../../support/cli-node-flags.js';
+import { NODE_FLAGS } from '../../../cli/v8-tuning.js';
 import { memoryOf } from './proc-stats.js';
 
 const probe = fileURLToPath(new URL('./memory-probe.mjs', import.meta.url));
@@ -70,7 +70,7 @@ export async function startAggregatorProcess(o: AggregatorStart): Promise<Aggreg
   const host = o.host ?? '127.0.0.1';
   const child = spawn(
     process.execPath,
-    [...cliNodeFlags(o.cli), ...(o.nodeFlags ?? []), '--expose-gc', '--import', probe, o.cli, 'aggregator', '--http', `${host}:${o.httpPort ?? 0}`, '--dns', `${host}:${o.dnsPort ?? 0}`, ...FLEET_ON_ONE_ADDRESS, ...(o.args ?? [])],
+    [...NODE_FLAGS, ...(o.nodeFlags ?? []), '--expose-gc', '--import', probe, o.cli, 'aggregator', '--http', `${host}:${o.httpPort ?? 0}`, '--dns', `${host}:${o.dnsPort ?? 0}`, ...FLEET_ON_ONE_ADDRESS, ...(o.args ?? [])],
     { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] },
   );
   const exited = once(child, 'exit');

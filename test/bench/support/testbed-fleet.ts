@@ -3,12 +3,12 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TEST_IMAGE, type Host } from '../../testbed/index.js';
-import { cliNodeFlags } from '../../support/cli-node-flags.js';
+import { NODE_FLAGS } from '../../../cli/v8-tuning.js';
 import { JsonLines } from './json-lines.js';
 
 /** The real agent (built CLI) inside a testbed host's namespace; resolves once registered. */
 export async function startAgentOn(host: Host, cli: string, aggregator: string): Promise<{ pid: number; logs: JsonLines }> {
-  const child = await host.spawn(process.execPath, [...cliNodeFlags(cli), cli, 'agent', '--aggregator', aggregator, '--docker', host.dockerHost, '--node', host.name], {
+  const child = await host.spawn(process.execPath, [...NODE_FLAGS, cli, 'agent', '--aggregator', aggregator, '--docker', host.dockerHost, '--node', host.name], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const logs = new JsonLines(child.stderr!);

@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { cliNodeFlags } from '../../support/cli-node-flags.js';
+import { NODE_FLAGS } from '../../../cli/v8-tuning.js';
 
 /** The built CLI (npm run build), as the e2e tests run it. */
 export const cliPath = fileURLToPath(new URL('../../../dist/cli/portolan.js', import.meta.url));
-/** `node` and its flags from the CLI's shebang, then the CLI: the command its bin runs. */
-export const cliCommand = (): string[] => [process.execPath, ...cliNodeFlags(cliPath), cliPath];
+/** `node` with the flags the image and the systemd units give it, then the CLI. */
+export const cliCommand = (): string[] => [process.execPath, ...NODE_FLAGS, cliPath];
 
 export interface CliProcess {
   child: ChildProcess;
