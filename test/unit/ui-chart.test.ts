@@ -72,8 +72,16 @@ describe('UI plots: path data', () => {
       minSpanMs: 60_000,
     });
     assert.deepEqual(layout.shapes.map((s) => s.d), ['M100,20L100,80Z', 'M100,0L100,20Z']);
-    assert.deepEqual(layout.xTicks, [{ t: 0, x: 0 }, { t: 15_000, x: 25 }, { t: 30_000, x: 50 }, { t: 45_000, x: 75 }, { t: 60_000, x: 100 }]);
+    assert.deepEqual(layout.xTicks, [{ t: 0, x: 0 }, { t: 30_000, x: 50 }, { t: 60_000, x: 100 }]);
     assert.deepEqual(layout.shapes[1]!.last, { x: 100, y: 0 });
+  });
+
+  it('a narrow plot gets fewer time labels, so they do not overlap', () => {
+    const margin = { top: 0, right: 0, bottom: 0, left: 0 };
+    const times = [0, 3_600_000];
+    const series = [{ key: 'q', values: [1, 1] }];
+    assert.equal(layoutPlot({ times, series, width: 400, height: 50, margin }).xTicks.length, 7);
+    assert.deepEqual(layoutPlot({ times, series, width: 120, height: 50, margin }).xTicks.map((t) => t.t), [0, 1_800_000, 3_600_000]);
   });
 
   it('a line with no reading at all (no DNS query yet) has no path and no last point', () => {

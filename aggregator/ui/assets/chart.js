@@ -8,6 +8,8 @@ const MINUTE = 60 * SECOND;
 /** Steps a time axis may tick at: round clock times at every zoom from a minute to an hour. */
 const TIME_STEPS = [10 * SECOND, 15 * SECOND, 30 * SECOND, MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, 60 * MINUTE];
 
+const TIME_LABEL_PX = 56;
+
 /** Coordinates are written with at most one decimal: finer than a pixel, and short paths. */
 const round = (v) => Math.round(v * 10) / 10;
 
@@ -96,7 +98,8 @@ export function layoutPlot({ times, series, stacked = false, width, height, marg
     const d = stacked ? bandPath(xs, layer.lows.map(y), ys) : linePath(xs.map((px, j) => [px, ys[j]]));
     return { key: series[i].key, d, last: lastPoint(xs, ys) };
   });
-  const time = times.length ? timeTicks(t0, t1) : { step: 0, ticks: [] };
+  // A clock label takes about TIME_LABEL_PX: a narrow plot (a phone's) gets fewer of them.
+  const time = times.length ? timeTicks(t0, t1, Math.max(2, Math.floor((width - margin.left - margin.right) / TIME_LABEL_PX))) : { step: 0, ticks: [] };
   return {
     shapes,
     yTicks: ticks.map((value) => ({ value, y: round(y(value)) })),
