@@ -83,9 +83,8 @@ export class FleetPlots {
     new ResizeObserver(() => this.draw()).observe(root);
   }
 
-  /** Fetches and draws every intervalMs while the overview is shown. */
+  /** Fetches now (the token may just have been given) and draws every intervalMs while the overview is shown. */
   start() {
-    if (this.#running) return;
     this.#running = true;
     void this.#poll();
   }
