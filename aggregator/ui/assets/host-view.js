@@ -34,6 +34,8 @@ export class HostView {
   #badges = el('span', 'health');
   #body = el('div', 'host-body');
   #dirty = true;
+  #loading = false;
+  #reload = false;
   /** The keys of the services it shows an instance of. */
   #shown = new Set();
 
@@ -64,11 +66,10 @@ export class HostView {
     clearInterval(this.#timer);
   }
 
-  /** A stream event: redraws if it touched one of its services; one about the node itself (its connection, its checks) fetches its details again. */
+  /** A stream event about the node or one of its services (a drain shows in both) fetches its details again. */
   changed(change) {
     const ours = Object.entries(change.services).some(([key, entries]) => this.#shown.has(key) || entries.some((e) => e.Node.Node === this.#node));
-    if (ours) this.#dirty = true;
-    if (this.#node in change.nodes) {
+    if (ours || this.#node in change.nodes) {
       this.#dirty = true;
       void this.#load();
     }
@@ -85,15 +86,24 @@ export class HostView {
   }
 
   async #load() {
+    // One fetch at a time; changes meanwhile fetch once more after it.
+    if (this.#loading) return void (this.#reload = true);
+    this.#loading = true;
     const node = this.#node;
     const path = encodeURIComponent(node);
     const [info, checks] = await Promise.allSettled([getJson(`/v1/portolan/ui/host/${path}`), getJson(`/v1/health/node/${path}`)]);
-    if (node !== this.#node) return;
-    this.#info = info.status === 'fulfilled' ? info.value : undefined;
-    this.#infoError = info.status === 'rejected' ? info.reason.message : '';
-    if (checks.status === 'fulfilled') this.#checks = checks.value.filter((c) => !c.ServiceID);
-    this.#dirty = true;
-    this.onUpdate?.();
+    this.#loading = false;
+    if (node === this.#node) {
+      this.#info = info.status === 'fulfilled' ? info.value : undefined;
+      this.#infoError = info.status === 'rejected' ? info.reason.message : '';
+      if (checks.status === 'fulfilled') this.#checks = checks.value.filter((c) => !c.ServiceID);
+      this.#dirty = true;
+      this.onUpdate?.();
+    }
+    if (this.#reload) {
+      this.#reload = false;
+      void this.#load();
+    }
   }
 
   /** Called once per animation frame while the view is shown; cheap when nothing changed. */
