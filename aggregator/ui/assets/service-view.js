@@ -12,6 +12,11 @@ import { checksHealth, liveHealth } from './model.js';
 
 /** Back-to-back changes of a service refetch its history at most this often. */
 const HISTORY_REFETCH_MS = 1000;
+/**
+ * Cards (re)built per animation frame: a service of 500 instances appears within a few frames,
+ * the first screenful at once, and the page keeps answering while the rest is built.
+ */
+const CARDS_PER_FRAME = 40;
 
 const byNodeThenId = (a, b) => a.Node.Node.localeCompare(b.Node.Node) || a.Service.ID.localeCompare(b.Service.ID);
 const instanceKey = (entry) => `${entry.Node.Node}/${entry.Service.ID}`;
@@ -69,8 +74,7 @@ export function checkList(checks, history, withSince = true) {
   );
 }
 
-function historyList(history, error) {
-  if (error) return el('p', 'muted', `History unavailable: ${error}`);
+function historyList(history) {
   if (!history?.length) return el('p', 'muted', 'No status change seen yet.');
   return el(
     'ol',
@@ -164,30 +168,41 @@ export class ServiceView {
     this.#dirty = false;
     const entries = [...this.#entries()].sort(byNodeThenId);
     const health = { passing: 0, warning: 0, critical: 0 };
-    const cards = entries.map((e) => {
+    const budget = { left: CARDS_PER_FRAME };
+    const cards = [];
+    for (const e of entries) {
       const node = this.#catalog.nodes.get(e.Node.Node);
       const status = liveHealth(checksHealth(e.Checks), node);
       health[status] += 1;
-      return this.#card(e, node, status);
-    });
+      const card = this.#card(e, node, status, budget);
+      if (card) cards.push(card);
+    }
     const head = el(
       'div',
       'view-head',
       el('h2', '', this.title),
       el('span', 'muted', plural(entries.length, 'instance')),
       el('span', 'health', ...Object.entries(health).filter(([, n]) => n > 0).map(([s, n]) => badge(s, `${n} ${s}`))),
+      ...(this.#historyError ? [el('p', 'muted history-error', `Status history unavailable: ${this.#historyError}`)] : []),
     );
     const empty = live ? `No instance of “${this.#name}” is registered.` : 'Waiting for the aggregator…';
     reconcile(this.#root, [head, ...(cards.length ? cards : [el('p', 'empty', empty)])]);
     const keep = new Set(entries.map(instanceKey));
     for (const key of this.#cards.keys()) if (!keep.has(key)) this.#cards.delete(key);
+    // Cards left for want of budget: the next frame builds more.
+    if (budget.left < 0) {
+      this.#dirty = true;
+      this.onUpdate?.();
+    }
   }
 
-  #card(entry, node, status) {
+  /** The instance's card, (re)built if what it shows changed and the frame's budget allows; else as it was (none yet: undefined). */
+  #card(entry, node, status, budget) {
     const key = instanceKey(entry);
     const history = this.#history[key];
-    const shown = JSON.stringify([entry, node?.Connected, status, history, this.#historyError]);
+    const shown = JSON.stringify([entry, node?.Connected, status, history]);
     let card = this.#cards.get(key);
+    if (card?.shown !== shown && --budget.left < 0) return card?.el;
     if (!card) {
       card = { el: el('article', 'card instance-card'), drain: new DrainControl(entry.Node.Node, entry.Service.ID), shown: '' };
       card.el.dataset.instance = key;
@@ -223,7 +238,7 @@ export class ServiceView {
       el('h4', '', 'Checks'),
       entry.Checks.length ? checkList(entry.Checks, history) : el('p', 'muted', 'No checks.'),
       el('h4', '', 'Status history'),
-      historyList(history, this.#historyError),
+      historyList(history),
     );
     focused?.focus();
     return card.el;
