@@ -96,6 +96,7 @@ describe('web UI views on the testbed: a service, a host, drain and undrain, the
     const history = card('b').locator('.history li');
     await history.first().waitFor({ timeout: 5000 });
     assert.match(await history.first().innerText(), /critical/);
+    await card('b').scrollIntoViewIfNeeded();
     await screenshot(browser, 'service');
   });
 
