@@ -2,10 +2,10 @@ import type { Server } from 'node:http';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { ServiceInstance, type NodeInfo } from '../shared/model.js';
-import type { Delta, DnsNode, Names, Snapshot, Welcome } from '../shared/protocol.js';
-import type { DataDir } from './local-api/data-dir.js';
+import type { Delta, DnsNode, Maintenance, MaintenanceOutcome, Names, Snapshot, Welcome } from '../shared/protocol.js';
+import { DataDir } from './local-api/data-dir.js';
 import type { ForwardingOptions } from './local-api/forward.js';
-import type { Registry } from './local-api/registry.js';
+import { Registry } from './local-api/registry.js';
 import type { LocalApi, LocalApiHost } from './local-api/server.js';
 import { VERSION } from '../shared/version.js';
 import type { ContainerNetworks } from './local-dns/container-networks.js';
@@ -47,9 +47,11 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const defaultRoute = await detectDefaultRouteIPv4();
   const defaultRoute6 = await detectDefaultRouteIPv6();
   const records = new Map<string, ContainerRecord>();
-  const local = options.localApi || options.dataDir ? await localApiParts(options, log, () => onRegistryChange()) : undefined;
-  const registry = local?.registry;
-  const state = new ServiceState(registry ? (s) => registry.overlay(s) : undefined);
+  // Kept with or without --local-api: the aggregator sets maintenance (drain) through the uplink too.
+  const dataDir = options.dataDir === undefined ? undefined : new DataDir(options.dataDir, log);
+  const saved = await dataDir?.load();
+  const registry = new Registry({ onChange: () => onRegistryChange(), logger: log.child({ component: 'local-api' }), ...(dataDir ? { onState: (s) => dataDir.save(s) } : {}) });
+  const state = new ServiceState((s) => registry.overlay(s));
   let hostIp = chooseHostIp({ flag: options.ip, defaultRoute });
   let hostIp6 = chooseHostIp6({ flag: options.ip6, defaultRoute: defaultRoute6 });
   /** NodeInfo.address6: the host's IPv6 besides its address, unless that is this IPv6 already (an IPv6-only host). */
@@ -70,7 +72,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const dns: LocalParts | undefined = options.localDns ? await localParts(options.node, (): Uplink => uplink) : undefined;
   const ownNode = (): DnsNode => ({ name: options.node, address: hostIp?.address ?? '127.0.0.1', ...address6(), meta: { ...engine.meta, 'portolan-agent-version': VERSION } });
   /** The local DNS answers this host's services as they are now, before the aggregator has them; none while the host is drained. */
-  const publishLocal = (): void => dns?.catalog.setOwn(ownNode(), registry?.nodeInMaintenance ? [] : state.desired().values());
+  const publishLocal = (): void => dns?.catalog.setOwn(ownNode(), registry.nodeInMaintenance ? [] : state.desired().values());
   const scheduleFlush = (): void => {
     if (!flushTimer) flushTimer = setTimeout(() => ((flushTimer = undefined), uplink.flush()), flushDelayMs);
   };
@@ -84,7 +86,6 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   };
   /** The local API's services (their '' address is the host IP, which may change), checks or maintenance changed. */
   function onRegistryChange(): void {
-    if (!registry) return;
     state.set(REGISTERED, validServices(log, registry.services(hostIp?.address ?? '127.0.0.1')));
     publishLocal();
     scheduleFlush();
@@ -132,7 +133,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
 
   /** The node as registered: with the local API's node checks (`_node_maintenance`) when there are any. */
   const nodeInfo = (): NodeInfo => {
-    const nodeChecks = registry?.nodeChecks() ?? [];
+    const nodeChecks = registry.nodeChecks();
     return { name: options.node, address: hostIp?.address ?? '127.0.0.1', ...address6(), meta: engine.meta, ...(nodeChecks.length > 0 ? { checks: nodeChecks } : {}) };
   };
   /** The node as the aggregator has it after our last snapshot or delta: a delta carries it again only once it changed. */
@@ -149,6 +150,16 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     if (nodeText === sentNode) return services;
     sentNode = nodeText;
     return { ...(services ?? { upsert: [], remove: [] }), node };
+  };
+
+  /**
+   * Maintenance the aggregator asks for (drain, protocol 4). The delta carrying it is sent before
+   * the answer, so the aggregator has it once it has the answer.
+   */
+  const onMaintenance = (m: Maintenance): MaintenanceOutcome => {
+    const outcome = registry.applyMaintenance(m, (id) => state.desired().has(id));
+    if (outcome.ok) uplink.flush();
+    return outcome;
   };
 
   let answers = 0;
@@ -180,6 +191,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     clientCertificate: options.clientCertificate,
     logger,
     onWelcome,
+    onMaintenance,
     snapshot,
     delta,
     ...(dns ? { onNames: (m: Names) => dns.catalog.receive(m.entries, m.partial === true), onLiveChange: (live: boolean) => dns.catalog.setLive(live) } : {}),
@@ -206,14 +218,18 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
       });
     },
   });
-  const localApi = local && options.localApi && (await local.serve(options.localApi, {
+  const localApi = options.localApi && (await serveLocalApi(options.localApi, registry, {
     node: options.node,
     datacenter: () => datacenter,
     services: () => state.desired(),
     isContainerService: (id) => [...records.values()].some((r) => r.services.some((s) => s.id === id)),
-    nodeChecks: () => registry?.nodeChecks() ?? [],
-  }, { aggregator: () => uplink.aggregator, ...(options.ca === undefined ? {} : { ca: options.ca }), ...(options.clientCertificate ? { clientCertificate: options.clientCertificate } : {}), logger: log }));
-  local?.restore();
+    nodeChecks: () => registry.nodeChecks(),
+  }, { aggregator: () => uplink.aggregator, ...(options.ca === undefined ? {} : { ca: options.ca }), ...(options.clientCertificate ? { clientCertificate: options.clientCertificate } : {}), logger: log }, log));
+  // Once the agent is wired (it publishes at once), before Docker is first listed: the first snapshot carries it.
+  if (saved) {
+    registry.restore(saved);
+    log.info({ file: dataDir!.path, services: saved.services.length, checks: saved.checks.length }, 'local API state restored');
+  }
   log.info({ docker: endpoint.description, aggregator: options.aggregator }, 'agent starting');
   watcher.start();
 
@@ -222,8 +238,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
       await watcher.stop();
       checks.stop();
       await localApi?.close();
-      registry?.stop();
-      await local?.dataDir?.flushed();
+      registry.stop();
+      await dataDir?.flushed();
       served?.server.close();
       clearTimeout(flushTimer);
       await localDns?.close();
@@ -288,38 +304,10 @@ const DEFAULT_DATACENTER = 'dc1';
 /** The key of the local API's services in ServiceState: sorts before every container ID. */
 const REGISTERED = '';
 
-/** The local API's registry, its data dir and its server. */
-interface LocalApiParts {
-  registry: Registry;
-  dataDir: DataDir | undefined;
-  /** Takes back the data dir's state (once the agent is wired: it publishes at once). */
-  restore: () => void;
-  serve: (listen: { host: string; port: number }, host: LocalApiHost, forwarding: ForwardingOptions) => Promise<LocalApi>;
-}
-
-/**
- * Loaded only with --local-api or --data-dir (fastify is the bulk of it). The data dir's state
- * is restored before Docker is first listed, so the first snapshot carries it with the containers.
- */
-async function localApiParts(options: AgentOptions, log: Logger, onChange: () => void): Promise<LocalApiParts> {
-  const [{ Registry }, { DataDir }, { startLocalApi }] = await Promise.all([
-    import('./local-api/registry.js'),
-    import('./local-api/data-dir.js'),
-    import('./local-api/server.js'),
-  ]);
-  const dataDir = options.dataDir === undefined ? undefined : new DataDir(options.dataDir, log);
-  const registry = new Registry({ onChange, logger: log.child({ component: 'local-api' }), ...(dataDir ? { onState: (s) => dataDir.save(s) } : {}) });
-  const saved = await dataDir?.load();
-  return {
-    registry,
-    dataDir,
-    restore: () => {
-      if (!saved) return;
-      registry.restore(saved);
-      log.info({ file: dataDir!.path, services: saved.services.length, checks: saved.checks.length }, 'local API state restored');
-    },
-    serve: (listen, host, forwarding) => startLocalApi({ listen, registry, host, forwarding, logger: log.child({ component: 'local-api' }), version: VERSION }),
-  };
+/** Loaded only with --local-api: fastify is the bulk of it. */
+async function serveLocalApi(listen: { host: string; port: number }, registry: Registry, host: LocalApiHost, forwarding: ForwardingOptions, log: Logger): Promise<LocalApi> {
+  const { startLocalApi } = await import('./local-api/server.js');
+  return startLocalApi({ listen, registry, host, forwarding, logger: log.child({ component: 'local-api' }), version: VERSION });
 }
 
 /** The local DNS's catalog, the container networks its split horizon reads, and its server. */

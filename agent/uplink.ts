@@ -1,11 +1,12 @@
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
-import { AggregatorMessage, PROTOCOL_VERSION, RECONNECT_MAX_MS, type AgentMessage, type Delta, type Names, type Snapshot, type WatchedName, type Welcome } from '../shared/protocol.js';
+import { AggregatorMessage, PROTOCOL_VERSION, RECONNECT_MAX_MS, type AgentMessage, type Delta, type Maintenance, type MaintenanceOutcome, type Names, type Snapshot, type WatchedName, type Welcome } from '../shared/protocol.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { VERSION } from '../shared/version.js';
 import { parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
 import { truncateUtf8 } from '../shared/truncate.js';
+import { MAX_TEXT } from '../shared/model.js';
 import { deltaFrames, nameMessages, snapshotFrames, type Frames } from './frame-split.js';
 import { AggregatorEndpoints, nextEndpoint, parseAggregatorList, pinnedLookup, rotation, type Endpoint, type Resolver } from './aggregator-list.js';
 
@@ -26,6 +27,11 @@ export interface UplinkOptions {
   logger: Logger;
   /** The aggregator's data for names this agent watches (see watchNames()). */
   onNames?: (names: Names) => void;
+  /**
+   * Applies maintenance the aggregator asks for (protocol 4) and says whether it took it; the
+   * answer goes back as sent, so the change's delta must have been flushed by then.
+   */
+  onMaintenance?: (m: Maintenance) => MaintenanceOutcome;
   /** The link went live (its snapshot sent: watches may be sent again) or dropped. */
   onLiveChange?: (live: boolean) => void;
   /** Runs on every welcome, before the snapshot is taken (host IP may change here). */
@@ -307,6 +313,10 @@ export class Uplink {
         if (!welcomed) return this.#protocolError(ws, to, 'names before welcome');
         return this.#o.onNames?.(msg.value);
       }
+      if (msg.value.type === 'maintenance') {
+        if (!this.#live || ws !== this.#ws) return this.#protocolError(ws, to, 'maintenance before the snapshot');
+        return this.#onMaintenance(msg.value);
+      }
       if (welcomed) return this.#protocolError(ws, to, `unexpected ${msg.value.type} after welcome`);
       welcomed = true;
       clearTimeout(welcomeTimer);
@@ -364,6 +374,12 @@ export class Uplink {
     };
     ws.on('pong', onPong);
     ws.ping(ACK_PING);
+  }
+
+  #onMaintenance(m: Maintenance): void {
+    const outcome = this.#o.onMaintenance?.(m) ?? { ok: false, error: 'this agent does not take maintenance requests' };
+    this.#log.info({ request: m.id, service: m.service, enable: m.enable, ok: outcome.ok, error: outcome.ok ? undefined : outcome.error }, 'maintenance requested by the aggregator');
+    this.#send({ type: 'maintenanceResult', id: m.id, ...(outcome.ok ? outcome : { ok: false, error: outcome.error.slice(0, MAX_TEXT) }) });
   }
 
   get stats(): UplinkStats {

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { AGENT_WS_PATH, AgentMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, type Hello, type Unwatch, type Watch, type Welcome } from '../shared/protocol.js';
+import { AGENT_WS_PATH, AgentMessage, MAINTENANCE_PROTOCOL, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, type Hello, type Maintenance, type MaintenanceResult, type Unwatch, type Watch, type Welcome } from '../shared/protocol.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../shared/close-codes.js';
 import { frameBuffer, parseFrame } from '../shared/parse-frame.js';
 import { AwakeClock } from '../shared/awake-clock.js';
@@ -31,6 +31,32 @@ export interface AgentLinkOptions {
   helloTimeoutMs?: number;
   /** Bounds of the names pushed to agents' local DNS (watch/unwatch). */
   nameWatch?: NameWatchOptions;
+  /** How long an agent has to answer a maintenance request (default MAINTENANCE_TIMEOUT_MS). */
+  maintenanceTimeoutMs?: number;
+}
+
+/** An agent answers a maintenance request in milliseconds; one that has not in this long is not going to. */
+export const MAINTENANCE_TIMEOUT_MS = 5000;
+
+/** A maintenance change as the API asks it of a node's agent. */
+export type MaintenanceRequest = Omit<Maintenance, 'type' | 'id'>;
+
+/**
+ * What became of a maintenance request: applied (the catalog already shows it here), refused by
+ * the agent (with its reason), or not asked or not answered: no connection to the node's agent
+ * here, an agent too old for it, no answer in time, or the connection lost before the answer.
+ */
+export type MaintenanceAnswer =
+  | { kind: 'applied' }
+  | { kind: 'refused'; error: string }
+  | { kind: 'notHeld' }
+  | { kind: 'oldProtocol'; protocol: number }
+  | { kind: 'timeout'; afterMs: number }
+  | { kind: 'disconnected' };
+
+interface PendingMaintenance {
+  resolve: (answer: MaintenanceAnswer) => void;
+  timer: NodeJS.Timeout;
 }
 
 /** Upper bound on how late after suspectAfter of silence a node is suspected. */
@@ -78,12 +104,16 @@ interface Session {
   live: boolean;
   /** On the link's awake clock: a pause of the aggregator itself is never the agent's silence. */
   lastHeard: number;
+  /** ms since epoch the connection was accepted. */
+  openedAt: number;
   closing: boolean;
   /** Sent away because the store cannot write: its node stays up while the agent moves. */
   movedAway: boolean;
   parts: MessageParts;
   /** The names this agent's local DNS watches; opened on its first watch. */
   names?: NameWatcher;
+  /** Maintenance requests sent to this agent and not answered yet, by request ID. */
+  pending: Map<string, PendingMaintenance>;
 }
 
 /**
@@ -106,6 +136,8 @@ export class AgentLink {
   readonly #clock: AwakeClock;
   readonly #credentials: AgentCredentials;
   #awaitingHello = 0;
+  /** The last maintenance request's ID (IDs are unique per aggregator process). */
+  #maintenanceSeq = 0;
   readonly #busyRefusals: FloodLog;
   readonly #helloTimeouts: FloodLog;
   readonly stats: LinkStats = { messages: new Map(), rejections: new Map() };
@@ -177,6 +209,12 @@ export class AgentLink {
     return this.#byNode.size;
   }
 
+  /** The connection holding a node here, if any: since when (ms since epoch) and the protocol it speaks. */
+  connection(node: string): { since: number; protocol: number } | undefined {
+    const s = this.#byNode.get(node);
+    return s && { since: s.openedAt, protocol: s.hello!.protocol };
+  }
+
   /** Which agent checks apply (for the start-up log; no secrets). */
   get credentialChecks(): AgentCredentials['summary'] & { configured: boolean } {
     return { configured: this.#credentials.configured, ...this.#credentials.summary };
@@ -202,9 +240,11 @@ export class AgentLink {
       credential,
       live: false,
       lastHeard: this.#clock.now(),
+      openedAt: Date.now(),
       closing: false,
       movedAway: false,
       parts: new MessageParts(MAX_PARTS_BYTES),
+      pending: new Map(),
     };
     this.#sessions.add(session);
     this.#awaitingHello++;
@@ -236,6 +276,11 @@ export class AgentLink {
       if (!session.hello) this.#awaitingHello--;
       this.#sessions.delete(session);
       session.names?.close();
+      for (const p of session.pending.values()) {
+        clearTimeout(p.timer);
+        p.resolve({ kind: 'disconnected' });
+      }
+      session.pending.clear();
       this.#onClosed(session, code, reason.toString());
     });
   }
@@ -290,7 +335,46 @@ export class AgentLink {
       case 'unwatch':
         if (!session.live) return this.#refuse(session, CloseCode.invalidMessage, `${m.type} before snapshot`);
         return this.#onWatch(session, m);
+      case 'maintenanceResult':
+        return this.#onMaintenanceResult(session, m);
     }
+  }
+
+  /**
+   * Asks the agent holding `node` here to set maintenance (the API's drain), as its local API
+   * would. Only an agent welcomed in MAINTENANCE_PROTOCOL or later is asked: an older one would
+   * take the message for a bad one and reconnect.
+   */
+  requestMaintenance(node: string, request: MaintenanceRequest): Promise<MaintenanceAnswer> {
+    const session = this.#byNode.get(node);
+    if (!session || session.closing) return Promise.resolve({ kind: 'notHeld' });
+    const protocol = session.hello!.protocol;
+    if (protocol < MAINTENANCE_PROTOCOL) return Promise.resolve({ kind: 'oldProtocol', protocol });
+    const id = String(++this.#maintenanceSeq);
+    const afterMs = this.#opts.maintenanceTimeoutMs ?? MAINTENANCE_TIMEOUT_MS;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        session.pending.delete(id);
+        resolve({ kind: 'timeout', afterMs });
+      }, afterMs);
+      session.pending.set(id, { resolve, timer });
+      const message: Maintenance = { type: 'maintenance', id, ...request };
+      session.ws.send(JSON.stringify(message));
+    });
+  }
+
+  /**
+   * Answered in the node's turn of the store, after the writes queued before it: the agent sent
+   * the change's delta first, so the catalog shows it once the request is answered. An answer
+   * nobody waits for (past its timeout) is dropped.
+   */
+  #onMaintenanceResult(session: Session, m: MaintenanceResult): void {
+    const pending = session.pending.get(m.id);
+    if (!pending) return;
+    session.pending.delete(m.id);
+    clearTimeout(pending.timer);
+    const answer: MaintenanceAnswer = m.ok ? { kind: 'applied' } : { kind: 'refused', error: m.error ?? 'refused by the agent' };
+    this.#enqueue(session.hello!.node, async () => pending.resolve(answer));
   }
 
   #onWatch(session: Session, m: Watch | Unwatch): void {

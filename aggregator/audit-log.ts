@@ -3,12 +3,13 @@ import type { CredentialKind } from './agent-credentials.js';
 
 /**
  * Audit lines: one log line per registration, replacement, refusal and reap of a node, and per
- * catalog write to an external node (/v1/catalog/register, /deregister), with a
+ * catalog write to an external node (/v1/catalog/register, /deregister) and maintenance set
+ * through an agent (/v1/portolan/maintenance/:node), with a
  * stable `audit` field to select them by, and the same fields on each (those not known where
  * the event happens are left out: a reap has no connection). Never a secret: a credential is
  * named by its kind only.
  */
-export type AuditEvent = 'register' | 'replace' | 'refuse' | 'reap' | 'external-register' | 'external-deregister';
+export type AuditEvent = 'register' | 'replace' | 'refuse' | 'reap' | 'external-register' | 'external-deregister' | 'maintenance';
 
 export interface AuditFields {
   node?: string;

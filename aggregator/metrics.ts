@@ -19,6 +19,8 @@ export class AggregatorMetrics {
   readonly registry = new Registry();
   /** For the DNS server's observer: counts the answer by type and rcode, and its latency. */
   readonly observeDns: AnswerObserver;
+  /** The DNS answers' counts and times, which the UI's samples also read. */
+  readonly dns: DnsAnswerStats;
   readonly #http: Counter<'method' | 'route' | 'status'>;
 
   constructor(sources: MetricsSources) {
@@ -67,7 +69,8 @@ export class AggregatorMetrics {
     });
     mirroredCounter(registers, 'portolan_agent_messages_total', 'Valid agent messages received, by type', 'type', () => sources.link.stats.messages);
     mirroredCounter(registers, 'portolan_agent_rejections_total', 'Agent connections refused or closed for bad input, by close code', 'code', () => sources.link.stats.rejections);
-    this.observeDns = new DnsAnswerStats(registers).record;
+    this.dns = new DnsAnswerStats(registers);
+    this.observeDns = this.dns.record;
     this.#http = new Counter({ name: 'portolan_http_requests_total', help: 'HTTP requests, by route and status', labelNames: ['method', 'route', 'status'], registers });
   }
 

@@ -7,7 +7,9 @@ import { openStore, type StoreSpec } from './catalog/open-store.js';
 import { registerConsulApi } from './http/consul-api.js';
 import type { App } from './http/endpoint.js';
 import { registerUi } from './ui/register.js';
+import { DEFAULT_UI_SAMPLE_INTERVAL_MS, registerUiData } from './ui/ui-endpoints.js';
 import { registerCatalogWrites } from './http/catalog-writes.js';
+import { registerMaintenance } from './http/maintenance.js';
 import { startDnsServer } from '../shared/dns/server.js';
 import type { UdpMode } from '../shared/dns/udp.js';
 import { AggregatorMetrics } from './metrics.js';
@@ -48,13 +50,15 @@ export interface AggregatorOptions {
   apiTokens?: readonly string[];
   /** When given, /metrics needs this one (and not an api token). */
   metricsToken?: string;
-  /** Without apiTokens: accept /v1/catalog/register and /deregister from anyone (else refused 403). */
+  /** Without apiTokens: accept /v1/catalog/register, /deregister and /v1/portolan/maintenance from anyone (else refused 403). */
   allowUnauthenticatedWrites?: boolean;
   /** Cap on open /v1/portolan/events streams (default DEFAULT_MAX_STREAMS). */
   maxEventStreams?: number;
   heartbeatMs: number;
   suspectAfterMs: number;
   reapAfterMs: number;
+  /** How often the UI's plots take a sample (`--ui-sample-interval`; default 10 s); an hour of them is kept. */
+  uiSampleIntervalMs?: number;
   /** Where the catalog is kept (default: in this process's memory). */
   store?: StoreSpec;
   /**
@@ -98,10 +102,18 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
   registerApiAccess(app, accessTokens(opts, httpLogger));
   const api = registerConsulApi(app, { query: store.query, datacenter: opts.datacenter, nodeName: opts.nodeName, version: VERSION, maxEventStreams: opts.maxEventStreams });
   registerCatalogWrites(app, { store, datacenter: opts.datacenter });
+  registerMaintenance(app, { query: store.query, store, link });
   registerUi(app);
   const query = store.query;
   const metrics = new AggregatorMetrics({ query, link, api, connections });
   registerMetrics(app, metrics);
+  const uiData = registerUiData(app, {
+    query,
+    dns: metrics.dns,
+    connection: (node) => link.connection(node),
+    reapAfterMs: opts.reapAfterMs,
+    sampleIntervalMs: opts.uiSampleIntervalMs ?? DEFAULT_UI_SAMPLE_INTERVAL_MS,
+  });
   app.server.on('upgrade', (req, socket, head) => {
     // Node's HTTP server takes its 'error' listener off a socket it hands to 'upgrade': a reset of
     // a refused upgrade (401, 503, 404 written with socket.end) would be an uncaught error.
@@ -127,6 +139,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     logger: logger.child({ component: 'dns' }),
     observe: metrics.observeDns,
   }).catch(async (err: unknown) => {
+    uiData.close();
     await app.close();
     throw err;
   });
@@ -138,6 +151,7 @@ export async function startAggregator(opts: AggregatorOptions, logger: Logger): 
     dnsPort: dns.port,
     ...(opts.agentTokens ? { reloadAgentTokens: () => link.reloadCredentials() } : {}),
     async close() {
+      uiData.close();
       await link.close();
       await Promise.all([app.close(), dns.close()]);
       await store.close();
@@ -175,7 +189,7 @@ function accessTokens(opts: AggregatorOptions, logger: Logger) {
     logger.info({ apiTokens: api?.size ?? 0, metricsToken: metrics !== undefined }, 'HTTP API needs a token (--api-token, --metrics-token); /v1/status/* and /ui files are open');
   }
   if (!api && allowUnauthenticatedWrites) {
-    logger.warn('--allow-unauthenticated-writes without --api-token: anyone who can reach the HTTP API can register and deregister external nodes');
+    logger.warn('--allow-unauthenticated-writes without --api-token: anyone who can reach the HTTP API can register and deregister external nodes, and drain any node');
   }
   return { api, metrics, allowUnauthenticatedWrites };
 }

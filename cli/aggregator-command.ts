@@ -3,11 +3,15 @@ import type { AggregatorOptions } from '../aggregator/server.js';
 import type { StoreSpec } from '../aggregator/catalog/open-store.js';
 import { parseEtcdUrl } from '../aggregator/catalog/etcd/connect.js';
 import type { UdpMode } from '../shared/dns/udp.js';
-import { parseHostPort, parseHostPortText, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
+import { parseDuration, parseHostPort, parseHostPortText, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { dnsAllowFlag, dnsAllowList, tokenFlag } from './common-flags.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_STREAMS } from '../aggregator/http/server-limits.js';
 import { readSecretLines, type Warn } from './secret-file.js';
 import { AgentTokensError, readAgentTokens, type AgentTokensFile } from '../aggregator/agent-tokens.js';
+
+/** Bounds of --ui-sample-interval: at 1 s an hour is 3,600 samples; past 10 m an hour is too few to plot. */
+const UI_SAMPLE_MIN = '1s';
+const UI_SAMPLE_MAX = '10m';
 
 export const aggregatorFlags: FlagSpec[] = [
   { name: 'http', kind: 'string', env: 'PORTOLAN_HTTP', default: '0.0.0.0:8500', help: 'HTTP API and agent WebSocket listen address' },
@@ -32,12 +36,13 @@ export const aggregatorFlags: FlagSpec[] = [
   { name: 'http-max-conns-per-client', kind: 'integer', env: 'PORTOLAN_HTTP_MAX_CONNS_PER_CLIENT', default: String(DEFAULT_MAX_CONNECTIONS_PER_CLIENT), help: 'open HTTP connections from one client address past which new ones get 429 (0: no limit; a proxy or NAT in front is one address)' },
   { name: 'api-token', kind: 'list', env: 'PORTOLAN_API_TOKEN', help: 'HTTP API and UI need one of these tokens (X-Consul-Token, Authorization: Bearer or ?token=); repeat or comma-separate for several' },
   { name: 'api-token-file', kind: 'string', env: 'PORTOLAN_API_TOKEN_FILE', help: 'file of further --api-token values, one per line (# comments)' },
-  { name: 'allow-unauthenticated-writes', kind: 'boolean', env: 'PORTOLAN_ALLOW_UNAUTHENTICATED_WRITES', default: 'false', help: 'without --api-token, accept /v1/catalog/register and /deregister from anyone (else refused 403)' },
+  { name: 'allow-unauthenticated-writes', kind: 'boolean', env: 'PORTOLAN_ALLOW_UNAUTHENTICATED_WRITES', default: 'false', help: 'without --api-token, accept /v1/catalog/register, /deregister and /v1/portolan/maintenance (drain) from anyone (else refused 403)' },
   { name: 'metrics-token', kind: 'string', env: 'PORTOLAN_METRICS_TOKEN', help: '/metrics needs this token (Authorization: Bearer) instead of an --api-token' },
   { name: 'max-event-streams', kind: 'integer', env: 'PORTOLAN_MAX_EVENT_STREAMS', default: String(DEFAULT_MAX_STREAMS), help: 'open /v1/portolan/events streams (UI tabs) past which new ones get 429' },
   { name: 'heartbeat', kind: 'duration', env: 'PORTOLAN_HEARTBEAT', default: '1s', help: 'agent ping interval' },
   { name: 'suspect-after', kind: 'duration', env: 'PORTOLAN_SUSPECT_AFTER', default: '3s', help: "silence after which an agent's node turns critical" },
   { name: 'reap-after', kind: 'duration', env: 'PORTOLAN_REAP_AFTER', default: '60s', help: 'time a lost node stays (critical) before it is removed' },
+  { name: 'ui-sample-interval', kind: 'duration', env: 'PORTOLAN_UI_SAMPLE_INTERVAL', default: '10s', help: `how often the web UI's plots take a sample of the aggregator's counters (an hour of samples is kept; ${UI_SAMPLE_MIN} to ${UI_SAMPLE_MAX})` },
   { name: 'store', kind: 'string', env: 'PORTOLAN_STORE', default: 'memory', help: 'where the catalog is kept: memory, or etcd://HOST:PORT[,HOST:PORT…] (etcds:// for TLS) shared by several aggregators' },
   { name: 'store-prefix', kind: 'string', env: 'PORTOLAN_STORE_PREFIX', help: 'etcd key prefix (default /portolan/<datacenter>/)' },
   { name: 'etcd-ca', kind: 'string', env: 'PORTOLAN_ETCD_CA', help: "PEM CA certificate file etcd's certificate must chain to" },
@@ -77,9 +82,16 @@ export function aggregatorOptions(v: Record<string, FlagValue>, warn: Warn = () 
     heartbeatMs: v.heartbeat as number,
     suspectAfterMs: v['suspect-after'] as number,
     reapAfterMs: v['reap-after'] as number,
+    uiSampleIntervalMs: uiSampleInterval(v['ui-sample-interval'] as number),
     tls: tlsFiles(v['tls-cert'] as string | undefined, v['tls-key'] as string | undefined, v['client-ca'] as string | undefined),
     store: storeSpec(v),
   };
+}
+
+function uiSampleInterval(ms: number): number {
+  const [min, max] = [UI_SAMPLE_MIN, UI_SAMPLE_MAX].map((text) => parseDuration({ name: 'ui-sample-interval' }, text));
+  if (ms < min! || ms > max!) throw new UsageError(`--ui-sample-interval must be between ${UI_SAMPLE_MIN} and ${UI_SAMPLE_MAX}, got ${ms} ms`);
+  return ms;
 }
 
 function apiTokens(v: Record<string, FlagValue>, warn: Warn): string[] | undefined {

@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { CheckStatus, NodeInfo, ServiceInstance, text, Weights } from './model.js';
+import { CheckStatus, MAX_TEXT, NodeInfo, ServiceInstance, text, Weights } from './model.js';
 
 /**
  * The agent ↔ aggregator wire protocol: JSON text frames over one WebSocket.
@@ -13,6 +13,8 @@ import { CheckStatus, NodeInfo, ServiceInstance, text, Weights } from './model.j
  *   watch (names asked here)   ─▶   the agent's local DNS follows these names
  *        ◀─────────────────────── names (each watched name's current answer data), again on every change
  *   unwatch (names aged out)   ─▶
+ *        ◀─────────────────────── maintenance (request ID; a service's or the node's, on or off)
+ *   maintenanceResult (same ID) ─▶   applied (its delta sent before it) or refused, with why
  *
  * A snapshot or delta too big for one frame of the aggregator's max payload travels in parts:
  * every part but the last says `more: true`, and the aggregator applies the parts as one
@@ -26,9 +28,14 @@ import { CheckStatus, NodeInfo, ServiceInstance, text, Weights } from './model.j
  * 3: watch / unwatch / names (agent-local DNS). A version-2 agent never watches, so it is served.
  * 4: address watches (`kind: 'address'`: who holds an IP, for PTR). A version-3 agent never
  *    watches addresses, so it is served; a version-4 agent sends none to a version-3 aggregator.
+ *    Maintenance (drain) from the aggregator's API: the aggregator sends `maintenance` only to an
+ *    agent welcomed in 4 or later (an older one would take it for a bad message and reconnect),
+ *    and a version-3 aggregator never sends it.
  */
 export const PROTOCOL_VERSION = 4;
 export const MIN_PROTOCOL_VERSION = 2;
+/** The first version whose agents take `maintenance` requests. */
+export const MAINTENANCE_PROTOCOL = 4;
 
 /** Path on the aggregator's HTTP port where agents connect. */
 export const AGENT_WS_PATH = '/v1/portolan/agent';
@@ -112,7 +119,41 @@ export const Unwatch = z.object({
 });
 export type Unwatch = z.infer<typeof Unwatch>;
 
-export const AgentMessage = z.discriminatedUnion('type', [Hello, Snapshot, Delta, Goodbye, Watch, Unwatch]);
+/** Most characters of a maintenance reason: the Notes of the maintenance check carry it whole. */
+export const MAX_MAINTENANCE_REASON = MAX_TEXT;
+
+/**
+ * Maintenance set from the aggregator's API (protocol 4), as the agent's local API sets it
+ * (`PUT /v1/agent/service/maintenance/:id`, `/v1/agent/maintenance`): of one service of this host
+ * (`service`, any of its services, a container's too) or of the node, on or off. `reason` is
+ * the check's Notes ('' for Consul's default); ignored when `enable` is false.
+ */
+export const Maintenance = z.object({
+  type: z.literal('maintenance'),
+  /** Chosen by the aggregator; the answer names it. */
+  id: text(1, 64),
+  service: z.optional(text(1, 512)),
+  enable: z.boolean(),
+  reason: text(0, MAX_MAINTENANCE_REASON),
+});
+export type Maintenance = z.infer<typeof Maintenance>;
+
+/**
+ * The agent's answer to a maintenance request. On `ok` the change is applied, and the delta
+ * carrying it was sent before this answer. Refused: `error` says why, in Consul's words
+ * (`Unknown service ID "…"`: this host has no such service).
+ */
+export const MaintenanceResult = z.object({
+  type: z.literal('maintenanceResult'),
+  id: text(1, 64),
+  ok: z.boolean(),
+  error: z.optional(text(0, MAX_TEXT)),
+});
+export type MaintenanceResult = z.infer<typeof MaintenanceResult>;
+/** What the agent makes of a request: applied, or refused with why. */
+export type MaintenanceOutcome = { ok: true } | { ok: false; error: string };
+
+export const AgentMessage = z.discriminatedUnion('type', [Hello, Snapshot, Delta, Goodbye, Watch, Unwatch, MaintenanceResult]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 export const Welcome = z.object({
@@ -192,5 +233,5 @@ export const Names = z.object({
 });
 export type Names = z.infer<typeof Names>;
 
-export const AggregatorMessage = z.discriminatedUnion('type', [Welcome, Names]);
+export const AggregatorMessage = z.discriminatedUnion('type', [Welcome, Names, Maintenance]);
 export type AggregatorMessage = z.infer<typeof AggregatorMessage>;

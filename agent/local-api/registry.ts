@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { NODE_MAINTENANCE_CHECK_ID, SERVICE_MAINTENANCE_CHECK_PREFIX } from '../../shared/check-ids.js';
 import type { CheckStatus, ServiceCheck, ServiceInstance } from '../../shared/model.js';
+import { HttpError } from '../../shared/http-error.js';
+import type { Maintenance, MaintenanceOutcome } from '../../shared/protocol.js';
 import { runProbe, type ProbeResult } from '../checks/probes.js';
 import type { ProbeDefinition } from '../checks/definitions.js';
 import { MAX_CHECKS_PER_SERVICE, type CheckDefinition, type ServiceDefinition } from './definitions.js';
@@ -10,7 +12,8 @@ import { localApiErrors } from './errors.js';
 /**
  * What this host's applications and operators told the local API: services registered beside
  * Docker's, checks (TTL, HTTP, TCP; of a registered service, of a container's service, or of the
- * node), and maintenance (of the node, of any service). The agent publishes `services()` beside
+ * node), and maintenance (of the node, of any service; set here or by the aggregator's drain
+ * through the uplink, so the registry exists without --local-api too). The agent publishes `services()` beside
  * the containers' and passes every service through `overlay()`, so a check or maintenance set
  * here lands on a container's service too; `nodeChecks()` go into the node's registration.
  */
@@ -135,6 +138,23 @@ export class Registry {
     this.#changed();
   }
 
+  /**
+   * Maintenance the aggregator asks for (its drain, through the uplink), set as the local API's
+   * endpoints set it; `exists` tells whether this host has a service. Refused with Consul's text
+   * for a service it does not have.
+   */
+  applyMaintenance(m: Pick<Maintenance, 'service' | 'enable' | 'reason'>, exists: (serviceId: string) => boolean): MaintenanceOutcome {
+    const reason = m.enable ? m.reason : undefined;
+    try {
+      if (m.service === undefined) this.setNodeMaintenance(reason);
+      else this.setServiceMaintenance(m.service, reason, exists(m.service));
+    } catch (err) {
+      if (err instanceof HttpError) return { ok: false, error: err.message };
+      throw err;
+    }
+    return { ok: true };
+  }
+
   get nodeInMaintenance(): boolean {
     return this.#nodeMaintenance !== undefined;
   }
@@ -160,6 +180,8 @@ export class Registry {
 
   /** Any service of this host with the checks registered for it here and its maintenance check. */
   overlay(s: ServiceInstance): ServiceInstance {
+    // Every service passes through here on every delta: a host with none of this pays nothing.
+    if (this.#checks.size === 0 && this.#serviceMaintenance.size === 0) return s;
     const own = [...this.#checks.values()].filter((slot) => slot.definition.serviceId === s.id).map((slot) => wireCheck(slot));
     const reason = this.#serviceMaintenance.get(s.id);
     const maintenance = reason === undefined ? [] : [maintenanceCheck(`${SERVICE_MAINTENANCE_CHECK_PREFIX}${s.id}`, 'Service Maintenance Mode', reason)];

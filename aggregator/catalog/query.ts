@@ -37,6 +37,8 @@ export interface NodeView {
   connected: boolean;
   /** ms since epoch of the last message or heartbeat from the agent. */
   lastSeen: number;
+  /** The aggregator holding the agent's connection, as the store names it ('' while down or external). */
+  holder: string;
   /** The synthesized serfHealth check; absent for an external node (Consul gives those none). */
   serfHealth: CheckView | undefined;
   /** The node's checks as Consul lists them, by CheckID: serfHealth (when there is one) and the registered ones. */

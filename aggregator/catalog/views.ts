@@ -39,6 +39,7 @@ export function buildNodeView(n: StoredNode): NodeView {
     meta: external ? meta : { ...meta, 'portolan-agent-version': agentVersion },
     connected: up,
     lastSeen: n.lastSeen,
+    holder: up ? n.health!.holder : '',
     serfHealth,
     checks,
     status: worstStatus(checks.map((c) => c.status)),

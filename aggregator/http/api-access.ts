@@ -4,12 +4,13 @@ import type { App } from './endpoint.js';
 import { errors } from './errors.js';
 import type { TokenSet } from '../token-digest.js';
 import { CATALOG_WRITE_ROUTES } from './catalog-writes.js';
+import { MAINTENANCE_ROUTE } from './maintenance.js';
 
 /**
  * Access to the HTTP API (--api-token, --metrics-token): a request must bring one of the
  * configured tokens the way Consul clients send theirs, or it is answered 403 before routing
- * reaches a handler (so a refused blocking query or event stream holds nothing). The catalog's
- * write routes need an api token too, and without one configured they are refused unless
+ * reaches a handler (so a refused blocking query or event stream holds nothing). The write
+ * routes (the catalog's, maintenance) need an api token too, and without one configured they are refused unless
  * --allow-unauthenticated-writes: reads of an open aggregator are harmless, writes are not.
  */
 
@@ -48,12 +49,15 @@ export interface AccessTokens {
  */
 const OPEN_ROUTES = /^\/(v1\/status\/|ui(\/|$))/;
 
+/** Routes that change the catalog: the external nodes' writes, and maintenance through an agent. */
+const WRITE_ROUTES: ReadonlySet<string> = new Set([...CATALOG_WRITE_ROUTES, MAINTENANCE_ROUTE]);
+
 /**
  * Which tokens a request for a route pattern needs (undefined: none; 'refused': no token will
  * do). A path no route matches needs an api token.
  */
 export function requiredTokens(route: string | undefined, tokens: AccessTokens): TokenSet | 'refused' | undefined {
-  if (route !== undefined && CATALOG_WRITE_ROUTES.has(route)) return tokens.api ?? (tokens.allowUnauthenticatedWrites ? undefined : 'refused');
+  if (route !== undefined && WRITE_ROUTES.has(route)) return tokens.api ?? (tokens.allowUnauthenticatedWrites ? undefined : 'refused');
   if (route !== undefined && OPEN_ROUTES.test(route)) return undefined;
   if (route === '/metrics') return tokens.metrics ?? tokens.api;
   return tokens.api;

@@ -22,6 +22,7 @@ export const errors = {
   filterTooComplex: coded('PORTOLAN_FILTER_TOO_COMPLEX', 400, (why: string) =>
     `Failed to create boolean expression evaluator: ${why}`),
   notFound: coded('PORTOLAN_NOT_FOUND', 404, (path: string) => `Unknown endpoint: ${path}`),
+  unknownNode: coded('PORTOLAN_UNKNOWN_NODE', 404, (node: string) => `Unknown node "${node}"`),
   tooManyStreams: coded('PORTOLAN_TOO_MANY_STREAMS', 429, (max: number) =>
     `Too many event streams: ${max} are open (--max-event-streams); retry later`),
   /**
@@ -44,6 +45,23 @@ export const errors = {
     'Permission denied: catalog writes need an --api-token, and this aggregator has none (start it with --api-token, or with --allow-unauthenticated-writes to accept writes from anyone who can reach it)'),
   /** The store cannot write now (etcd unreachable): retry later, or at another aggregator. */
   storeUnavailable: coded('PORTOLAN_STORE_UNAVAILABLE', 503, (why: string) => `Catalog store unavailable, nothing written: ${why}`),
+  /** Consul's text for a required query parameter left out (agent/agent_endpoint.go). */
+  missingParam: coded('PORTOLAN_MISSING_PARAM', 400, (param: string) => `Missing value for ?${param}`),
+  // Maintenance (drain) through a node's agent: PUT /v1/portolan/maintenance/:node.
+  /** The agent refused the request; its text is Consul's (`Unknown service ID "…"`), the only refusal it has. */
+  maintenanceRefused: coded('PORTOLAN_MAINTENANCE_REFUSED', 404, (why: string) => why),
+  externalNode: coded('PORTOLAN_EXTERNAL_NODE', 409, (node: string) =>
+    `Node "${node}" is an external node (registered through /v1/catalog/register): no agent runs on it to set maintenance; register it again with a critical check instead`),
+  /** `holder`: the other aggregator's store holder ID (host/pid/id, as in its log), not an address. */
+  heldElsewhere: coded('PORTOLAN_HELD_ELSEWHERE', 409, (node: string, holder: string) =>
+    `Node "${node}" is connected to another aggregator (${holder}), not this one: send the request to the aggregator its agent is connected to`),
+  agentDown: coded('PORTOLAN_AGENT_DOWN', 409, (node: string) => `Node "${node}" is not connected: its agent is down, nothing was changed`),
+  agentTooOld: coded('PORTOLAN_AGENT_TOO_OLD', 409, (node: string, protocol: number) =>
+    `The agent of node "${node}" speaks protocol ${protocol}: maintenance through the aggregator needs protocol 4 (upgrade the agent, or use its local API)`),
+  agentDisconnected: coded('PORTOLAN_AGENT_DISCONNECTED', 409, (node: string) =>
+    `The agent of node "${node}" disconnected before answering: the change may or may not have been applied; retry once it is back`),
+  agentTimeout: coded('PORTOLAN_AGENT_TIMEOUT', 504, (node: string, ms: number) =>
+    `The agent of node "${node}" did not answer within ${ms} ms: the change may or may not have been applied`),
   /** Written raw on a connection refused at --http-max-conns-per-client; Consul's text (go-connlimit). */
   tooManyConnsPerClient: coded('PORTOLAN_TOO_MANY_CONNS_PER_CLIENT', 429, () =>
     'Your IP is issuing too many concurrent connections, please rate limit your calls'),

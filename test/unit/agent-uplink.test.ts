@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { Uplink, agentUrl, backoff, type UplinkOptions } from '../../agent/uplink.js';
 import { ServiceState } from '../../agent/service-state.js';
+import { Registry } from '../../agent/local-api/registry.js';
 import { AGENT_WS_PATH, AgentMessage, PROTOCOL_VERSION, type Welcome } from '../../shared/protocol.js';
 import { CloseCode } from '../../shared/close-codes.js';
 import { instance } from '../support/services.js';
@@ -236,4 +237,37 @@ test('an aggregator of this agent\'s protocol gets address watches; one older th
   const offered = old.received.filter((m) => m.type === 'hello').map((m) => m.type === 'hello' && m.protocol);
   assert.deepEqual(offered.slice(0, 3), [PROTOCOL_VERSION, 3, PROTOCOL_VERSION], 'each new connection offers 4 first, then 3, never 2');
   assert.equal(refused.live, false);
+});
+
+test('a maintenance request after the snapshot is set in the registry and answered with its ID, after the delta carrying it; a refusal carries Consul\'s text', async (t) => {
+  const p = await peer(t);
+  const registry = new Registry({ onChange: () => {}, logger: pino({ level: 'silent' }) });
+  const state = new ServiceState((s) => registry.overlay(s));
+  state.set('c1', [instance({ id: 'a', name: 'web' })]);
+  // As the agent wires it (agent.ts): applied, then flushed, then answered.
+  const uplink: Uplink = link(t, p.url, state, [], {
+    onMaintenance: (m) => {
+      const outcome = registry.applyMaintenance(m, (id) => state.desired().has(id));
+      if (outcome.ok) uplink.flush();
+      return outcome;
+    },
+  });
+  await until(() => p.received.length === 2);
+  p.sockets[0]!.send(JSON.stringify({ type: 'maintenance', id: '7', service: 'a', enable: true, reason: 'deploy' }));
+  p.sockets[0]!.send(JSON.stringify({ type: 'maintenance', id: '8', service: 'nope', enable: true, reason: '' }));
+  await until(() => p.received.length === 5);
+  const [delta, applied, refused] = p.received.slice(2);
+  assert.ok(delta?.type === 'delta', `got ${delta?.type}`);
+  assert.deepEqual(delta.upsert[0]?.checks.map((c) => [c.checkId, c.status, c.notes]), [['_service_maintenance:a', 'critical', 'deploy']]);
+  assert.deepEqual(applied, { type: 'maintenanceResult', id: '7', ok: true });
+  assert.deepEqual(refused, { type: 'maintenanceResult', id: '8', ok: false, error: 'Unknown service ID "nope"' });
+});
+
+test('a maintenance request before the welcome is a protocol error: closed with 4000', async (t) => {
+  const p = await peer(t, () => ({ type: 'maintenance', id: '1', enable: true, reason: '' }));
+  link(t, p.url, new ServiceState(), [], { onMaintenance: () => ({ ok: true }) });
+  await until(() => p.closes.length > 0);
+  assert.deepEqual(p.closes[0], { code: CloseCode.invalidMessage, reason: 'maintenance before the snapshot' });
+  // It reconnects and says hello again (each welcomed with the same request): never a snapshot or an answer.
+  assert.ok(p.received.every((m) => m.type === 'hello'), p.received.map((m) => m.type).join());
 });

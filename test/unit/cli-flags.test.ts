@@ -176,3 +176,14 @@ test("--advertise defaults to auto; registrator's --internal means container and
   assert.throws(() => parse(['--internal', '--advertise', 'host']), /--internal means --advertise container, but --advertise is host/);
   assert.throws(() => parse(['--advertise', 'nat']), /--advertise must be one of auto, host, container/);
 });
+
+test('--ui-sample-interval: 10 s by default, PORTOLAN_UI_SAMPLE_INTERVAL or the flag; outside 1s..10m a usage error', () => {
+  const interval = (args: string[], env: Record<string, string> = {}) => aggregatorOptions(parseFlags(aggregatorFlags, args, env).values).uiSampleIntervalMs;
+  assert.equal(interval([]), 10_000);
+  assert.equal(interval([], { PORTOLAN_UI_SAMPLE_INTERVAL: '1m' }), 60_000);
+  assert.equal(interval(['--ui-sample-interval', '1s'], { PORTOLAN_UI_SAMPLE_INTERVAL: '1m' }), 1000);
+  assert.equal(interval(['--ui-sample-interval', '10m']), 600_000);
+  assert.throws(() => interval(['--ui-sample-interval', '500ms']), (e) => e instanceof UsageError && e.message === '--ui-sample-interval must be between 1s and 10m, got 500 ms');
+  assert.throws(() => interval(['--ui-sample-interval', '11m']), /--ui-sample-interval must be between 1s and 10m/);
+  assert.throws(() => interval(['--ui-sample-interval', 'soon']), /--ui-sample-interval must be a duration such as 500ms/);
+});

@@ -35,10 +35,10 @@ test('/v1/status/* and the UI files need no token; /metrics needs the metrics to
   assert.equal(requiredTokens('/v1/catalog/services', { metrics }), undefined, 'only --metrics-token: the API stays open');
 });
 
-test('the catalog write routes need an api token when one is set; with none they are refused unless --allow-unauthenticated-writes', () => {
+test('the write routes (catalog, maintenance) need an api token when one is set; with none they are refused unless --allow-unauthenticated-writes', () => {
   const api = new TokenSet(['a']);
   const metrics = new TokenSet(['m']);
-  for (const route of ['/v1/catalog/register', '/v1/catalog/deregister']) {
+  for (const route of ['/v1/catalog/register', '/v1/catalog/deregister', '/v1/portolan/maintenance/:node']) {
     assert.equal(requiredTokens(route, { api }), api, route);
     assert.equal(requiredTokens(route, { api, allowUnauthenticatedWrites: true }), api, `${route}: the flag does not lift a configured token`);
     assert.equal(requiredTokens(route, {}), 'refused', route);
