@@ -14,11 +14,14 @@ const artifacts = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const docs = fileURLToPath(new URL('../../docs/ui/', import.meta.url));
 const TOKEN = 'ui-views-token-5c1e';
 
-/** A screenshot into test/artifacts/, and a copy into docs/ui/ for the README. */
-async function screenshot(browser: Browser, name: string): Promise<void> {
+/** A screenshot into test/artifacts/, and a copy into docs/ui/ for the README; `height` for a taller window meanwhile. */
+async function screenshot(browser: Browser, name: string, height?: number): Promise<void> {
   await mkdir(artifacts, { recursive: true });
   await mkdir(docs, { recursive: true });
+  const viewport = browser.page.viewportSize();
+  if (height && viewport) await browser.page.setViewportSize({ ...viewport, height });
   await browser.page.screenshot({ path: `${artifacts}${name}.png` });
+  if (height && viewport) await browser.page.setViewportSize(viewport);
   await copyFile(`${artifacts}${name}.png`, `${docs}${name}.png`);
 }
 
@@ -96,8 +99,8 @@ describe('web UI views on the testbed: a service, a host, drain and undrain, the
     const history = card('b').locator('.history li');
     await history.first().waitFor({ timeout: 5000 });
     assert.match(await history.first().innerText(), /critical/);
-    await card('b').scrollIntoViewIfNeeded();
-    await screenshot(browser, 'service');
+    // Both instances, the failing one's check and history among them.
+    await screenshot(browser, 'service', 1150);
   });
 
   it('drain with a reason: the instance leaves DNS and shows the reason; undrain: it is back', async () => {
@@ -149,7 +152,7 @@ describe('web UI views on the testbed: a service, a host, drain and undrain, the
   it('a deep link opens a host view at once; drain the host: its instances leave DNS; undrain: back', async () => {
     await page().goto(`${base}/ui/host/a`);
     await page().locator('#host-view h2', { hasText: 'a' }).waitFor({ timeout: 5000 });
-    await page().locator('#host-view .host-facts dd', { hasText: 'Docker ' }).waitFor({ timeout: 5000 });
+    await page().locator('#host-view .host-facts dd', { hasText: /^Docker \d/ }).waitFor({ timeout: 5000 });
     const control = page().locator('#host-view [data-drain="a"]');
     await control.locator('.drain-toggle').click();
     await control.locator('.drain-reason').fill('rack move');
