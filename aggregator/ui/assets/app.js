@@ -6,7 +6,7 @@
  * once per animation frame.
  */
 import { eventsUrl, forgetToken, refused, saveToken, storedToken } from './api.js';
-import { $, ago, badge, el, hostHref, link, plural, serviceHref } from './dom.js';
+import { $, ago, badge, el, hostHref, link, plural, refreshAges, serviceHref } from './dom.js';
 import { HostView } from './host-view.js';
 import { Catalog, hostRows, matcher, serviceRows } from './model.js';
 import { FleetPlots } from './plots.js';
@@ -251,7 +251,8 @@ document.addEventListener('keydown', (e) => {
   }
 });
 setInterval(() => {
-  if (!detail) hosts.draw();
+  if (detail === serviceView) refreshAges($('service-view'));
+  else if (!detail) hosts.draw();
 }, CLOCK_MS);
 setInterval(() => {
   hostView.tick();

@@ -34,6 +34,22 @@ export function relative(ms, now = Date.now()) {
 
 export const ago = (ms) => relative(Math.min(ms, Date.now()));
 
+/**
+ * How long ago (or until) `ms`, as a <time> that refreshAges keeps current: a view built once
+ * and not rebuilt until what it shows changes still says "3 min ago" three minutes later.
+ */
+export function age(ms) {
+  const time = el('time', 'age', relative(ms));
+  time.dateTime = new Date(ms).toISOString();
+  time.dataset.at = String(ms);
+  return time;
+}
+
+export function refreshAges(root) {
+  const now = Date.now();
+  for (const time of root.querySelectorAll('time.age')) time.textContent = relative(Number(time.dataset.at), now);
+}
+
 /** A time today as its clock time, an older one with its date. */
 export function clock(ms) {
   const d = new Date(ms);

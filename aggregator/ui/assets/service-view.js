@@ -6,7 +6,7 @@
  * change elsewhere in the service does not lose a reason being typed.
  */
 import { getJson } from './api.js';
-import { badge, clock, el, facts, hostHref, link, plural, reconcile, relative } from './dom.js';
+import { age, badge, clock, el, facts, hostHref, link, plural, reconcile } from './dom.js';
 import { DrainControl, NODE_MAINTENANCE, serviceMaintenance } from './drain.js';
 import { checksHealth, liveHealth } from './model.js';
 
@@ -50,7 +50,7 @@ export function tagList(tags) {
 function since(check, history) {
   const last = history?.at(-1);
   if (!last || last.status !== check.Status) return el('span', 'muted', 'since: unknown');
-  const text = el('span', 'since', `since ${clock(last.t)} (${relative(last.t)})`);
+  const text = el('span', 'since', `since ${clock(last.t)} (`, age(last.t), ')');
   text.title = 'the instance has had this status since then, as this aggregator saw it';
   return text;
 }
