@@ -184,12 +184,14 @@ describe('web UI views on the testbed: a service, a host, drain and undrain, the
     assert.deepEqual(browser.errors, []);
   });
 
-  it('on a phone (390 × 844) every view fits the screen', async () => {
+  it('on a phone (390 × 844) every view fits the screen; Enter in the search opens the service it names', async () => {
     const phone = await openWithToken(base, { width: 390, height: 844 });
     try {
       await phone.page.locator('#services [data-service="views"]').waitFor({ timeout: 5000 });
       await fitsWidth(phone);
-      await phone.page.goto(`${base}/ui/service/views`);
+      await phone.page.locator('#search').fill('views');
+      await phone.page.locator('#search').press('Enter');
+      await phone.page.waitForURL(`${base}/ui/service/views`, { timeout: 2000 });
       await phone.page.locator('.instance-card .check .output', { hasText: '404' }).waitFor({ timeout: 5000 });
       await fitsWidth(phone);
       await screenshot(phone, 'phone');
