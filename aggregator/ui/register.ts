@@ -5,7 +5,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { App } from '../http/endpoint.js';
 
 /**
- * `GET /ui`: the aggregator's web page, plain static files read once at startup. The assets
+ * `GET /ui`: the aggregator's web page, plain static files read once at startup. The page's
+ * own paths (a service, a host) serve the same index.html, so a deep link or a reload opens
+ * that view; the page routes on the client and references its assets by absolute path. The assets
  * sit next to this module: in aggregator/ui/assets/ when run from the sources (tsx) and in
  * dist/aggregator/ui/assets/, where `npm run build` copies them, when run from the build.
  */
@@ -28,6 +30,9 @@ const HEADERS = {
   'Cache-Control': 'no-cache',
 };
 
+/** The views of the page (app.js routes them); an asset of the same name cannot exist under these. */
+const PAGE_ROUTES = ['/ui', '/ui/service/:name', '/ui/host/:node'];
+
 interface Asset {
   type: string;
   body: Buffer;
@@ -37,7 +42,7 @@ export function registerUi<L extends FastifyBaseLogger>(app: App<L>, assetDir = 
   const assets = loadAssets(assetDir);
   const index = assets.get('index.html');
   if (!index) throw new Error(`web UI: no index.html in ${assetDir}`);
-  app.get('/ui', (_request, reply) => reply.headers(HEADERS).type(index.type).send(index.body));
+  for (const path of PAGE_ROUTES) app.get(path, (_request, reply) => reply.headers(HEADERS).type(index.type).send(index.body));
   for (const [name, asset] of assets) {
     if (name === 'index.html') continue;
     app.get(`/ui/${name}`, (_request, reply) => reply.headers(HEADERS).type(asset.type).send(asset.body));

@@ -6,6 +6,8 @@ import Fastify from 'fastify';
 import { MemoryStore } from '../../aggregator/catalog/memory-store.js';
 import { registerConsulApi } from '../../aggregator/http/consul-api.js';
 import { registerUi } from '../../aggregator/ui/register.js';
+import { DEFAULT_UI_SAMPLE_INTERVAL_MS, registerUiData } from '../../aggregator/ui/ui-endpoints.js';
+import { DnsAnswerStats } from '../../aggregator/dns-answer-stats.js';
 import { deregisterChange, parseRegistration, registerChange } from '../../aggregator/http/external-nodes.js';
 import { VERSION } from '../../shared/version.js';
 import { instance, nodeReg } from '../support/services.js';
@@ -83,6 +85,7 @@ describe('web UI with 500 hosts and 5,000 services', { skip: noBrowser }, () => 
   const store = new MemoryStore();
   const app = Fastify();
   let browser: Browser;
+  let uiData: { close(): void } | undefined;
 
   before(async () => {
     for (let h = 0; h < HOSTS; h++) {
@@ -94,6 +97,8 @@ describe('web UI with 500 hosts and 5,000 services', { skip: noBrowser }, () => 
     }
     registerConsulApi(app, { query: store.query, datacenter: 'dc1', nodeName: 'portolan-aggregator', version: VERSION });
     registerUi(app);
+    // The page's plots and views read these too, as on the aggregator.
+    uiData = registerUiData(app, { query: store.query, dns: new DnsAnswerStats([]), connection: () => undefined, reapAfterMs: 60_000, sampleIntervalMs: DEFAULT_UI_SAMPLE_INTERVAL_MS });
     const base = await app.listen({ host: '127.0.0.1', port: 0 });
     browser = await openBrowser();
     await browser.page.goto(`${base}/ui`);
@@ -101,6 +106,7 @@ describe('web UI with 500 hosts and 5,000 services', { skip: noBrowser }, () => 
 
   after(async () => {
     await browser?.close();
+    uiData?.close();
     await app.close();
   });
 

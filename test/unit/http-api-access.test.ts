@@ -25,7 +25,7 @@ test('the token is read as Consul reads it: ?token= first, then X-Consul-Token, 
 test('/v1/status/* and the UI files need no token; /metrics needs the metrics token when set, else an api token; anything else an api token', () => {
   const api = new TokenSet(['a']);
   const metrics = new TokenSet(['m']);
-  for (const open of ['/v1/status/leader', '/v1/status/peers', '/ui', '/ui/app.js']) assert.equal(requiredTokens(open, { api, metrics }), undefined, open);
+  for (const open of ['/v1/status/leader', '/v1/status/peers', '/ui', '/ui/app.js', '/ui/service/:name', '/ui/host/:node']) assert.equal(requiredTokens(open, { api, metrics }), undefined, open);
   for (const gated of ['/v1/catalog/services', '/v1/health/service/:service', '/v1/portolan/events', '/v1/agent/self', '/uix', undefined]) {
     assert.equal(requiredTokens(gated, { api, metrics }), api, String(gated));
   }

@@ -10,6 +10,15 @@ const byName = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
 /** Consul's rule: the worst status wins. */
 export const worst = (statuses) => statuses.reduce((a, b) => (RANK[b] > RANK[a] ? b : a), 'passing');
 
+/** An entry's health by its own checks: serfHealth is left out, the node's live state stands in for it. */
+export const checksHealth = (checks) => worst(checks.filter((c) => c.CheckID !== 'serfHealth').map((c) => c.Status));
+
+/**
+ * The node's live state, not the entry's serfHealth copy: a connection change does not resend
+ * entries. An external node has no agent, so it is never disconnected.
+ */
+export const liveHealth = (ownHealth, node) => worst([ownHealth, node?.Connected === false && !node.External ? 'critical' : 'passing']);
+
 export class Catalog {
   datacenter = '';
   nodes = new Map();
@@ -114,9 +123,7 @@ function instanceRow(entry, nodes) {
     row = newInstanceRow(entry);
     rowOf.set(entry, row);
   }
-  // The node's live state, not the entry's serfHealth copy: a connection change does not resend entries.
-  const node = nodes.get(row.node);
-  const health = worst([row.ownHealth, node?.Connected === false && !node.External ? 'critical' : 'passing']);
+  const health = liveHealth(row.ownHealth, nodes.get(row.node));
   if (health !== row.health) {
     row.health = health;
     row.text = `${row.baseText} ${health}`;
@@ -136,10 +143,19 @@ function newInstanceRow(entry) {
     image: entry.Container.Image,
     tags: s.Tags,
     checks: entry.Checks,
-    ownHealth: worst(entry.Checks.filter((c) => c.CheckID !== 'serfHealth').map((c) => c.Status)),
+    ownHealth: checksHealth(entry.Checks),
     health: '',
     text: '',
   };
   row.baseText = [row.service, row.node, row.address, row.container, row.image, ...row.tags].join(' ').toLowerCase();
   return row;
+}
+
+/** The entries of the instances on one node, by service name, then ID. */
+export function nodeEntries(catalog, node) {
+  const entries = [];
+  for (const key of catalog.serviceNames()) {
+    for (const e of catalog.services.get(key)) if (e.Node.Node === node) entries.push(e);
+  }
+  return entries;
 }
