@@ -5,21 +5,12 @@ import { useCluster } from './support/cluster.js';
 import { runCliOnce } from './support/cli.js';
 import { dig } from '../support/dig.js';
 import { until } from '../support/until.js';
+import type { UiSample } from '../../aggregator/ui/sample-series.js';
 
 const skip = await testbedSkipReason();
 const TOKEN = 'ui-data-token';
 const REAP_AFTER_MS = 30_000;
 
-interface Sample {
-  t: number;
-  passing: number;
-  warning: number;
-  critical: number;
-  changes: number;
-  dnsQueries: number;
-  dnsP50Ms: number | null;
-  dnsP99Ms: number | null;
-}
 
 describe('UI data: status history, samples of the counters, host view (through the CLI, on a testbed host)', { skip }, () => {
   const bed = useTestbed({ hosts: ['a'] });
@@ -35,7 +26,7 @@ describe('UI data: status history, samples of the counters, host view (through t
     return (await res.json()) as T;
   };
   const history = (service: string) => get<{ service: string; instances: Record<string, Array<{ t: number; status: string; output: string }>> }>(`/v1/portolan/ui/history/${service}`);
-  const series = () => get<{ intervalMs: number; samples: Sample[] }>('/v1/portolan/ui/series');
+  const series = () => get<{ intervalMs: number; samples: UiSample[] }>('/v1/portolan/ui/series');
   const host = (node: string) => get<Record<string, unknown>>(`/v1/portolan/ui/host/${node}`);
 
   it('history: passing, then critical with the check output once the checked page is gone', async () => {
@@ -59,7 +50,7 @@ describe('UI data: status history, samples of the counters, host view (through t
 
   it('series: a sample a second, with the instances by status, catalog changes, and the DNS answers and their p99', async () => {
     for (let i = 0; i < 5; i++) assert.equal((await dig(cluster().dnsPort, 'a.node.consul', 'A')).status, 'NOERROR');
-    const answers = (s: { samples: Sample[] }) => s.samples.reduce((n, x) => n + x.dnsQueries, 0);
+    const answers = (s: { samples: UiSample[] }) => s.samples.reduce((n, x) => n + x.dnsQueries, 0);
     const found = await until(async () => {
       const s = await series();
       return answers(s) >= 5 ? s : undefined;
