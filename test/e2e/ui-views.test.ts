@@ -176,7 +176,9 @@ describe('web UI views on the testbed: a service, a host, drain and undrain, the
       const d = await page().locator(`[data-plot="${plot}"] path.line`).first().getAttribute('d');
       assert.match(d ?? '', /^M[\d.]+,[\d.]+/, `${plot} has a line`);
     }
-    assert.match(await page().locator('[data-plot="health"] .readings').innerText(), /1 passing\s+0 warning\s+1 critical/);
+    // The latest sample may predate the undrain above by up to a second: wait for the next.
+    const readings = () => page().locator('[data-plot="health"] .readings').innerText();
+    await until(async () => /1 passing\s+0 warning\s+1 critical/.test(await readings()), 5000, 'health readings of 1 passing, 1 critical');
     assert.match(await page().locator('[data-plot="dns-time"] .readings').innerText(), /p50 [\d.]+ ms/);
     assert.equal(await page().locator('[data-plot="dns-rate"] .unit').textContent(), 'per second');
     await page().locator('#search').fill('');
