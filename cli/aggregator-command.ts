@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { AggregatorOptions } from '../aggregator/server.js';
 import type { StoreSpec } from '../aggregator/catalog/open-store.js';
-import { parseEtcdUrl } from '../aggregator/catalog/etcd/connect.js';
+import { parseEtcdUrl } from '../aggregator/catalog/etcd/etcd-url.js';
 import type { UdpMode } from '../shared/dns/udp.js';
 import { parseDuration, parseHostPort, parseHostPortText, readFlagFile, UsageError, type FlagSpec, type FlagValue } from './flags.js';
 import { dnsAllowFlag, dnsAllowList, tokenFlag } from './common-flags.js';

@@ -10,7 +10,8 @@ import { Replica, type NodeRecords } from './replica.js';
 import { StoreUnavailableError, type CatalogStore, type ExternalChange } from './store.js';
 import { resolveRevision } from './views.js';
 import { Compactor } from './etcd/compactor.js';
-import { createEtcdClient, errorText, isElection, isTransient, sleep, withRetry, type EtcdAuth, type EtcdTls } from './etcd/connect.js';
+import { createEtcdClient, errorText, isElection, isTransient, sleep, withRetry } from './etcd/connect.js';
+import type { EtcdAuth, EtcdTls } from './etcd/etcd-url.js';
 import { Feed } from './etcd/feed.js';
 import { Keys, rangeEnd } from './etcd/keys.js';
 import { LeaseKeeper } from './etcd/lease-keeper.js';
@@ -18,7 +19,7 @@ import { ElectionProbe } from './etcd/election-probe.js';
 import { splitOps } from './etcd/txn-split.js';
 import { audit } from '../audit-log.js';
 
-export { parseEtcdUrl } from './etcd/connect.js';
+export { parseEtcdUrl } from './etcd/etcd-url.js';
 
 export interface EtcdStoreOptions {
   /** `http://HOST:PORT` (or https://) of the etcd members. */

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { MemoryStore } from './memory-store.js';
 import { EtcdStore } from './etcd-store.js';
 import type { CatalogStore } from './store.js';
-import type { EtcdAuth, EtcdTls } from './etcd/connect.js';
+import type { EtcdAuth, EtcdTls } from './etcd/etcd-url.js';
 
 /** Where the catalog is kept: `--store memory` (default) or `--store etcd://…`. */
 export type StoreSpec =
