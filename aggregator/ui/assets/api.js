@@ -41,6 +41,29 @@ async function call(method, path) {
 }
 
 export const getJson = async (path) => (await call('GET', path)).json();
+
+/**
+ * `load` run one call at a time: a call while one runs makes it run once more after it
+ * (`againMs` later), however many came meanwhile, so a burst of changes costs two fetches.
+ */
+export function oneAtATime(load, againMs = 0) {
+  let running = false;
+  let again = false;
+  const run = async () => {
+    if (running) return void (again = true);
+    running = true;
+    try {
+      await load();
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        setTimeout(() => void run(), againMs);
+      }
+    }
+  };
+  return run;
+}
 export const putJson = async (path) => (await call('PUT', path)).json();
 
 /** true when the API refuses this page's token (or the lack of one): an EventSource error does not say. */

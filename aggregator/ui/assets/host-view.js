@@ -4,7 +4,7 @@
  * /v1/health/node/:node: the agent's liveness, maintenance) and its instances from the change
  * stream, with a drain button for the whole host.
  */
-import { getJson } from './api.js';
+import { getJson, oneAtATime } from './api.js';
 import { badge, clock, el, facts, link, relative, serviceHref } from './dom.js';
 import { DrainControl, NODE_MAINTENANCE } from './drain.js';
 import { checksHealth, liveHealth, nodeEntries } from './model.js';
@@ -34,8 +34,6 @@ export class HostView {
   #badges = el('span', 'health');
   #body = el('div', 'host-body');
   #dirty = true;
-  #loading = false;
-  #reload = false;
   /** The keys of the services it shows an instance of. */
   #shown = new Set();
 
@@ -85,26 +83,17 @@ export class HostView {
     void this.#load();
   }
 
-  async #load() {
-    // One fetch at a time; changes meanwhile fetch once more after it.
-    if (this.#loading) return void (this.#reload = true);
-    this.#loading = true;
+  #load = oneAtATime(async () => {
     const node = this.#node;
     const path = encodeURIComponent(node);
     const [info, checks] = await Promise.allSettled([getJson(`/v1/portolan/ui/host/${path}`), getJson(`/v1/health/node/${path}`)]);
-    this.#loading = false;
-    if (node === this.#node) {
-      this.#info = info.status === 'fulfilled' ? info.value : undefined;
-      this.#infoError = info.status === 'rejected' ? info.reason.message : '';
-      if (checks.status === 'fulfilled') this.#checks = checks.value.filter((c) => !c.ServiceID);
-      this.#dirty = true;
-      this.onUpdate?.();
-    }
-    if (this.#reload) {
-      this.#reload = false;
-      void this.#load();
-    }
-  }
+    if (node !== this.#node) return;
+    this.#info = info.status === 'fulfilled' ? info.value : undefined;
+    this.#infoError = info.status === 'rejected' ? info.reason.message : '';
+    if (checks.status === 'fulfilled') this.#checks = checks.value.filter((c) => !c.ServiceID);
+    this.#dirty = true;
+    this.onUpdate?.();
+  });
 
   /** Called once per animation frame while the view is shown; cheap when nothing changed. */
   render() {

@@ -5,7 +5,7 @@
  * A card is rebuilt only when what it shows changed, and its drain control is kept, so a
  * change elsewhere in the service does not lose a reason being typed.
  */
-import { getJson } from './api.js';
+import { getJson, oneAtATime } from './api.js';
 import { age, badge, clock, el, facts, hostHref, link, plural, reconcile } from './dom.js';
 import { DrainControl, NODE_MAINTENANCE, serviceMaintenance } from './drain.js';
 import { checksHealth, liveHealth } from './model.js';
@@ -92,8 +92,6 @@ export class ServiceView {
   #name = '';
   #history = {};
   #historyError = '';
-  #loading = false;
-  #reload = false;
   #dirty = true;
   /** By instance key: { el, drain, shown } (shown: the text it was built from). */
   #cards = new Map();
@@ -137,12 +135,7 @@ export class ServiceView {
     return this.#catalog.services.get(this.#name.toLowerCase()) ?? [];
   }
 
-  async #loadHistory() {
-    if (this.#loading) {
-      this.#reload = true;
-      return;
-    }
-    this.#loading = true;
+  #loadHistory = oneAtATime(async () => {
     const name = this.#name;
     try {
       const { instances } = await getJson(`/v1/portolan/ui/history/${encodeURIComponent(name)}`);
@@ -152,15 +145,10 @@ export class ServiceView {
     } catch (err) {
       if (name === this.#name) this.#historyError = err.message;
     } finally {
-      this.#loading = false;
       this.#dirty = true;
       this.onUpdate?.();
-      if (this.#reload) {
-        this.#reload = false;
-        setTimeout(() => void this.#loadHistory(), HISTORY_REFETCH_MS);
-      }
     }
-  }
+  }, HISTORY_REFETCH_MS);
 
   /** Called once per animation frame while the view is shown; cheap when nothing changed. */
   render(live) {
