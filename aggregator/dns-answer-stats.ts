@@ -31,7 +31,11 @@ export class DnsAnswerStats {
   /** Answers since the last takeInterval, by answer time (latencyBucket). */
   readonly #interval = new Float64Array(LATENCY_BUCKETS);
 
-  constructor(registers: Registry[]) {
+  readonly #now: () => number;
+
+  /** `now` is the clock `startedMs` is read on (performance.now); a test passes its own to time answers exactly. */
+  constructor(registers: Registry[], now: () => number = () => performance.now()) {
+    this.#now = now;
     const counts = this.#counts;
     new Counter({
       name: 'portolan_dns_queries_total',
@@ -56,7 +60,7 @@ export class DnsAnswerStats {
   /** For the DNS server's observer; `startedMs` is performance.now() at the query's arrival. */
   readonly record: AnswerObserver = (response, startedMs) => {
     this.#counts[(SLOT.get(responseQtype(response)) ?? OTHER) * 16 + (response[3]! & 0x0f)]!++;
-    const ms = performance.now() - startedMs;
+    const ms = this.#now() - startedMs;
     this.#latency.observe(ms / 1000);
     this.#interval[latencyBucket(ms * 1000)]!++;
   };

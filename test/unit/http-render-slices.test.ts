@@ -22,24 +22,25 @@ async function fill(store: MemoryStore, nodes: number, perNode: number, port = 8
   }
 }
 
-/** The longest gap between turns of the event loop while `work` runs. */
-async function longestTurn(work: () => Promise<unknown>): Promise<number> {
+/** Turns of the event loop while `work` runs, counted by a setImmediate chain, and the longest gap between two. */
+async function loopTurns<T>(work: (turns: () => number) => Promise<T>): Promise<{ result: T; longest: number }> {
   let longest = 0;
+  let count = 0;
   let last = performance.now();
   let running = true;
   const tick = (): void => {
     const now = performance.now();
     longest = Math.max(longest, now - last);
     last = now;
+    count++;
     if (running) setImmediate(tick);
   };
   setImmediate(tick);
   try {
-    await work();
+    return { result: await work(() => count), longest };
   } finally {
     running = false;
   }
-  return longest;
 }
 
 test('sliced serialisation, whole bodies and arrays serialised entry by entry, writes what JSON.stringify writes, compact and indented by 4', async () => {
@@ -74,24 +75,32 @@ test('sliced serialisation, whole bodies and arrays serialised entry by entry, w
   }
 });
 
-/** Status and raw body chunks of a GET: joining or parsing 20 MB while it is measured would be the test's own stall. */
-function download(url: string): Promise<{ status: number; body: Buffer[] }> {
+/**
+ * Status and raw body chunks of a GET (joining or parsing 20 MB while it is measured would be the
+ * test's own stall), and `turns()` read when the headers arrive: the server sends them only once
+ * the whole body is built.
+ */
+function download(url: string, turns = () => 0): Promise<{ status: number; body: Buffer[]; turnsBuilding: number }> {
   return new Promise((resolve, reject) => {
+    const before = turns();
     http.get(url, { agent: false }, (res) => {
+      const turnsBuilding = turns() - before;
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: chunks }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: chunks, turnsBuilding }));
     }).on('error', reject);
   });
 }
 
 /**
- * The longest turn of the event loop while an answer over 20,000 instances is built. Built in
- * one pass they held it 260-790 ms; in slices, 13-30 ms (GC, waits for a core on a loaded machine).
+ * Built in one pass, such an answer held the loop 260-790 ms in one turn. In slices of SLICE_MS the loop
+ * turns between them: ~100 times while the body is built, and the longest turn was 13-30 ms on a quiet
+ * machine (105 ms once in CI beside a second Node's build). The longest turn is a figure, printed, not
+ * asserted; the test asserts the turns, which a one-pass build (one or two turns) cannot fake.
  */
-const TURN_MAX_MS = 100;
+const MIN_TURNS = 10;
 
-test(`answers over 20,000 instances (60,000 checks) are built with the event loop turning between slices: no turn over ${TURN_MAX_MS} ms`, async (t) => {
+test(`answers over 20,000 instances (60,000 checks) are built in slices: the event loop turns at least ${MIN_TURNS} times before the headers`, async (t) => {
   const api = await listening(t);
   const paths = [
     '/v1/health/state/any',
@@ -104,13 +113,12 @@ test(`answers over 20,000 instances (60,000 checks) are built with the event loo
   for (const path of paths) await download(`${api.base}${path}`);
   await fill(api.store, 20, 1000);
   for (const path of paths) {
-    let answer: { status: number; body: Buffer[] } | undefined;
-    const longest = await longestTurn(async () => (answer = await download(`${api.base}${path}`)));
-    const entries = (JSON.parse(Buffer.concat(answer!.body).toString()) as Json[]).length;
-    t.diagnostic(`${path}: ${entries} entries, longest turn ${longest.toFixed(1)} ms`);
-    assert.equal(answer!.status, 200);
+    const { result: answer, longest } = await loopTurns((turns) => download(`${api.base}${path}`, turns));
+    const entries = (JSON.parse(Buffer.concat(answer.body).toString()) as Json[]).length;
+    t.diagnostic(`${path}: ${entries} entries, ${answer.turnsBuilding} turns while built, longest turn ${longest.toFixed(1)} ms`);
+    assert.equal(answer.status, 200);
     assert.ok(entries >= 20_000, `${path}: ${entries} entries`);
-    assert.ok(longest <= TURN_MAX_MS, `${path}: the loop was held ${longest.toFixed(1)} ms at once`);
+    assert.ok(answer.turnsBuilding >= MIN_TURNS, `${path}: the loop turned ${answer.turnsBuilding} times while the body was built`);
   }
 });
 
