@@ -14,11 +14,12 @@ test('series: a sample counts instances by status now, and the changes and DNS a
   let now = 5000;
   const store = new MemoryStore();
   const history = new StatusHistory(store.query);
-  const dns = new DnsAnswerStats([new Registry()]);
+  // The answers are timed on the same clock as the samples, not on the machine's.
+  const dns = new DnsAnswerStats([new Registry()], () => now);
   const series = new SampleSeries({ query: store.query, counts: () => history.counts(), dns }, { intervalMs: 60_000, now: () => now });
   await store.replaceNode(nodeReg('a'), [instance({ id: 'a:web:80', name: 'web' }), instance({ id: 'a:db:1', name: 'db', checks: [{ id: 'c', name: 'c', type: 'tcp', status: 'critical', output: 'refused' }] })]);
   await store.updateServices('a', [instance({ id: 'a:web:80', name: 'web', port: 81 })], []);
-  for (let i = 0; i < 3; i++) dns.record(ANSWER, performance.now() - 2);
+  for (let i = 0; i < 3; i++) dns.record(ANSWER, now - 2);
   series.sample();
   now += 60_000;
   await store.release('a', 'Agent connection closed');
