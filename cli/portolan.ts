@@ -42,8 +42,9 @@ const commands: Record<string, Command> = {
     summary: 'Watch the local Docker engine and push its services to an aggregator.',
     flags: [...agentFlags, ...logFlags],
     run: async (v, logger) => {
-      tuneForAgent();
-      return runAgent(agentOptions(v), logger);
+      const options = agentOptions(v);
+      tuneForAgent({ localDns: options.localDns !== undefined });
+      return runAgent(options, logger);
     },
   },
   dev: {
