@@ -33,25 +33,21 @@ export function tuneForAggregator(): void {
 }
 
 /**
- * An agent runs on every Docker host and mostly waits for Docker events, so it trades speed
- * for memory: --optimize-for-size keeps its young generation and heap headroom small, and
- * --lite-mode gives up the optimizing compiler and the data it keeps (bench:agent, 200
- * containers: RSS idle 57 -> 51 MB, storm peak 62 -> 55 MB, storm CPU 4.1-4.4 -> 4.3-4.6 %).
- * Not with --local-dns: answering DNS is the agent's hot path, and without the optimizing
- * compiler it answered at 0.42-0.43 x dnsmasq's rate, with it 1.00 x (bench:local-dns, 2,000
- * names; RSS +5-7 MB).
- */
-export function agentV8Flags(o: { localDns: boolean }): string[] {
-  return ['--optimize-for-size', ...(o.localDns ? [] : LITE)];
-}
-
-/**
  * --lite-mode, and the two compilers it turns off by name: from V8 12 (Node 22) --lite-mode set at
  * runtime no longer does (its implications are resolved as V8 starts; on Node 24 a function was
  * still optimized after it), while --no-opt and --no-maglev still take effect (node-flags.test.ts).
  */
 const LITE = ['--lite-mode', '--no-opt', '--no-maglev'];
 
+/**
+ * An agent runs on every Docker host and mostly waits for Docker events, so it trades speed
+ * for memory: --optimize-for-size keeps its young generation and heap headroom small, and
+ * --lite-mode gives up the optimizing compiler and the data it keeps (bench:agent, 200
+ * containers: RSS idle 57 -> 51 MB, storm peak 62 -> 55 MB, storm CPU 4.1-4.4 -> 4.3-4.6 %).
+ * Not with --local-dns: answering DNS is then the agent's hot path, and without the optimizing
+ * compiler it answered at 0.42-0.43 x dnsmasq's rate, with it 0.89-1.05 x (bench:local-dns, 2,000
+ * names; RSS at idle after +3-5 MB).
+ */
 export function tuneForAgent(o: { localDns: boolean }): void {
-  for (const flag of agentV8Flags(o)) setFlagsFromString(flag);
+  for (const flag of ['--optimize-for-size', ...(o.localDns ? [] : LITE)]) setFlagsFromString(flag);
 }

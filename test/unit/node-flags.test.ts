@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { NODE_FLAGS } from '../../cli/v8-tuning.js';
-import { fileURLToPath } from 'node:url';
 
 const run = promisify(execFile);
 const read = (path: string) => readFile(new URL(`../../${path}`, import.meta.url), 'utf8');

@@ -41,6 +41,7 @@ async function call(method, path) {
 }
 
 export const getJson = async (path) => (await call('GET', path)).json();
+export const putJson = async (path) => (await call('PUT', path)).json();
 
 /**
  * `load` run one call at a time: a call while one runs makes it run once more after it
@@ -64,7 +65,6 @@ export function oneAtATime(load, againMs = 0) {
   };
   return run;
 }
-export const putJson = async (path) => (await call('PUT', path)).json();
 
 /** true when the API refuses this page's token (or the lack of one): an EventSource error does not say. */
 export async function refused() {
